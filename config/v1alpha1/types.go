@@ -1,0 +1,97 @@
+package v1alpha1
+
+// APIVersion and Kind identify this schema in a config file. Both are
+// optional in the file; when present they must match.
+const (
+	APIVersion = "agent.edgelink.io/v1alpha1"
+	Kind       = "EdgeLinkAgent"
+)
+
+// AgentConfig is the whole agent configuration file.
+type AgentConfig struct {
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+
+	// NodeName is this node's name in the cluster; it must equal the name of
+	// its Node object (EdgeCore's hostnameOverride on edge nodes). Defaults
+	// to $NODE_NAME, then the host name.
+	NodeName string `json:"nodeName"`
+	// DataDir holds durable state: identity, leases, metadata snapshot.
+	DataDir string `json:"dataDir"`
+	// ShutdownTimeout bounds how long modules may take to release what they
+	// created after SIGTERM/SIGINT, as a Go duration ("30s").
+	ShutdownTimeout string `json:"shutdownTimeout"`
+
+	Modules Modules `json:"modules"`
+}
+
+// Modules mirrors EdgeCore's modules section: one entry per beehive module.
+type Modules struct {
+	MetaSync MetaSync `json:"metaSync"`
+	IPAM     IPAM     `json:"ipam"`
+	EdgeCNI  EdgeCNI  `json:"edgeCNI"`
+	Tunnel   Tunnel   `json:"tunnel"`
+}
+
+// Metadata sources for the metaSync module.
+const (
+	SourceMetaServer = "metaServer"
+	SourceKubeconfig = "kubeconfig"
+	SourceInCluster  = "inCluster"
+)
+
+// MetaSync configures the metadata module: where pods, nodes and
+// SpiderIPPools come from.
+type MetaSync struct {
+	Enable bool `json:"enable"`
+	// Source is metaServer (edge nodes: EdgeCore's metaServer), kubeconfig
+	// or inCluster (cloud nodes: the kube-apiserver).
+	Source string `json:"source"`
+	// MetaServer is EdgeCore's metaServer address (source metaServer).
+	MetaServer string `json:"metaServer"`
+	// Kubeconfig is the kubeconfig file (source kubeconfig).
+	Kubeconfig string `json:"kubeconfig"`
+}
+
+// IPAM configures the SpiderPool-compatible IPAM module.
+type IPAM struct {
+	Enable bool `json:"enable"`
+	// SocketPath is the unix socket serving SpiderPool's agent API; the CNI
+	// conflist's ipam_unix_socket_path must name the same file.
+	SocketPath string `json:"socketPath"`
+}
+
+// EdgeCNI configures the module that owns the TUN device and the routes to
+// remote segments.
+type EdgeCNI struct {
+	Enable bool `json:"enable"`
+	// TunName is the TUN device's name.
+	TunName string `json:"tunName"`
+	// MTU of the TUN device and of pod interfaces; 0 derives it from the
+	// underlay interface.
+	MTU int `json:"mtu"`
+	// MeshCIDRConfig lists the pod network segments, as in EdgeMesh.
+	MeshCIDRConfig MeshCIDRConfig `json:"meshCIDRConfig"`
+}
+
+// MeshCIDRConfig names the pod CIDRs of the cloud and of the edge sites.
+type MeshCIDRConfig struct {
+	CloudCIDR []string `json:"cloudCIDR"`
+	EdgeCIDR  []string `json:"edgeCIDR"`
+}
+
+// Tunnel configures the libp2p tunnel module.
+type Tunnel struct {
+	Enable bool `json:"enable"`
+	// ListenPort is the TCP and UDP (QUIC) port the tunnel listens on.
+	ListenPort int `json:"listenPort"`
+	// RelayNodes run circuit relays and answer discovery.
+	RelayNodes []RelayNode `json:"relayNodes"`
+}
+
+// RelayNode is one relay, as in EdgeMesh's agent.relayNodes.
+type RelayNode struct {
+	NodeName string `json:"nodeName"`
+	// AdvertiseAddress lists addresses (IP or DNS name) other nodes dial.
+	AdvertiseAddress []string `json:"advertiseAddress"`
+}

@@ -1,0 +1,253 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem in a config file: the field's path, the value
+// found there, and what is wrong with it.
+type FieldError struct {
+	Path   string
+	Value  any
+	Detail string
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("%s: %s", e.Path, e.Detail)
+	}
+	return fmt.Sprintf("%s: %q %s", e.Path, fmt.Sprint(e.Value), e.Detail)
+}
+
+// ErrorList is every problem found in one config; it is returned as a
+// single error whose message lists them one per line.
+type ErrorList []*FieldError
+
+func (l ErrorList) Error() string {
+	msgs := make([]string, len(l))
+	for i, e := range l {
+		msgs[i] = e.Error()
+	}
+	return fmt.Sprintf("%d problem(s) in config:\n  %s", len(l), strings.Join(msgs, "\n  "))
+}
+
+// Validate checks c (with defaults already applied) and returns every
+// problem at once as an ErrorList, or nil. It does not modify c; duplicate
+// CIDRs are Normalize's business and are not errors here.
+func Validate(c *AgentConfig) error {
+	v := &validator{}
+	v.config(c)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+// Normalize drops repeated CIDRs from the mesh CIDR lists (EdgeMesh's own
+// documentation repeats one), keeping the first, and returns one warning per
+// entry dropped.
+func Normalize(c *AgentConfig) (warnings []string) {
+	mc := &c.Modules.EdgeCNI.MeshCIDRConfig
+	seen := map[netip.Prefix]string{}
+	dedup := func(name string, in []string) []string {
+		out := in[:0:0]
+		for i, s := range in {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil { // Validate reports it
+				out = append(out, s)
+				continue
+			}
+			if first, dup := seen[p]; dup && strings.HasPrefix(first, name+"[") {
+				warnings = append(warnings, fmt.Sprintf("%s.%s[%d]: %q repeats %s.%s; dropped",
+					meshPath, name, i, s, meshPath, first))
+				continue
+			}
+			if _, dup := seen[p]; !dup {
+				seen[p] = fmt.Sprintf("%s[%d]", name, i)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	if mc.CloudCIDR != nil {
+		mc.CloudCIDR = dedup("cloudCIDR", mc.CloudCIDR)
+	}
+	if mc.EdgeCIDR != nil {
+		mc.EdgeCIDR = dedup("edgeCIDR", mc.EdgeCIDR)
+	}
+	return warnings
+}
+
+const meshPath = "modules.edgeCNI.meshCIDRConfig"
+
+type validator struct{ errs ErrorList }
+
+func (v *validator) add(path string, value any, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Value: value, Detail: fmt.Sprintf(format, args...)})
+}
+
+// dns1123Subdomain is Kubernetes' rule for object names such as Node names.
+var dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// ValidNodeName reports whether s can name a Kubernetes Node.
+func ValidNodeName(s string) bool {
+	return len(s) <= 253 && dns1123Subdomain.MatchString(s)
+}
+
+// ValidLinkName reports whether s can name a Linux network interface.
+func ValidLinkName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	return !strings.ContainsAny(s, "/: \t\n\r\x00")
+}
+
+func (v *validator) config(c *AgentConfig) {
+	if c.APIVersion != APIVersion {
+		v.add("apiVersion", c.APIVersion, "is not supported; use %q", APIVersion)
+	}
+	if c.Kind != Kind {
+		v.add("kind", c.Kind, "is not supported; use %q", Kind)
+	}
+	switch {
+	case c.NodeName == "":
+		v.add("nodeName", nil, "is required (set it, or $NODE_NAME, to this node's Node object name)")
+	case !ValidNodeName(c.NodeName):
+		v.add("nodeName", c.NodeName, "is not a valid node name (lower-case DNS-1123 subdomain)")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		v.add("dataDir", c.DataDir, "must be an absolute path")
+	}
+	if d, err := time.ParseDuration(c.ShutdownTimeout); err != nil || d <= 0 {
+		v.add("shutdownTimeout", c.ShutdownTimeout, "must be a positive duration such as \"30s\"")
+	}
+	v.metaSync(&c.Modules.MetaSync)
+	v.ipam(&c.Modules.IPAM)
+	v.edgeCNI(&c.Modules.EdgeCNI)
+	v.tunnel(&c.Modules.Tunnel)
+}
+
+func (v *validator) metaSync(m *MetaSync) {
+	const p = "modules.metaSync"
+	if !m.Enable {
+		return
+	}
+	switch m.Source {
+	case SourceMetaServer:
+		u, err := url.Parse(m.MetaServer)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(p+".metaServer", m.MetaServer, "must be an http:// or https:// URL such as %q", DefaultMetaServer)
+		}
+	case SourceKubeconfig:
+		if m.Kubeconfig == "" {
+			v.add(p+".kubeconfig", nil, "is required when source is %q", SourceKubeconfig)
+		}
+	case SourceInCluster:
+	default:
+		v.add(p+".source", m.Source, "must be one of %s, %s, %s", SourceMetaServer, SourceKubeconfig, SourceInCluster)
+	}
+}
+
+func (v *validator) ipam(m *IPAM) {
+	if !m.Enable {
+		return
+	}
+	const p = "modules.ipam.socketPath"
+	switch {
+	case !filepath.IsAbs(m.SocketPath):
+		v.add(p, m.SocketPath, "must be an absolute path")
+	case len(m.SocketPath) >= 108:
+		v.add(p, m.SocketPath, "is longer than a unix socket path may be (107 bytes)")
+	}
+}
+
+func (v *validator) edgeCNI(m *EdgeCNI) {
+	const p = "modules.edgeCNI"
+	if !ValidLinkName(m.TunName) {
+		v.add(p+".tunName", m.TunName, "is not a valid interface name (1-15 characters, no '/', ':' or spaces)")
+	}
+
+	type entry struct {
+		path string
+		pfx  netip.Prefix
+	}
+	var all []entry
+	anyV6 := false
+	check := func(name string, list []string) {
+		for i, s := range list {
+			path := fmt.Sprintf("%s.%s[%d]", meshPath, name, i)
+			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+			switch {
+			case err != nil:
+				v.add(path, s, "is not a CIDR (want e.g. 10.244.5.0/24 or fd00:244::/64)")
+				continue
+			case pfx != pfx.Masked():
+				v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
+				continue
+			}
+			anyV6 = anyV6 || pfx.Addr().Is6()
+			for _, prev := range all {
+				switch {
+				case prev.pfx == pfx:
+					v.add(path, s, "is also listed as %s: a segment is either cloud or edge", prev.path)
+				case prev.pfx.Overlaps(pfx):
+					v.add(path, s, "overlaps %s %q: segments must be disjoint", prev.path, prev.pfx.String())
+				}
+			}
+			all = append(all, entry{path, pfx})
+		}
+	}
+	check("cloudCIDR", m.MeshCIDRConfig.CloudCIDR)
+	check("edgeCIDR", m.MeshCIDRConfig.EdgeCIDR)
+
+	if m.Enable && len(m.MeshCIDRConfig.CloudCIDR) == 0 && len(m.MeshCIDRConfig.EdgeCIDR) == 0 {
+		v.add(p+".enable", true, "needs at least one of %s.cloudCIDR or %s.edgeCIDR", meshPath, meshPath)
+	}
+
+	minMTU := 576
+	if anyV6 {
+		minMTU = 1280 // IPv6 minimum link MTU (RFC 8200)
+	}
+	if m.MTU != 0 && (m.MTU < minMTU || m.MTU > 65535) {
+		v.add(p+".mtu", m.MTU, "must be 0 (derive from the underlay) or between %d and 65535", minMTU)
+	}
+}
+
+func (v *validator) tunnel(m *Tunnel) {
+	const p = "modules.tunnel"
+	if m.ListenPort < 1 || m.ListenPort > 65535 {
+		v.add(p+".listenPort", m.ListenPort, "must be a port between 1 and 65535")
+	}
+	names := map[string]int{}
+	for i, r := range m.RelayNodes {
+		rp := fmt.Sprintf("%s.relayNodes[%d]", p, i)
+		switch {
+		case r.NodeName == "":
+			v.add(rp+".nodeName", nil, "is required")
+		case !ValidNodeName(r.NodeName):
+			v.add(rp+".nodeName", r.NodeName, "is not a valid node name (lower-case DNS-1123 subdomain)")
+		default:
+			if j, dup := names[r.NodeName]; dup {
+				v.add(rp+".nodeName", r.NodeName, "repeats %s.relayNodes[%d]", p, j)
+			}
+			names[r.NodeName] = i
+		}
+		if len(r.AdvertiseAddress) == 0 {
+			v.add(rp+".advertiseAddress", nil, "needs at least one address other nodes can dial")
+		}
+		for j, a := range r.AdvertiseAddress {
+			if _, err := netip.ParseAddr(a); err == nil {
+				continue
+			}
+			if !dns1123Subdomain.MatchString(strings.ToLower(a)) {
+				v.add(fmt.Sprintf("%s.advertiseAddress[%d]", rp, j), a, "is neither an IP address nor a DNS name")
+			}
+		}
+	}
+}
