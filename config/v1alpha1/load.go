@@ -17,8 +17,8 @@ func Parse(data []byte) (*AgentConfig, []string, error) {
 		return nil, nil, fmt.Errorf("decode config: %w", err)
 	}
 	SetDefaults(c)
-	warnings := Normalize(c)
-	return c, warnings, Validate(c)
+	err := Validate(c)
+	return c, Normalize(c), err
 }
 
 // Load reads and parses the config file at path (see Parse).

@@ -38,8 +38,9 @@ func (l ErrorList) Error() string {
 }
 
 // Validate checks c (with defaults already applied) and returns every
-// problem at once as an ErrorList, or nil. It does not modify c; duplicate
-// CIDRs are Normalize's business and are not errors here.
+// problem at once as an ErrorList, or nil. It does not modify c; a CIDR
+// repeated within one list is Normalize's business, not an error. Validate
+// before Normalize, so that paths name the entries as the file numbers them.
 func Validate(c *AgentConfig) error {
 	v := &validator{}
 	v.config(c)
@@ -174,8 +175,8 @@ func (v *validator) edgeCNI(m *EdgeCNI) {
 	}
 
 	type entry struct {
-		path string
-		pfx  netip.Prefix
+		list, path string
+		pfx        netip.Prefix
 	}
 	var all []entry
 	anyV6 := false
@@ -192,15 +193,20 @@ func (v *validator) edgeCNI(m *EdgeCNI) {
 				continue
 			}
 			anyV6 = anyV6 || pfx.Addr().Is6()
+			repeat := false
 			for _, prev := range all {
 				switch {
+				case prev.pfx == pfx && prev.list == name:
+					repeat = true // Normalize drops it with a warning
 				case prev.pfx == pfx:
 					v.add(path, s, "is also listed as %s: a segment is either cloud or edge", prev.path)
 				case prev.pfx.Overlaps(pfx):
 					v.add(path, s, "overlaps %s %q: segments must be disjoint", prev.path, prev.pfx.String())
 				}
 			}
-			all = append(all, entry{path, pfx})
+			if !repeat {
+				all = append(all, entry{name, path, pfx})
+			}
 		}
 	}
 	check("cloudCIDR", m.MeshCIDRConfig.CloudCIDR)

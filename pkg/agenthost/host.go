@@ -9,6 +9,10 @@
 // then waits, bounded, for every Start to return: a module releases what it
 // created before its Start returns.
 //
+// Shutdown order: cancel beehive's context (modules see Done), clean up every
+// channel (a module blocked in Receive wakes up; see Receive), then wait for
+// every Start to return.
+//
 // beehive keeps its state in package globals, so Run may be called once per
 // process.
 package agenthost
@@ -25,6 +29,7 @@ import (
 	"github.com/kubeedge/beehive/pkg/common"
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
+	"github.com/kubeedge/beehive/pkg/core/model"
 	"k8s.io/klog/v2"
 )
 
@@ -85,6 +90,9 @@ func Run(ctx context.Context, mods []core.Module, shutdownTimeout time.Duration)
 		klog.ErrorS(runErr, "Shutting down")
 	}
 	beehiveContext.Cancel()
+	for _, m := range enabled {
+		beehiveContext.Cleanup(m.Name())
+	}
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -109,11 +117,28 @@ func Run(ctx context.Context, mods []core.Module, shutdownTimeout time.Duration)
 		}
 		return errors.Join(runErr, fmt.Errorf("%w after %s: %v", ErrShutdownTimeout, shutdownTimeout, pending))
 	}
-	for _, m := range enabled {
-		beehiveContext.Cleanup(m.Name())
-	}
 	klog.InfoS("All modules stopped")
 	return runErr
+}
+
+// Receive returns the next message for module. It returns ok=false once the
+// agent is shutting down: beehive then hands out zero messages or errors,
+// which a module must not mistake for input.
+func Receive(module string) (msg model.Message, ok bool) {
+	for {
+		msg, err := beehiveContext.Receive(module)
+		select {
+		case <-beehiveContext.Done():
+			return model.Message{}, false
+		default:
+		}
+		if err != nil || msg.GetID() == "" {
+			klog.V(4).InfoS("Ignoring empty beehive message", "module", module, "err", err)
+			time.Sleep(10 * time.Millisecond) // not shutting down: a spurious wake-up
+			continue
+		}
+		return msg, true
+	}
 }
 
 func sortedModules() []core.Module {

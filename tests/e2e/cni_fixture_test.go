@@ -196,4 +196,3 @@ func cniErrCode(t *testing.T, err error) uint {
 	}
 	return e.Code
 }
-

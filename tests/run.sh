@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs EdgeLink's test suites and prints one summary line per suite.
+#
+#   tests/run.sh [lint] [unit] [fuzz] [e2e]     (default: all four)
+#
+# lint  gofmt and go vet
+# unit  tests of logic (no root needed)
+# fuzz  every fuzz target for FUZZTIME (default 10s) each
+# e2e   real network namespaces, binaries and test peers (needs root)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+suites=("$@")
+[[ ${#suites[@]} -eq 0 ]] && suites=(lint unit fuzz e2e)
+fuzztime="${FUZZTIME:-10s}"
+export EDGELINK_BIN_DIR="${EDGELINK_BIN_DIR:-$PWD/bin}"
+
+go build -o bin/testsummary ./tests/testsummary || exit 1
+summary=()
+rc=0
+
+run_suite() { # name, command...
+	local name=$1; shift
+	echo "=== suite $name"
+	local out
+	out=$("$@" | tee /dev/stderr | grep '^SUITE ' | tail -1)
+	local code=${PIPESTATUS[0]}
+	[[ -z "$out" ]] && out="SUITE $name: $([[ $code -eq 0 ]] && echo PASS || echo FAIL)"
+	summary+=("$out")
+	[[ $code -ne 0 ]] && rc=1
+	return 0
+}
+
+lint() {
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+	if [[ -n "$bad" ]]; then
+		echo "gofmt needed:"; echo "$bad"
+		echo "SUITE lint: FAIL  gofmt"; return 1
+	fi
+	if ! go vet ./...; then echo "SUITE lint: FAIL  go vet"; return 1; fi
+	echo "SUITE lint: PASS  gofmt and go vet clean"
+}
+
+unit() {
+	go test -json -count=1 $(go list ./... | grep -v /tests/) | bin/testsummary -suite unit
+}
+
+fuzz() {
+	local failed=0 n=0 t0=$SECONDS log
+	log=$(mktemp)
+	while read -r pkg target; do
+		n=$((n+1))
+		if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+			echo "ok    $pkg $target ($fuzztime, $(grep -o 'execs: [0-9]*' "$log" | tail -1))"
+		else
+			failed=$((failed+1))
+			echo "FAIL  $pkg $target"; tail -30 "$log"
+		fi
+	done < <(grep -rl --include='*_test.go' '^func Fuzz' cni config pkg modules cmd 2>/dev/null | sort | while read -r f; do
+		grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //; s|^|./'"$(dirname "$f")"' |'
+	done)
+	rm -f "$log"
+	local status=PASS; [[ $failed -gt 0 ]] && status=FAIL
+	echo "SUITE fuzz: $status  $n targets, $failed failed, $fuzztime each ($((SECONDS-t0))s)"
+	[[ $failed -eq 0 ]]
+}
+
+e2e() {
+	if [[ $EUID -ne 0 ]]; then
+		echo "SUITE e2e: SKIP  needs root (network namespaces); run as root or in CI"
+		return 0
+	fi
+	go test -json -count=1 -timeout 30m ./tests/... | bin/testsummary -suite e2e
+}
+
+for s in "${suites[@]}"; do
+	case "$s" in
+	lint|unit|fuzz|e2e) run_suite "$s" "$s" ;;
+	*) echo "unknown suite $s (lint unit fuzz e2e)"; exit 2 ;;
+	esac
+done
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+exit $rc
