@@ -88,9 +88,26 @@ func TestCNIPodsOnOneNodePing(t *testing.T) {
 
 // IPv4 and IPv6 together: both addresses, and pods reach each other over both.
 func TestCNIDualStack(t *testing.T) {
-	n := newCNINode(t, install.Options{Subnets: []string{"10.244.6.0/24", "fd00:244:6::/64"}})
+	n := newCNINode(t, install.Options{Subnets: []string{"10.244.6.0/24", "fd00:244:6::/64"}, HairpinMode: true})
 	a, b := testutil.NewNS(t), testutil.NewNS(t)
 	ra, rb := n.mustAdd("ds-a", a), n.mustAdd("ds-b", b)
+	err := n.inNode(func() error {
+		l, err := netlink.LinkByName(ra.Interfaces[1].Name)
+		if err != nil {
+			return err
+		}
+		pi, err := netlink.LinkGetProtinfo(l)
+		if err != nil {
+			return err
+		}
+		if !pi.Hairpin {
+			t.Errorf("hairpinMode set but %s has hairpin off", l.Attrs().Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(ra.IPs) != 2 || len(rb.IPs) != 2 {
 		t.Fatalf("want an IPv4 and an IPv6 address each, got %v and %v", ra.IPs, rb.IPs)
 	}

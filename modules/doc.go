@@ -1,0 +1,8 @@
+// Package modules is the home of the agent's beehive modules, one package
+// each (DESIGN.md): metasync (pods, nodes, pools from the cloud channel),
+// ipam (SpiderPool's agent API at the edge), edgecni (TUN and routes) and
+// tunnel (libp2p). Each has a module.go with Register/Name/Group/Enable/
+// Start; cmd/edgelink/app/agent.go builds them from the config and
+// pkg/agenthost runs them. Modules never import each other: they exchange
+// beehive messages or share read-only interfaces defined in pkg/.
+package modules
