@@ -119,7 +119,10 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		res.DNS = conf.DNS
 	}
 
-	if err := netns.Do(func(ns.NetNS) error { return ipam.ConfigureIface(args.IfName, res) }); err != nil {
+	if err := netns.Do(func(ns.NetNS) error {
+		disableDAD(args.IfName, res.IPs)
+		return ipam.ConfigureIface(args.IfName, res)
+	}); err != nil {
 		return internalErr("cannot configure pod interface", err)
 	}
 	if err := addGatewayAddrs(br, res.IPs); err != nil {
@@ -169,6 +172,18 @@ func addDefaultRoutes(res *current.Result) {
 		}
 		res.Routes = append(res.Routes, &types.Route{Dst: dst, GW: ipc.Gateway})
 		hasDefault[v4] = true
+	}
+}
+
+// disableDAD turns off IPv6 duplicate address detection on the pod
+// interface: IPAM guarantees the address is unique, and DAD would hold
+// every ADD for about two seconds while the address is tentative.
+func disableDAD(ifName string, ips []*current.IPConfig) {
+	for _, ipc := range ips {
+		if ipc.Address.IP.To4() == nil {
+			_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", ifName), "0")
+			return
+		}
 	}
 }
 

@@ -59,6 +59,9 @@ type IPAM struct {
 	// SocketPath is the unix socket serving SpiderPool's agent API; the CNI
 	// conflist's ipam_unix_socket_path must name the same file.
 	SocketPath string `json:"socketPath"`
+	// PoolFile optionally names a file of SpiderIPPool (and Node, Namespace,
+	// Pod) objects to allocate from, re-read when it changes.
+	PoolFile string `json:"poolFile,omitempty"`
 }
 
 // EdgeCNI configures the module that owns the TUN device and the routes to

@@ -159,6 +159,9 @@ func (v *validator) ipam(m *IPAM) {
 	if !m.Enable {
 		return
 	}
+	if m.PoolFile != "" && !filepath.IsAbs(m.PoolFile) {
+		v.add("modules.ipam.poolFile", m.PoolFile, "must be an absolute path")
+	}
 	const p = "modules.ipam.socketPath"
 	switch {
 	case !filepath.IsAbs(m.SocketPath):

@@ -32,7 +32,7 @@ type cniNode struct {
 func newCNINode(t *testing.T, opts install.Options) *cniNode {
 	t.Helper()
 	testutil.RequireRoot(t)
-	n := &cniNode{t: t, ns: testutil.NewNS(t), pluginDir: testutil.PluginDir(t, "host-local"), dataDir: t.TempDir()}
+	n := &cniNode{t: t, ns: testutil.NewNS(t), pluginDir: testutil.PluginDir(t, "host-local", "spiderpool"), dataDir: t.TempDir()}
 	if opts.IPAMType == "" {
 		opts.IPAMType = "host-local"
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/version"
 )
@@ -43,7 +44,9 @@ func newAgentCmd() *cobra.Command {
 
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
-func agentModules(_ *v1.AgentConfig) []core.Module {
-	// Modules plug in here as they land: metasync, ipam, edgecni, tunnel.
-	return nil
+func agentModules(c *v1.AgentConfig) []core.Module {
+	// Modules plug in here as they land: metasync, edgecni, tunnel.
+	return []core.Module{
+		ipam.New(c),
+	}
 }

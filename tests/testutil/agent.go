@@ -1,0 +1,146 @@
+package testutil
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+)
+
+// Agent is a running `edgelink agent` process.
+type Agent struct {
+	t      testing.TB
+	Config *v1.AgentConfig
+	path   string
+	netns  string // `ip netns` name to run in, or ""
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// NewAgent writes c to a file and returns an agent ready to Start. If netns
+// is not empty the agent runs inside that `ip netns`.
+func NewAgent(t testing.TB, c *v1.AgentConfig, netns string) *Agent {
+	t.Helper()
+	data, err := v1.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "edgelink.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{t: t, Config: c, path: path, netns: netns}
+	t.Cleanup(func() { a.Kill() })
+	return a
+}
+
+// Start runs the agent and waits until its log shows wantLog (e.g. the
+// line a module prints when it serves), failing the test after 20 s.
+func (a *Agent) Start(wantLog string) {
+	a.t.Helper()
+	a.mu.Lock()
+	bin := filepath.Join(Binaries(a.t), "edgelink")
+	args := []string{"agent", "--config", a.path, "-v=2"}
+	var cmd *exec.Cmd
+	if a.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", a.netns, bin}, args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
+	a.log = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	if err := cmd.Start(); err != nil {
+		a.mu.Unlock()
+		a.t.Fatal(err)
+	}
+	a.cmd = cmd
+	a.exited = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(a.exited)
+	a.mu.Unlock()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(a.Log(), wantLog) {
+		select {
+		case <-a.exited:
+			a.t.Fatalf("agent exited before %q:\n%s", wantLog, a.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("agent did not log %q within 20s:\n%s", wantLog, a.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Log is everything the current (or last) run printed.
+func (a *Agent) Log() string {
+	if a.log == nil {
+		return ""
+	}
+	return a.log.String()
+}
+
+// Stop sends SIGTERM and waits; it fails the test unless the agent exits 0
+// within 15 s.
+func (a *Agent) Stop() {
+	a.t.Helper()
+	a.mu.Lock()
+	cmd, exited := a.cmd, a.exited
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		a.Kill()
+		a.t.Fatalf("agent did not stop on SIGTERM:\n%s", a.Log())
+	}
+	if !cmd.ProcessState.Success() {
+		a.t.Errorf("agent exited with %v:\n%s", cmd.ProcessState, a.Log())
+	}
+	a.mu.Lock()
+	a.cmd = nil
+	a.mu.Unlock()
+}
+
+// Kill sends SIGKILL (no cleanup by the agent) and waits for the exit.
+func (a *Agent) Kill() {
+	a.mu.Lock()
+	cmd, exited := a.cmd, a.exited
+	a.cmd = nil
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
