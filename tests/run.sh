@@ -38,11 +38,16 @@ lint() {
 		echo "SUITE lint: FAIL  gofmt"; return 1
 	fi
 	if ! go vet ./...; then echo "SUITE lint: FAIL  go vet"; return 1; fi
+	if ! (cd tests/tools/spiderpool-wire && go vet ./...); then echo "SUITE lint: FAIL  go vet (spiderpool-wire)"; return 1; fi
 	echo "SUITE lint: PASS  gofmt and go vet clean"
 }
 
 unit() {
-	go test -json -count=1 $(go list ./... | grep -v /tests/) | bin/testsummary -suite unit
+	# The wire check against SpiderPool's models is its own module.
+	{
+		go test -json -count=1 $(go list ./... | grep -v /tests/)
+		(cd tests/tools/spiderpool-wire && go test -json -count=1 ./...)
+	} | bin/testsummary -suite unit
 }
 
 fuzz() {

@@ -35,7 +35,13 @@ func newMux(h *handler) *http.ServeMux {
 	mux.HandleFunc("POST /v1/ipam/ips", notImplemented)
 	mux.HandleFunc("/v1/workloadendpoint", notImplemented)
 	mux.HandleFunc("/v1/coordinator/config", notImplemented)
+	known := map[string]bool{"/v1/ipam/healthy": true, "/v1/ipam/ip": true, "/v1/ipam/ips": true,
+		"/v1/runtime/startup": true, "/v1/runtime/readiness": true, "/v1/runtime/liveness": true}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if known[r.URL.Path] {
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
@@ -58,7 +64,7 @@ func (h *handler) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	klog.V(2).InfoS("Allocated", "pod", req.PodNamespace+"/"+req.PodName, "uid", req.PodUID, "ifName", req.IfName, "ips", lease.IPs)
-	writeJSON(w, http.StatusOK, addResponse(lease))
+	writeJSON(w, http.StatusOK, AddResponse(lease))
 }
 
 func (h *handler) del(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +130,8 @@ func requireFields(fields map[string]*string) error {
 	return nil
 }
 
-func addResponse(l *ipam.Lease) *IpamAddResponse {
+// AddResponse renders a lease as SpiderPool's IpamAddResponse.
+func AddResponse(l *ipam.Lease) *IpamAddResponse {
 	resp := &IpamAddResponse{Ips: []*IPConfig{}, Routes: []*Route{}}
 	for _, ip := range l.IPs {
 		addr, nic, version := ip.Address.String(), l.IfName, int64(ip.Version)

@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
-	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/cni/install"
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
@@ -434,4 +435,29 @@ func TestIPAMSocketGarbage(t *testing.T) {
 	}
 	// Still serving real pods.
 	n.mustAdd("after-garbage", testutil.NewNS(t))
+}
+
+// CNI GC through spiderpool frees the leases of attachments the runtime no
+// longer lists (the reconcile path for pods deleted while nobody called DEL).
+func TestIPAMReleasedByCNIGC(t *testing.T) {
+	n := newIPAMNode(t, "edge-1", twoNodePools)
+	keep := testutil.NewNS(t)
+	n.mustAdd("gc-keep", keep)
+	n.mustAdd("gc-drop1", testutil.NewNS(t))
+	n.mustAdd("gc-drop2", testutil.NewNS(t))
+	err := n.inNode(func() error {
+		return n.cni.GCNetworkList(context.Background(), n.list, &libcni.GCArgs{
+			ValidAttachments: []types.GCAttachment{{ContainerID: "gc-keep", IfName: "eth0"}},
+		})
+	})
+	if err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if got := n.links("el"); len(got) != 1 {
+		t.Errorf("veths after GC: %v", got)
+	}
+	leases := n.leasesAfterStop()
+	if len(leases) != 1 || leases[0].PodUID != "uid-gc-keep" {
+		t.Errorf("leases after GC: %+v, want only gc-keep's", leases)
+	}
 }
