@@ -7,9 +7,9 @@ cd "$(dirname "$0")/../.."
 runs=3; cycles=100
 if [[ "${BENCH_QUICK:-}" == 1 ]]; then runs=1; cycles=20; fi
 rm -f bench-results.json
-eval "$(tests/tools/build.sh host-local bridge | sed 's/^host-local=/HOSTLOCAL=/; s/^bridge=/BRIDGE=/')"
+eval "$(tests/tools/build.sh host-local bridge spiderpool | sed 's/^host-local=/HOSTLOCAL=/; s/^bridge=/BRIDGE=/; s/^spiderpool=/SPIDERPOOL=/')"
 
-echo "=== bench cni: ADD+DEL through libcni, edgelink-cni vs the reference bridge plugin"
-go run ./tests/bench/cni -bin bin -host-local "$HOSTLOCAL" -bridge "$BRIDGE" -runs $runs -cycles $cycles
+echo "=== bench cni+ipam: pod ADD+DEL through libcni, and IPAM alone, each beside its baseline"
+go run ./tests/bench/cni -bin bin -host-local "$HOSTLOCAL" -bridge "$BRIDGE" -spiderpool "$SPIDERPOOL" -runs $runs -cycles $cycles
 echo
 echo "results: bench-results.json"
