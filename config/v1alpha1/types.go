@@ -51,6 +51,10 @@ type MetaSync struct {
 	MetaServer string `json:"metaServer"`
 	// Kubeconfig is the kubeconfig file (source kubeconfig).
 	Kubeconfig string `json:"kubeconfig"`
+	// CAFile and TokenFile authenticate to an https:// metaServer (EdgeCore
+	// with requireAuthorization): the CA bundle and a bearer token file.
+	CAFile    string `json:"caFile,omitempty"`
+	TokenFile string `json:"tokenFile,omitempty"`
 }
 
 // IPAM configures the SpiderPool-compatible IPAM module.

@@ -144,6 +144,8 @@ func (v *validator) metaSync(m *MetaSync) {
 		u, err := url.Parse(m.MetaServer)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.add(p+".metaServer", m.MetaServer, "must be an http:// or https:// URL such as %q", DefaultMetaServer)
+		} else if u.Scheme == "http" && m.TokenFile != "" {
+			v.add(p+".tokenFile", m.TokenFile, "would send a bearer token over plain http; use an https:// metaServer")
 		}
 	case SourceKubeconfig:
 		if m.Kubeconfig == "" {

@@ -7,18 +7,21 @@ package ipam
 
 import (
 	"path/filepath"
+	"sync"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/agenthost"
+	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
 // ModuleName and GroupName identify the module in beehive.
 const (
 	ModuleName = "ipam"
-	GroupName  = "edgelink"
+	GroupName  = "ipam"
 )
 
 // Module is the beehive face of Service.
@@ -29,8 +32,9 @@ type Module struct {
 
 var _ core.Module = (*Module)(nil)
 
-// New builds the module from the agent config.
-func New(c *v1.AgentConfig) *Module {
+// New builds the module from the agent config. md is the metadata
+// picture (nil when metaSync is off: pools then come from the pool file).
+func New(c *v1.AgentConfig, md metadata.Reader) *Module {
 	return &Module{
 		enable: c.Modules.IPAM.Enable,
 		svc: &Service{
@@ -38,6 +42,7 @@ func New(c *v1.AgentConfig) *Module {
 			SocketPath: c.Modules.IPAM.SocketPath,
 			DBPath:     filepath.Join(c.DataDir, "ipam", "leases.db"),
 			PoolFile:   c.Modules.IPAM.PoolFile,
+			Metadata:   md,
 		},
 	}
 }
@@ -50,7 +55,24 @@ func (m *Module) Enable() bool  { return m.enable }
 // process holds, an unreadable pool file, a socket in use) ends Start
 // early, which stops the agent with that error.
 func (m *Module) Start() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // routineReceive: metasync's change messages
+		defer wg.Done()
+		for {
+			msg, ok := agenthost.Receive(ModuleName)
+			if !ok {
+				return
+			}
+			synced := false
+			if st, isSync := msg.GetContent().(metadata.Status); isSync {
+				synced = st.Synced
+			}
+			m.svc.Notify(synced)
+		}
+	}()
 	if err := m.svc.Run(beehiveContext.GetContext(), nil); err != nil {
 		klog.ErrorS(err, "IPAM module failed")
 	}
+	wg.Wait()
 }

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
 // Service is the ipam module's work, independent of beehive so tests can
@@ -27,9 +29,42 @@ type Service struct {
 	PoolFile string
 	// PollInterval is how often the pool file is checked for changes.
 	PollInterval time.Duration
+	// Metadata, when set (metaSync enabled), supplies pools, this node's
+	// labels, namespaces and pods from the cloud channel.
+	Metadata metadata.Reader
+	// ReleaseGrace protects young leases from reconcile: a pod may be
+	// allocated before the metadata picture shows it.
+	ReleaseGrace time.Duration
 
-	alloc *ipam.Allocator
-	store *ipam.Store
+	alloc    *ipam.Allocator
+	store    *ipam.Store
+	fileObjs atomic.Pointer[ipam.Objects]
+	notify   chan bool // metadata changed; true once synced
+
+	rebuildMu sync.Mutex // serializes rebuilds (pool file and metadata)
+}
+
+// Notify tells the service the metadata picture changed; synced means it
+// has been listed from the source, so pods missing from it are gone.
+// It never blocks.
+func (s *Service) Notify(synced bool) {
+	if s.notify == nil {
+		return
+	}
+	select {
+	case s.notify <- synced:
+	default:
+		if synced { // make sure a synced notice is not lost behind an unsynced one
+			select {
+			case <-s.notify:
+			default:
+			}
+			select {
+			case s.notify <- true:
+			default:
+			}
+		}
+	}
 }
 
 // Allocator is the running allocator (nil before Run has started serving).
@@ -38,6 +73,10 @@ func (s *Service) Allocator() *ipam.Allocator { return s.alloc }
 // Run serves until ctx is done, then stops serving, removes the socket and
 // closes the store. ready, if not nil, is called once the socket answers.
 func (s *Service) Run(ctx context.Context, ready func()) error {
+	s.notify = make(chan bool, 1)
+	if s.ReleaseGrace <= 0 {
+		s.ReleaseGrace = time.Minute
+	}
 	store, err := ipam.OpenStore(s.DBPath)
 	if err != nil {
 		return err
@@ -52,10 +91,15 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	var fileStamp string
 	if s.PoolFile != "" {
 		fileStamp = stamp(s.PoolFile)
-		if objs, err = ipam.LoadObjectsFile(s.PoolFile, s.NodeName); err != nil {
+		fileObjs, err := ipam.LoadObjectsFile(s.PoolFile, s.NodeName)
+		if err != nil {
 			return err
 		}
-		if err := store.SaveObjects(objs); err != nil {
+		s.fileObjs.Store(fileObjs)
+	}
+	if s.Metadata != nil || s.PoolFile != "" {
+		objs = s.objects(objs)
+		if err := store.SaveObjects(withoutPods(objs)); err != nil {
 			return err
 		}
 	}
@@ -89,6 +133,11 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			s.watchPoolFile(ctx, fileStamp)
 		}()
 	}
+	wg.Add(1)
+	go func() { // routineRefresh: metadata changes -> view, reconcile
+		defer wg.Done()
+		s.refreshLoop(ctx)
+	}()
 	klog.InfoS("IPAM serving SpiderPool's agent API", "socket", s.SocketPath, "node", s.NodeName, "store", s.DBPath)
 	if ready != nil {
 		ready()
@@ -136,12 +185,106 @@ func (s *Service) watchPoolFile(ctx context.Context, last string) {
 			klog.ErrorS(err, "Pool file changed but cannot be used; keeping the previous pools", "file", s.PoolFile)
 			continue
 		}
-		if err := s.store.SaveObjects(objs); err != nil {
-			klog.ErrorS(err, "Cannot save pools", "file", s.PoolFile)
-		}
-		s.alloc.SetView(ipam.NewView(s.NodeName, objs))
+		s.fileObjs.Store(objs)
 		klog.InfoS("Pool file reloaded", "file", s.PoolFile)
+		s.rebuild(nil)
+	}
+}
+
+// objects merges the metadata picture (or, without one, fallback: the
+// objects saved in the store) with the pool file; the file's pools win
+// over same-named pools from the cloud.
+func (s *Service) objects(fallback *ipam.Objects) *ipam.Objects {
+	out := &ipam.Objects{}
+	if s.Metadata != nil {
+		out = objectsFromSnapshot(s.Metadata.Snapshot(), s.NodeName)
+		if len(out.Pools) == 0 && out.Node == nil && fallback != nil {
+			out = fallback // the picture is empty: keep what the store remembers
+		}
+	} else if s.PoolFile == "" && fallback != nil {
+		out = fallback
+	}
+	f := s.fileObjs.Load()
+	if f == nil {
+		return out
+	}
+	merged := &ipam.Objects{Node: out.Node, Namespaces: append(out.Namespaces, f.Namespaces...), Pods: append(out.Pods, f.Pods...)}
+	if f.Node != nil {
+		merged.Node = f.Node
+	}
+	fromFile := map[string]bool{}
+	for _, p := range f.Pools {
+		fromFile[p.Name] = true
+	}
+	for _, p := range out.Pools {
+		if !fromFile[p.Name] {
+			merged.Pools = append(merged.Pools, p)
+		}
+	}
+	merged.Pools = append(merged.Pools, f.Pools...)
+	return merged
+}
+
+// rebuild makes a new view from the current sources and saves it.
+func (s *Service) rebuild(fallback *ipam.Objects) {
+	s.rebuildMu.Lock()
+	defer s.rebuildMu.Unlock()
+	objs := s.objects(fallback)
+	if err := s.store.SaveObjects(withoutPods(objs)); err != nil {
+		klog.ErrorS(err, "Cannot save pools")
+	}
+	old := s.alloc.View()
+	s.alloc.SetView(ipam.NewView(s.NodeName, objs))
+	if !samePools(old, s.alloc.View()) {
 		logView(s.alloc.View())
+	}
+}
+
+// refreshLoop rebuilds the view on metadata changes and, once the picture
+// is synced, frees the leases of pods that no longer exist.
+func (s *Service) refreshLoop(ctx context.Context) {
+	for {
+		var synced bool
+		select {
+		case <-ctx.Done():
+			return
+		case synced = <-s.notify:
+		}
+		// Coalesce a burst of changes.
+		timer := time.NewTimer(100 * time.Millisecond)
+	drain:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case more := <-s.notify:
+				synced = synced || more
+			case <-timer.C:
+				break drain
+			}
+		}
+		saved, _ := s.store.LoadObjects()
+		s.rebuild(saved)
+		if synced && s.Metadata != nil {
+			s.reconcile()
+		}
+	}
+}
+
+func (s *Service) reconcile() {
+	snap := s.Metadata.Snapshot()
+	alive := map[string]bool{}
+	for _, p := range snap.Pods {
+		alive[p.UID] = true
+	}
+	freed, err := s.alloc.ReleaseUnless(func(uid string) bool { return alive[uid] }, s.ReleaseGrace)
+	if err != nil {
+		klog.ErrorS(err, "Reconcile leases against pods failed")
+		return
+	}
+	for _, l := range freed {
+		klog.InfoS("Released lease of a deleted pod", "pod", l.PodNamespace+"/"+l.PodName, "uid", l.PodUID, "ips", l.IPs)
 	}
 }
 

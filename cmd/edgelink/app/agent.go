@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/modules/ipam"
+	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/version"
 )
@@ -45,8 +46,14 @@ func newAgentCmd() *cobra.Command {
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
 func agentModules(c *v1.AgentConfig) []core.Module {
-	// Modules plug in here as they land: metasync, edgecni, tunnel.
+	// Modules plug in here as they land: edgecni, tunnel.
+	var subscribers []string
+	if c.Modules.IPAM.Enable {
+		subscribers = append(subscribers, ipam.ModuleName)
+	}
+	meta := metasync.New(c, subscribers)
 	return []core.Module{
-		ipam.New(c),
+		meta,
+		ipam.New(c, meta.Reader()),
 	}
 }

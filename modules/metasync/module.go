@@ -1,0 +1,102 @@
+// Package metasync is the agent's metadata module. It lists and watches
+// Pods, Nodes, Namespaces and SpiderIPPools — on edge nodes through
+// EdgeCore's metaServer (the cloud channel), on cloud nodes from the
+// kube-apiserver — keeps pkg/metadata's snapshot current and durable on
+// disk, and sends every real change to the other modules as beehive
+// messages (format in pkg/metadata/message.go).
+//
+// What it relies on of the metaServer (DESIGN.md, KUBEEDGE-TESTBED.md):
+// JSON only; no discovery; cluster-wide watches (namespaced pod watches lag
+// ~5 s in KubeEdge v1.20); every watch replays the local cache as ADDED and
+// ignores resourceVersion, so only real differences are published; the
+// first request stalls ~10 s while the cloud is away, so the snapshot on
+// disk carries the agent until then.
+package metasync
+
+import (
+	"path/filepath"
+
+	"github.com/kubeedge/beehive/pkg/core"
+	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
+	"github.com/kubeedge/beehive/pkg/core/model"
+	"k8s.io/klog/v2"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+// ModuleName and GroupName identify the module in beehive.
+const (
+	ModuleName = "metasync"
+	GroupName  = "metasync"
+)
+
+// Module is the beehive face of Service.
+type Module struct {
+	enable      bool
+	svc         *Service
+	subscribers []string
+}
+
+var _ core.Module = (*Module)(nil)
+
+// New builds the module and loads the on-disk snapshot, so Reader is
+// usable by the modules built after it. subscribers are the modules that
+// receive change messages (each must keep receiving).
+func New(c *v1.AgentConfig, subscribers []string) *Module {
+	m := &Module{
+		enable:      c.Modules.MetaSync.Enable,
+		subscribers: subscribers,
+		svc: &Service{
+			Source:       c.Modules.MetaSync.Source,
+			Server:       c.Modules.MetaSync.MetaServer,
+			Kubeconfig:   c.Modules.MetaSync.Kubeconfig,
+			CAFile:       c.Modules.MetaSync.CAFile,
+			TokenFile:    c.Modules.MetaSync.TokenFile,
+			SnapshotPath: filepath.Join(c.DataDir, "metasync", "snapshot.json"),
+		},
+	}
+	if m.enable {
+		_ = m.svc.Init()
+	}
+	return m
+}
+
+// Reader gives the metadata snapshot, or nil when the module is disabled.
+func (m *Module) Reader() metadata.Reader {
+	if !m.enable {
+		return nil
+	}
+	return m.svc.Reader()
+}
+
+// Status reports the source's state.
+func (m *Module) Status() metadata.Status { return m.svc.Status() }
+
+func (m *Module) Name() string  { return ModuleName }
+func (m *Module) Group() string { return GroupName }
+func (m *Module) Enable() bool  { return m.enable }
+
+// Start syncs until the agent shuts down.
+func (m *Module) Start() {
+	m.svc.Publish = m.publish
+	if err := m.svc.Run(beehiveContext.GetContext()); err != nil {
+		klog.ErrorS(err, "Metadata module failed")
+	}
+}
+
+// publish sends each change, then a sync message, to every subscriber in
+// order (beehive's Send, one goroutine: no reordering).
+func (m *Module) publish(snap *metadata.Snapshot, changes []metadata.Change) {
+	for _, sub := range m.subscribers {
+		for _, c := range changes {
+			msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, c.Resource, c.Op).FillBody(c.Object)
+			beehiveContext.Send(sub, *msg)
+		}
+		st := m.svc.Status()
+		res := metadata.BuildResource("", metadata.ResourceSync, "snapshot")
+		msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, res, metadata.OpUpdate).FillBody(st)
+		beehiveContext.Send(sub, *msg)
+	}
+	_ = snap
+}

@@ -1,0 +1,172 @@
+package metadata
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func pod(ns, name, uid, node, ip string) *PodInfo {
+	p := &PodInfo{Namespace: ns, Name: name, UID: uid, NodeName: node}
+	if ip != "" {
+		p.IPs = []netip.Addr{netip.MustParseAddr(ip)}
+	}
+	return p
+}
+
+func changesText(cs []Change) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "%s %s\n", c.Op, c.Resource)
+	}
+	return b.String()
+}
+
+func TestPublishOnlyRealChanges(t *testing.T) {
+	c := NewCache(nil)
+	c.SetPod(pod("default", "web", "u1", "edge-1", "10.244.5.2"))
+	c.SetNode(&NodeInfo{Name: "edge-1"})
+	c.SetPool(&PoolInfo{Name: "p", Object: []byte(`{"spec":{}}`)})
+	snap, changes := c.Publish(time.Now())
+	if got := changesText(changes); got != "insert null/spiderippool/p\ninsert null/node/edge-1\ninsert default/pod/web\n" {
+		t.Errorf("changes:\n%s", got)
+	}
+	if snap.Version != 1 || snap.PodsByIP[netip.MustParseAddr("10.244.5.2")].Name != "web" {
+		t.Errorf("snapshot %+v", snap)
+	}
+
+	// A watch replay: the same objects again. Nothing is published.
+	c.SetPod(pod("default", "web", "u1", "edge-1", "10.244.5.2"))
+	c.SetNode(&NodeInfo{Name: "edge-1"})
+	if snap, changes := c.Publish(time.Now()); snap != nil || changes != nil {
+		t.Errorf("replay published %s", changesText(changes))
+	}
+	if c.Snapshot().Version != 1 {
+		t.Errorf("version moved on a replay")
+	}
+
+	// A real change, and add+delete within one batch cancels out.
+	c.SetPod(pod("default", "web", "u1", "edge-1", "10.244.5.9"))
+	c.SetPod(pod("default", "blip", "u2", "edge-1", ""))
+	c.DeletePod("default/blip")
+	snap, changes = c.Publish(time.Now())
+	if got := changesText(changes); got != "update default/pod/web\n" {
+		t.Errorf("changes:\n%s", got)
+	}
+	if _, old := snap.PodsByIP[netip.MustParseAddr("10.244.5.2")]; old {
+		t.Error("old IP still indexed")
+	}
+	c.DeletePod("default/web")
+	_, changes = c.Publish(time.Now())
+	if got := changesText(changes); got != "delete default/pod/web\n" || changes[0].Object.(*PodInfo).UID != "u1" {
+		t.Errorf("delete: %s %+v", got, changes)
+	}
+}
+
+func TestRetainDropsWhatTheListingLacks(t *testing.T) {
+	disk := Empty()
+	disk.Pods["default/gone"] = pod("default", "gone", "u1", "edge-1", "10.244.5.2")
+	disk.Pods["default/kept"] = pod("default", "kept", "u2", "edge-1", "10.244.5.3")
+	disk.index()
+	c := NewCache(disk)
+	c.SetPod(pod("default", "kept", "u2", "edge-1", "10.244.5.3"))
+	c.Retain(Keys{Pods: map[string]bool{"default/kept": true}})
+	_, changes := c.Publish(time.Now())
+	if got := changesText(changes); got != "delete default/pod/gone\n" {
+		t.Errorf("changes:\n%s", got)
+	}
+}
+
+// Readers never see a half-built snapshot while a writer publishes.
+func TestConcurrentReaders(t *testing.T) {
+	c := NewCache(nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s := c.Snapshot()
+				if len(s.PodsByIP) > len(s.Pods) {
+					t.Error("index larger than the pod map")
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 500; i++ {
+		c.SetPod(pod("default", fmt.Sprint("p", i), fmt.Sprint("u", i), "n", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)))
+		c.Publish(time.Now())
+	}
+	close(stop)
+	wg.Wait()
+	if got := len(c.Snapshot().PodsByIP); got != 500 {
+		t.Errorf("indexed %d pods, want 500", got)
+	}
+}
+
+func TestSaveLoadAndTornFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.json")
+	if s, err := Load(path); s != nil || err != nil {
+		t.Fatalf("missing file: %v %v", s, err)
+	}
+	c := NewCache(nil)
+	c.SetPod(pod("default", "web", "u1", "edge-1", "fd00::5"))
+	c.SetNode(&NodeInfo{Name: "edge-1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.5.0/24")}})
+	snap, _ := c.Publish(time.Now())
+	if err := Save(path, snap); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 1 || got.PodsByIP[netip.MustParseAddr("fd00::5")] == nil || got.Nodes["edge-1"].PodCIDRs[0].String() != "10.244.5.0/24" {
+		t.Errorf("loaded %+v", got)
+	}
+	// A crash mid-write leaves a temp file beside the old snapshot, never a
+	// torn snapshot: the old one still loads.
+	if err := os.WriteFile(filepath.Join(dir, ".snapshot.json.tmp-123"), []byte(`{"pods":{"x`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Load(path); err != nil || got.Version != 1 {
+		t.Errorf("after an interrupted write: %v %v", got, err)
+	}
+	// A torn file (written by something else) is reported, not half-loaded.
+	if err := os.WriteFile(path, []byte(`{"version":2,"pods":{`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "is corrupt") {
+		t.Errorf("torn file: %v", err)
+	}
+}
+
+func TestResourceRoundTrip(t *testing.T) {
+	for _, tt := range []struct{ ns, typ, name, res string }{
+		{"default", ResourcePod, "web-1", "default/pod/web-1"},
+		{"", ResourceNode, "edge-1", "null/node/edge-1"},
+	} {
+		if got := BuildResource(tt.ns, tt.typ, tt.name); got != tt.res {
+			t.Errorf("BuildResource = %q, want %q", got, tt.res)
+		}
+		ns, typ, name, err := ParseResource(tt.res)
+		if err != nil || ns != tt.ns || typ != tt.typ || name != tt.name {
+			t.Errorf("ParseResource(%q) = %q %q %q %v", tt.res, ns, typ, name, err)
+		}
+	}
+	if _, _, _, err := ParseResource("pod/web"); err == nil {
+		t.Error("malformed resource accepted")
+	}
+}

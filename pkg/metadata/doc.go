@@ -1,0 +1,13 @@
+// Package metadata is the cluster picture the agent's modules share: every
+// pod (IP, node, labels, annotations), every node (pod CIDRs, addresses,
+// labels), namespaces and SpiderIPPools, as the metasync module learns them
+// from the cloud channel.
+//
+// The picture is an immutable Snapshot published through an atomic pointer:
+// readers (the data plane on its packet path, IPAM, routes) call
+// Reader.Snapshot() and never lock. Changes also travel as beehive messages
+// in KubeEdge's resource format (see message.go).
+//
+// store.go keeps a snapshot on disk, replaced atomically, so an agent
+// restarted while the cloud is away comes up with the last known picture.
+package metadata
