@@ -40,7 +40,8 @@ type Service struct {
 	// Publish receives each batch of changes with the snapshot that
 	// includes them, in order, from one goroutine. It may block.
 	Publish func(snap *metadata.Snapshot, changes []metadata.Change)
-	// Debounce coalesces bursts of events into one publish.
+	// Debounce is the minimum gap between publishes: a lone change is
+	// published at once, a burst is coalesced.
 	Debounce time.Duration
 	// SaveInterval bounds how often the snapshot is written.
 	SaveInterval time.Duration
@@ -177,6 +178,7 @@ func (s *Service) Run(ctx context.Context) error {
 	factory.Start(ctx.Done())
 	dynFactory.Start(ctx.Done())
 
+	syncedCh := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // routineSync: reconcile the disk snapshot once listings are complete
@@ -196,7 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.status.Synced, s.status.Connected = true, true
 		s.mu.Unlock()
 		klog.InfoS("Metadata synced", "source", s.Source, "server", s.server(), "pods", len(keys.Pods), "nodes", len(keys.Nodes), "pools", len(keys.Pools))
-		changed()
+		close(syncedCh)
 	}()
 
 	// routinePublish (this goroutine): coalesce, publish, save.
@@ -226,14 +228,26 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-kick:
+			// Leading edge: publish at once, then hold off for Debounce so a
+			// burst (an initial list, a replay) becomes one publish.
+			published := s.publish(time.Now())
 			time.Sleep(s.Debounce)
-			if s.publish(time.Now()) {
+			if s.publish(time.Now()) || published {
 				saveDirty = true
 				if wait := s.SaveInterval - time.Since(lastSave); wait > 0 {
 					saveTimer.Reset(wait)
 				} else {
 					save()
 				}
+			}
+		case <-syncedCh:
+			syncedCh = nil
+			// Consumers learn Synced from the publish that follows, even
+			// when the listing changed nothing.
+			if s.publish(time.Now()) {
+				saveDirty = true
+			} else if s.Publish != nil {
+				s.Publish(s.cache.Snapshot(), nil)
 			}
 		case <-saveTimer.C:
 			if saveDirty {

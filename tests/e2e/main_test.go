@@ -4,7 +4,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/edgelink/edgelink/tests/cluster"
+	"github.com/edgelink/edgelink/tests/metaprobe"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
-func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }
+func TestMain(m *testing.M) {
+	metaprobe.RunIfChild()  // the metasync probe re-executes this binary
+	code := cluster.Main(m) // tears down the shared control plane
+	testutil.RemoveBuilt()
+	os.Exit(code)
+}

@@ -99,6 +99,16 @@ func (a *Agent) Start(wantLog string) {
 	}
 }
 
+// PID is the running agent's process ID (0 when stopped).
+func (a *Agent) PID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
 // Log is everything the current (or last) run printed.
 func (a *Agent) Log() string {
 	if a.log == nil {

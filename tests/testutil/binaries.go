@@ -23,10 +23,16 @@ func RepoRoot() string {
 // for the whole process. Call it from TestMain: os.Exit(testutil.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	RemoveBuilt()
+	return code
+}
+
+// RemoveBuilt deletes the binaries Binaries built for this process. Call it
+// after m.Run when TestMain does not use Main.
+func RemoveBuilt() {
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
-	return code
 }
 
 var (

@@ -3,6 +3,7 @@
 # prints one "name=path" line per tool asked for.
 #
 #   tests/tools/build.sh cnitool host-local bridge spiderpool
+#   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -21,7 +22,26 @@ spec() {
 	host-local) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/ipam/host-local" ;;
 	bridge) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/bridge" ;;
 	spiderpool) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool)" >&2; return 1 ;;
+	etcd) echo "etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3" ;;
+	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
+	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
+	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore)" >&2; return 1 ;;
+	esac
+}
+
+# tool, version -> extra -ldflags (version stamps, so /version and
+# `--version` report the real release instead of v0.0.0-master)
+ldflags() {
+	case "$1" in
+	kube-apiserver)
+		local v="${2#v}"
+		echo "-X k8s.io/component-base/version.gitVersion=$2 -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$v") -X k8s.io/component-base/version.gitTreeState=clean"
+		;;
+	cloudcore | edgecore)
+		local v="${2#v}"
+		echo "-X github.com/kubeedge/kubeedge/pkg/version.gitVersion=$2 -X github.com/kubeedge/kubeedge/pkg/version.gitMajor=${v%%.*} -X github.com/kubeedge/kubeedge/pkg/version.gitMinor=$(cut -d. -f2 <<<"$v") -X github.com/kubeedge/kubeedge/pkg/version.gitTreeState=clean"
+		;;
 	esac
 }
 
@@ -30,10 +50,16 @@ for tool in "$@"; do
 	ver="$(cd "$here/$dir" && go list -m -f '{{.Version}}' "$module")"
 	out="$cache/$tool-$ver/$tool"
 	if [[ ! -x "$out" ]]; then
-		echo "building $tool $ver ..." >&2
 		mkdir -p "$(dirname "$out")"
-		(cd "$here/$dir" && go build -trimpath -o "$out.tmp" "$pkg")
-		mv "$out.tmp" "$out"
+		# test packages run in parallel: one builds, the others wait for it
+		exec {lock}>"$out.lock"
+		flock "$lock"
+		if [[ ! -x "$out" ]]; then
+			echo "building $tool $ver ..." >&2
+			(cd "$here/$dir" && go build -trimpath -ldflags "$(ldflags "$tool" "$ver")" -o "$out.tmp" "$pkg")
+			mv "$out.tmp" "$out"
+		fi
+		exec {lock}>&-
 	fi
 	echo "$tool=$out"
 done

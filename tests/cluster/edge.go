@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EdgeNode is one edgecore (edged off, metaServer on) in its own network
+// namespace, with the Node object that stands for it.
+type EdgeNode struct {
+	Name       string // node name
+	NetNS      string // `ip netns` name
+	NetNSPath  string // /var/run/netns/<NetNS>
+	IP         net.IP // eth0 address in the namespace, on the bridge
+	MetaServer string // http://127.0.0.1:10550, reachable only inside NetNS
+	Dir        string // config, certificates, sqlite cache
+
+	cp     *ControlPlane
+	veth   string
+	proc   *proc
+	config string
+	mu     sync.Mutex
+}
+
+// AddEdgeNode creates Node name (label node-role.kubernetes.io/edge: "",
+// status.addresses = the namespace's IP), a network namespace with a veth
+// onto the bridge, and starts edgecore in it; it returns when the node's
+// metaServer answers through the cloud. In t.Cleanup it stops edgecore,
+// removes the namespace and deletes the Node.
+func (cp *ControlPlane) AddEdgeNode(t testing.TB, name string) *EdgeNode {
+	t.Helper()
+	cp.mu.Lock()
+	if cp.closed {
+		cp.mu.Unlock()
+		t.Fatal("control plane is closed")
+	}
+	if _, dup := cp.edges[name]; dup {
+		cp.mu.Unlock()
+		t.Fatalf("edge node %s already exists", name)
+	}
+	host := cp.nextHost
+	cp.nextHost++
+	if host > 254 {
+		cp.mu.Unlock()
+		t.Fatal("no more addresses on the bridge /24")
+	}
+	e := &EdgeNode{
+		Name:       name,
+		NetNS:      cp.net.nsName(name),
+		IP:         cp.net.addr(host),
+		MetaServer: "http://127.0.0.1:10550",
+		Dir:        filepath.Join(cp.Dir, "edge-"+name),
+		cp:         cp,
+		veth:       cp.net.vethName(host),
+	}
+	e.NetNSPath = filepath.Join("/var/run/netns", e.NetNS)
+	e.config = filepath.Join(e.Dir, "edgecore.yaml")
+	e.proc = &proc{name: "edgecore/" + name, log: cp.logPath("edgecore-" + name), argv: func() []string {
+		return []string{"ip", "netns", "exec", e.NetNS, cp.bins.edgecore, "--config", e.config, "-v=" + strconv.Itoa(cp.opts.Verbosity)}
+	}}
+	cp.edges[name] = e
+	cp.mu.Unlock()
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- tail of %s ----\n%s", e.proc.log, e.proc.tail(40))
+		}
+		e.remove()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cp.createNode(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.net.addEdge(e.NetNS, e.veth, e.IP); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("edge node %s (netns %s, %s) up in %v", name, e.NetNS, e.IP, time.Since(t0).Round(time.Millisecond))
+	return e
+}
+
+// createNode creates the Node object: with edged off nothing registers it
+// (G7). edgecontroller finds edge nodes by the edge role label.
+func (cp *ControlPlane) createNode(ctx context.Context, e *EdgeNode) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name: e.Name,
+		Labels: map[string]string{
+			"node-role.kubernetes.io/edge": "",
+			"kubernetes.io/hostname":       e.Name,
+			"kubernetes.io/os":             "linux",
+			"kubernetes.io/arch":           runtime.GOARCH,
+		},
+	}}
+	created, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create node %s: %w", e.Name, err)
+	}
+	created.Status.Addresses = []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: e.IP.String()},
+		{Type: corev1.NodeHostName, Address: e.Name},
+	}
+	if _, err := cp.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("node %s status: %w", e.Name, err)
+	}
+	return nil
+}
+
+// Start starts this edgecore (again) and waits until its metaServer
+// answers: through the cloud (GET of its own Node) when cloudcore is
+// running, otherwise with any HTTP response (the local cache). The config
+// file is written anew at each start (edgecore rewrites it after the first
+// certificate bootstrap, G6); a fresh join token is put in only while the
+// node has no certificates yet.
+func (e *EdgeNode) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cp := e.cp
+	token := ""
+	if _, err := os.Stat(filepath.Join(e.Dir, "certs", "server.crt")); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		tok, err := cp.token(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("edge %s: join token: %w", e.Name, err)
+		}
+		token = tok
+	}
+	cfg, err := cp.edgecoreConfig(e, token)
+	if err != nil {
+		return err
+	}
+	if err := writeYAML(e.config, cfg); err != nil {
+		return err
+	}
+	if err := e.proc.start(); err != nil {
+		return err
+	}
+	viaCloud := cp.CloudcoreRunning()
+	nodePath := "/api/v1/nodes/" + e.Name
+	return waitProc(e.proc, 60*time.Second, func(ctx context.Context) error {
+		code, body, err := HTTPGet(ctx, e.NetNSPath, e.MetaServer+nodePath)
+		if err != nil {
+			return err
+		}
+		if viaCloud && code != 200 {
+			return fmt.Errorf("GET %s: HTTP %d: %s", nodePath, code, body)
+		}
+		return nil
+	})
+}
+
+// Stop stops this edgecore (SIGTERM, SIGKILL after 10 s). Its namespace,
+// certificates and local cache stay, for Start.
+func (e *EdgeNode) Stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.proc.stop(10 * time.Second)
+}
+
+// Running reports whether this edgecore is up.
+func (e *EdgeNode) Running() bool { return e.proc.running() }
+
+// PID is the edgecore's process id (0 when stopped).
+func (e *EdgeNode) PID() int { return e.proc.pid() }
+
+// LogPath is the edgecore's log file.
+func (e *EdgeNode) LogPath() string { return e.proc.log }
+
+// remove stops edgecore, removes the namespace and deletes the Node.
+func (e *EdgeNode) remove() {
+	cp := e.cp
+	e.proc.stop(5 * time.Second)
+	cp.mu.Lock()
+	closed := cp.closed
+	if !closed {
+		delete(cp.edges, e.Name)
+	}
+	cp.mu.Unlock()
+	if closed {
+		return // Close took care of it
+	}
+	cp.net.delEdge(e.NetNS, e.veth)
+	_ = os.RemoveAll(e.Dir) // a node of the same name later starts with an empty cache
+	if cp.apiserver.running() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := cp.Client.CoreV1().Nodes().Delete(ctx, e.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			cp.logf("delete node %s: %v", e.Name, err)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// CreatePod creates pod ns/name bound to nodeName (spec.nodeName set: there
+// is no scheduler) with one dummy container, creating namespace ns if
+// needed. Nothing runs it: set its status with SetPodIP. The pod is
+// deleted (grace period 0) in t.Cleanup.
+func (cp *ControlPlane) CreatePod(t testing.TB, ns, name, nodeName string, labels, annotations map[string]string) *corev1.Pod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cp.ensureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	no := false
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
+		Spec: corev1.PodSpec{
+			NodeName:                      nodeName,
+			TerminationGracePeriodSeconds: &zero,
+			AutomountServiceAccountToken:  &no,
+			Containers: []corev1.Container{{
+				Name:  "main",
+				Image: "registry.invalid/edgelink/dummy:0",
+			}},
+		},
+	}
+	created, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod %s/%s: %v", ns, name, err)
+	}
+	t.Cleanup(func() {
+		if !cp.apiserver.running() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := cp.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Logf("delete pod %s/%s: %v", ns, name, err)
+		}
+	})
+	return created
+}
+
+func (cp *ControlPlane) ensureNamespace(ctx context.Context, ns string) error {
+	_, err := cp.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	_, err = cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// SetPodIP writes the status a kubelet would for a started pod: phase
+// Running, podIP and podIPs = ip, hostIP = the node's InternalIP (for
+// nodes made by AddEdgeNode), conditions Ready, a running container
+// status. It uses the status subresource.
+func (cp *ControlPlane) SetPodIP(t testing.TB, ns, name, ip string) {
+	t.Helper()
+	if net.ParseIP(ip) == nil {
+		t.Fatalf("SetPodIP %s/%s: bad IP %q", ns, name, ip)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		st := &pod.Status
+		st.Phase = corev1.PodRunning
+		st.PodIP = ip
+		st.PodIPs = []corev1.PodIP{{IP: ip}}
+		if st.StartTime == nil {
+			st.StartTime = &now
+		}
+		cp.mu.Lock()
+		if e, ok := cp.edges[pod.Spec.NodeName]; ok {
+			st.HostIP = e.IP.String()
+			st.HostIPs = []corev1.HostIP{{IP: e.IP.String()}}
+		}
+		cp.mu.Unlock()
+		st.Conditions = nil
+		for _, c := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+			st.Conditions = append(st.Conditions, corev1.PodCondition{Type: c, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		}
+		st.ContainerStatuses = nil
+		for _, c := range pod.Spec.Containers {
+			st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{
+				Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptr(true),
+				ContainerID: "containerd://" + string(pod.UID),
+				State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			})
+		}
+		_, err = cp.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("SetPodIP %s/%s: %v", ns, name, err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
