@@ -10,7 +10,9 @@ const (
 	DefaultDataDir         = "/var/lib/edgelink"
 	DefaultShutdownTimeout = "30s"
 	DefaultMetaServer      = "http://127.0.0.1:10550"
+	DefaultAuditPeriod     = "30s"
 	DefaultIPAMSocket      = "/var/run/edgelink/ipam.sock"
+	DefaultReconcileGrace  = "60s"
 	DefaultTunName         = "edgelink0"
 	DefaultListenPort      = 20006
 )
@@ -56,8 +58,14 @@ func SetDefaults(c *AgentConfig) {
 	if m.MetaSync.MetaServer == "" {
 		m.MetaSync.MetaServer = DefaultMetaServer
 	}
+	if m.MetaSync.AuditPeriod == "" {
+		m.MetaSync.AuditPeriod = DefaultAuditPeriod
+	}
 	if m.IPAM.SocketPath == "" {
 		m.IPAM.SocketPath = DefaultIPAMSocket
+	}
+	if m.IPAM.ReconcileGrace == "" {
+		m.IPAM.ReconcileGrace = DefaultReconcileGrace
 	}
 	if m.EdgeCNI.TunName == "" {
 		m.EdgeCNI.TunName = DefaultTunName

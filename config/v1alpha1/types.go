@@ -55,6 +55,10 @@ type MetaSync struct {
 	// with requireAuthorization): the CA bundle and a bearer token file.
 	CAFile    string `json:"caFile,omitempty"`
 	TokenFile string `json:"tokenFile,omitempty"`
+	// AuditPeriod is how often everything is listed to catch changes the
+	// watches missed (the metaServer does not re-deliver events missed
+	// while the cloud was away), as a Go duration.
+	AuditPeriod string `json:"auditPeriod"`
 }
 
 // IPAM configures the SpiderPool-compatible IPAM module.
@@ -66,6 +70,10 @@ type IPAM struct {
 	// PoolFile optionally names a file of SpiderIPPool (and Node, Namespace,
 	// Pod) objects to allocate from, re-read when it changes.
 	PoolFile string `json:"poolFile,omitempty"`
+	// ReconcileGrace protects a lease this young from being released
+	// because its pod is missing from the metadata picture (the pod may not
+	// have reached it yet), as a Go duration.
+	ReconcileGrace string `json:"reconcileGrace"`
 }
 
 // EdgeCNI configures the module that owns the TUN device and the routes to

@@ -139,6 +139,9 @@ func (v *validator) metaSync(m *MetaSync) {
 	if !m.Enable {
 		return
 	}
+	if d, err := time.ParseDuration(m.AuditPeriod); err != nil || d < time.Second {
+		v.add(p+".auditPeriod", m.AuditPeriod, "must be a duration of at least 1s such as \"30s\"")
+	}
 	switch m.Source {
 	case SourceMetaServer:
 		u, err := url.Parse(m.MetaServer)
@@ -160,6 +163,9 @@ func (v *validator) metaSync(m *MetaSync) {
 func (v *validator) ipam(m *IPAM) {
 	if !m.Enable {
 		return
+	}
+	if d, err := time.ParseDuration(m.ReconcileGrace); err != nil || d <= 0 {
+		v.add("modules.ipam.reconcileGrace", m.ReconcileGrace, "must be a positive duration such as \"60s\"")
 	}
 	if m.PoolFile != "" && !filepath.IsAbs(m.PoolFile) {
 		v.add("modules.ipam.poolFile", m.PoolFile, "must be an absolute path")

@@ -11,6 +11,11 @@ package ipam
 //	GET    /v1/runtime/readiness   200 once serving
 //	GET    /v1/runtime/liveness    200 while serving
 //
+// EdgeLink adds two read-only endpoints (not SpiderPool's):
+//
+//	GET    /v1/edgelink/leases     200 [Lease...] (pkg/ipam.Lease as JSON)
+//	GET    /v1/edgelink/pools      200 {"pools": [PoolUsage...], "invalid": {name: reason}}
+//
 // Every failure is HTTP 500 with the Error model: a bare JSON string, e.g.
 //
 //	"pool exhausted: IPv4 pool edge-1-v4 (all 20 addresses allocated) for pod default/web on node edge-1"

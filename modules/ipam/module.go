@@ -8,6 +8,7 @@ package ipam
 import (
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
@@ -35,14 +36,16 @@ var _ core.Module = (*Module)(nil)
 // New builds the module from the agent config. md is the metadata
 // picture (nil when metaSync is off: pools then come from the pool file).
 func New(c *v1.AgentConfig, md metadata.Reader) *Module {
+	grace, _ := time.ParseDuration(c.Modules.IPAM.ReconcileGrace) // validated
 	return &Module{
 		enable: c.Modules.IPAM.Enable,
 		svc: &Service{
-			NodeName:   c.NodeName,
-			SocketPath: c.Modules.IPAM.SocketPath,
-			DBPath:     filepath.Join(c.DataDir, "ipam", "leases.db"),
-			PoolFile:   c.Modules.IPAM.PoolFile,
-			Metadata:   md,
+			NodeName:     c.NodeName,
+			SocketPath:   c.Modules.IPAM.SocketPath,
+			DBPath:       filepath.Join(c.DataDir, "ipam", "leases.db"),
+			PoolFile:     c.Modules.IPAM.PoolFile,
+			Metadata:     md,
+			ReleaseGrace: grace,
 		},
 	}
 }

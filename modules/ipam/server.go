@@ -29,13 +29,16 @@ func newMux(h *handler) *http.ServeMux {
 	mux.HandleFunc("POST /v1/ipam/ip", h.add)
 	mux.HandleFunc("DELETE /v1/ipam/ip", h.del)
 	mux.HandleFunc("DELETE /v1/ipam/ips", h.batchDel)
+	// EdgeLink's own, read-only: what the module holds (for the CLI).
+	mux.HandleFunc("GET /v1/edgelink/leases", h.leases)
+	mux.HandleFunc("GET /v1/edgelink/pools", h.pools)
 	notImplemented := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, fmt.Sprintf("%s %s is not implemented by EdgeLink's ipam module", r.Method, r.URL.Path))
 	}
 	mux.HandleFunc("POST /v1/ipam/ips", notImplemented)
 	mux.HandleFunc("/v1/workloadendpoint", notImplemented)
 	mux.HandleFunc("/v1/coordinator/config", notImplemented)
-	known := map[string]bool{"/v1/ipam/healthy": true, "/v1/ipam/ip": true, "/v1/ipam/ips": true,
+	known := map[string]bool{"/v1/ipam/healthy": true, "/v1/edgelink/leases": true, "/v1/edgelink/pools": true, "/v1/ipam/ip": true, "/v1/ipam/ips": true,
 		"/v1/runtime/startup": true, "/v1/runtime/readiness": true, "/v1/runtime/liveness": true}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if known[r.URL.Path] {
@@ -105,6 +108,31 @@ func (h *handler) batchDel(w http.ResponseWriter, r *http.Request) {
 	}
 	klog.V(2).InfoS("Released pod", "pod", *args.PodNamespace+"/"+*args.PodName, "uid", *args.PodUID, "leases", n)
 	w.WriteHeader(http.StatusOK)
+}
+
+func (h *handler) leases(w http.ResponseWriter, _ *http.Request) {
+	leases, err := h.alloc.Leases()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if leases == nil {
+		leases = []ipam.Lease{}
+	}
+	writeJSON(w, http.StatusOK, leases)
+}
+
+func (h *handler) pools(w http.ResponseWriter, _ *http.Request) {
+	usage, err := h.alloc.Usage()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	errs := map[string]string{}
+	for name, err := range h.alloc.View().PoolErrors {
+		errs[name] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pools": usage, "invalid": errs})
 }
 
 func (a *IpamAddArgs) toRequest() (*ipam.AddRequest, error) {

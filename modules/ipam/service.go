@@ -104,6 +104,9 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		}
 	}
 	s.alloc = ipam.NewAllocator(store, ipam.NewView(s.NodeName, objs))
+	if s.Metadata != nil {
+		s.alloc.PodWait = 3 * time.Second
+	}
 	logView(s.alloc.View())
 
 	ln, err := listenUnix(s.SocketPath)

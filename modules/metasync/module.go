@@ -15,6 +15,7 @@ package metasync
 
 import (
 	"path/filepath"
+	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
@@ -44,6 +45,7 @@ var _ core.Module = (*Module)(nil)
 // usable by the modules built after it. subscribers are the modules that
 // receive change messages (each must keep receiving).
 func New(c *v1.AgentConfig, subscribers []string) *Module {
+	audit, _ := time.ParseDuration(c.Modules.MetaSync.AuditPeriod) // validated
 	m := &Module{
 		enable:      c.Modules.MetaSync.Enable,
 		subscribers: subscribers,
@@ -54,6 +56,7 @@ func New(c *v1.AgentConfig, subscribers []string) *Module {
 			CAFile:       c.Modules.MetaSync.CAFile,
 			TokenFile:    c.Modules.MetaSync.TokenFile,
 			SnapshotPath: filepath.Join(c.DataDir, "metasync", "snapshot.json"),
+			AuditPeriod:  audit,
 		},
 	}
 	if m.enable {

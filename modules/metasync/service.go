@@ -7,10 +7,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -45,6 +47,9 @@ type Service struct {
 	Debounce time.Duration
 	// SaveInterval bounds how often the snapshot is written.
 	SaveInterval time.Duration
+	// AuditPeriod is how often everything is listed to catch changes the
+	// watches missed.
+	AuditPeriod time.Duration
 
 	cache *metadata.Cache
 
@@ -93,7 +98,25 @@ func (s *Service) Status() metadata.Status {
 	return st
 }
 
+// disableWatchList makes informers LIST then WATCH. client-go's streaming
+// "watch-list" asks the server to replay its state on a watch; the
+// metaServer replays its local cache, which can hold objects deleted
+// while the cloud was away.
+var disableWatchList = sync.OnceFunc(func() {
+	type setter interface {
+		Set(clientfeatures.Feature, bool) error
+	}
+	if g, ok := clientfeatures.FeatureGates().(setter); ok {
+		if err := g.Set(clientfeatures.WatchListClient, false); err != nil {
+			klog.ErrorS(err, "Cannot turn off client-go's watch-list; deletes missed offline may linger until an audit")
+		}
+	}
+})
+
 func (s *Service) restConfig() (*rest.Config, error) {
+	if s.Source == v1.SourceMetaServer {
+		disableWatchList()
+	}
 	var cfg *rest.Config
 	switch s.Source {
 	case v1.SourceMetaServer:
@@ -127,6 +150,10 @@ func (s *Service) restConfig() (*rest.Config, error) {
 }
 
 // Run syncs until ctx is done, then saves the snapshot a last time.
+//
+// Goroutines: routineWatch runs the informers; routineAudit lists
+// everything every AuditPeriod and corrects what the watches missed; this
+// goroutine publishes and saves.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.Init(); err != nil {
 		return err
@@ -136,6 +163,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.SaveInterval <= 0 {
 		s.SaveInterval = time.Second
+	}
+	if s.AuditPeriod <= 0 {
+		s.AuditPeriod = 30 * time.Second
 	}
 	cfg, err := s.restConfig()
 	if err != nil {
@@ -157,51 +187,19 @@ func (s *Service) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	// Cluster-wide watches only: KubeEdge v1.20 delays namespaced pod
-	// watches through the metaServer by ~5 s (DESIGN.md).
-	factory := informers.NewSharedInformerFactory(client, 0)
-	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	pods := factory.Core().V1().Pods().Informer()
-	nodes := factory.Core().V1().Nodes().Informer()
-	namespaces := factory.Core().V1().Namespaces().Informer()
-	pools := dynFactory.ForResource(PoolGVR).Informer()
-	_ = pods.SetTransform(trimPod)
-	_ = nodes.SetTransform(trimNode)
-	for name, inf := range map[string]cache.SharedIndexInformer{"pods": pods, "nodes": nodes, "namespaces": namespaces, "spiderippools": pools} {
-		_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			s.noteError(name, err)
-			cache.DefaultWatchErrorHandler(ctx, r, err)
-		})
-	}
-	s.addHandlers(pods, nodes, namespaces, pools, changed)
-
-	factory.Start(ctx.Done())
-	dynFactory.Start(ctx.Done())
-
-	syncedCh := make(chan struct{})
+	syncedCh := make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // routineSync: reconcile the disk snapshot once listings are complete
+	wg.Add(2)
+	go func() { // routineWatch
 		defer wg.Done()
-		if !cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, nodes.HasSynced, namespaces.HasSynced) {
-			return
-		}
-		keys := metadata.Keys{Pods: storeKeys(pods), Nodes: storeKeys(nodes), Namespaces: storeKeys(namespaces)}
-		// Pools sync on their own: a cluster without SpiderPool's CRD has none.
-		poolCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if cache.WaitForCacheSync(poolCtx.Done(), pools.HasSynced) {
-			keys.Pools = storeKeys(pools)
-		}
-		cancel()
-		s.cache.Retain(keys)
-		s.mu.Lock()
-		s.status.Synced, s.status.Connected = true, true
-		s.mu.Unlock()
-		klog.InfoS("Metadata synced", "source", s.Source, "server", s.server(), "pods", len(keys.Pods), "nodes", len(keys.Nodes), "pools", len(keys.Pools))
-		close(syncedCh)
+		s.watch(ctx, client, dyn, changed, syncedCh)
+	}()
+	go func() { // routineAudit
+		defer wg.Done()
+		s.auditLoop(ctx, client, dyn, changed)
 	}()
 
-	// routinePublish (this goroutine): coalesce, publish, save.
+	// This goroutine: coalesce, publish, save.
 	var lastSave time.Time
 	saveDirty := false
 	save := func() {
@@ -219,8 +217,6 @@ func (s *Service) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			factory.Shutdown()
-			dynFactory.Shutdown()
 			wg.Wait()
 			s.publish(time.Now()) // whatever arrived last
 			if saveDirty {
@@ -241,7 +237,6 @@ func (s *Service) Run(ctx context.Context) error {
 				}
 			}
 		case <-syncedCh:
-			syncedCh = nil
 			// Consumers learn Synced from the publish that follows, even
 			// when the listing changed nothing.
 			if s.publish(time.Now()) {
@@ -255,6 +250,139 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// watch runs the informers until ctx is done. Once they have listed,
+// objects the listing lacks are deleted from the cache (they were deleted
+// while nobody watched).
+func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, changed func(), syncedCh chan struct{}) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Cluster-wide watches only: KubeEdge v1.20 delays namespaced pod
+	// watches through the metaServer by ~5 s (DESIGN.md).
+	var tweak func(*metav1.ListOptions)
+	if s.Source == v1.SourceMetaServer {
+		// A list with resourceVersion=0 may be answered from the edge's
+		// local cache, which keeps pods deleted while the cloud was away;
+		// without one it goes to the cloud while connected.
+		tweak = func(o *metav1.ListOptions) { o.ResourceVersion = "" }
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(tweak))
+	dynFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, metav1.NamespaceAll, tweak)
+	pods := factory.Core().V1().Pods().Informer()
+	nodes := factory.Core().V1().Nodes().Informer()
+	namespaces := factory.Core().V1().Namespaces().Informer()
+	pools := dynFactory.ForResource(PoolGVR).Informer()
+	_ = pods.SetTransform(trimPod)
+	_ = nodes.SetTransform(trimNode)
+	for name, inf := range map[string]cache.SharedIndexInformer{"pods": pods, "nodes": nodes, "namespaces": namespaces, "spiderippools": pools} {
+		_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+			s.noteError(name, err)
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		})
+	}
+	s.addHandlers(pods, nodes, namespaces, pools, changed)
+	factory.Start(wctx.Done())
+	dynFactory.Start(wctx.Done())
+	defer func() {
+		cancel()
+		factory.Shutdown()
+		dynFactory.Shutdown()
+	}()
+
+	if cache.WaitForCacheSync(wctx.Done(), pods.HasSynced, nodes.HasSynced, namespaces.HasSynced) {
+		keys := metadata.Keys{Pods: storeKeys(pods), Nodes: storeKeys(nodes), Namespaces: storeKeys(namespaces)}
+		// Pools sync on their own: a cluster without SpiderPool's CRD has none.
+		poolCtx, poolCancel := context.WithTimeout(wctx, 30*time.Second)
+		if cache.WaitForCacheSync(poolCtx.Done(), pools.HasSynced) {
+			keys.Pools = storeKeys(pools)
+		}
+		poolCancel()
+		s.cache.Retain(keys)
+		s.mu.Lock()
+		first := !s.status.Synced
+		s.status.Synced, s.status.Connected = true, true
+		s.mu.Unlock()
+		klog.InfoS("Metadata synced", "source", s.Source, "server", s.server(), "pods", len(keys.Pods), "nodes", len(keys.Nodes), "pools", len(keys.Pools))
+		if first {
+			select {
+			case syncedCh <- struct{}{}:
+			default:
+			}
+		}
+		changed()
+	}
+	<-wctx.Done()
+}
+
+// auditLoop lists everything every AuditPeriod and makes the cache agree
+// with the listing. The metaServer needs this: events missed while the
+// cloud was away (deletes above all) are never delivered, and its watches
+// replay a local cache that can still hold deleted objects (the cache
+// ignores such replays once a listing has found the object deleted).
+func (s *Service) auditLoop(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, changed func()) {
+	t := time.NewTicker(s.AuditPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.Status().Synced {
+			continue
+		}
+		since := time.Now()
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		listing, err := s.list(actx, client, dyn)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.noteError("audit", err)
+			}
+			continue
+		}
+		if diff := s.cache.Compare(listing); diff != "" {
+			n := s.cache.ApplyListing(listing, since)
+			klog.InfoS("Metadata audit corrected changes the watches missed", "objects", n, "example", diff)
+			changed()
+		}
+	}
+}
+
+// list lists every kind from the source.
+func (s *Service) list(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) (*metadata.Listing, error) {
+	want := &metadata.Listing{}
+	podList, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range podList.Items {
+		want.Pods = append(want.Pods, podInfo(&podList.Items[i]))
+	}
+	nodeList, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodeList.Items {
+		want.Nodes = append(want.Nodes, nodeInfo(&nodeList.Items[i]))
+	}
+	nsList, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nsList.Items {
+		want.Namespaces = append(want.Namespaces, namespaceInfo(&nsList.Items[i]))
+	}
+	if poolList, err := dyn.Resource(PoolGVR).List(ctx, metav1.ListOptions{}); err == nil {
+		want.Pools = []*metadata.PoolInfo{}
+		for i := range poolList.Items {
+			if p, err := poolInfo(&poolList.Items[i]); err == nil {
+				want.Pools = append(want.Pools, p)
+			}
+		}
+	}
+	return want, nil
 }
 
 // publish publishes pending changes; it reports whether there were any.

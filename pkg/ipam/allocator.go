@@ -49,6 +49,10 @@ type Allocator struct {
 	store *Store
 	view  atomic.Pointer[View]
 	now   func() time.Time
+	// PodWait is how long a new allocation waits for its pod to appear in
+	// the view (its annotations pick the pool); 0 does not wait. Set it
+	// when pods come from the cloud channel, before serving.
+	PodWait time.Duration
 
 	mu sync.Mutex
 }
@@ -73,7 +77,7 @@ func (a *Allocator) Allocate(req *AddRequest) (*Lease, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	v := a.view.Load()
+	v := a.waitForPod(req)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
@@ -137,6 +141,37 @@ func (a *Allocator) Allocate(req *AddRequest) (*Lease, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// waitForPod returns the view, after waiting up to PodWait for req's pod
+// to appear in it: the CNI ADD can race the pod's arrival through the
+// cloud channel, and its annotations may name the pools. A pod that never
+// shows up (the cloud is away) gets the defaults.
+func (a *Allocator) waitForPod(req *AddRequest) *View {
+	key := req.PodNamespace + "/" + req.PodName
+	deadline := a.now().Add(a.PodWait)
+	for {
+		v := a.view.Load()
+		if p, ok := v.Pods[key]; ok && (p.UID == "" || p.UID == req.PodUID) {
+			return v
+		}
+		if a.PodWait <= 0 || !a.now().Before(deadline) {
+			return v
+		}
+		if a.hasLease(req) { // a repeat ADD: the lease decides, not the pools
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (a *Allocator) hasLease(req *AddRequest) bool {
+	found := false
+	_ = a.store.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketLeases).Get(leaseKey(req.PodUID, req.IfName)) != nil
+		return nil
+	})
+	return found
 }
 
 // allocateFrom takes the first free address of the first usable pool in
@@ -278,11 +313,14 @@ func (a *Allocator) ReleaseUnless(alive func(podUID string) bool, grace time.Dur
 	return freed, err
 }
 
+// Leases returns every lease on disk.
+func (a *Allocator) Leases() ([]Lease, error) { return a.store.Leases() }
+
 // PoolUsage is how full one pool is.
 type PoolUsage struct {
-	Pool      string
-	Allocated int
-	Size      string
+	Pool      string `json:"pool"`
+	Allocated int    `json:"allocated"`
+	Size      string `json:"size"`
 }
 
 // Usage reports allocated addresses per pool of the current view.

@@ -29,6 +29,13 @@ type Cache struct {
 	dirtyNodes map[string]bool
 	dirtyNS    map[string]bool
 	dirtyPools map[string]bool
+	// touched records when each object ("<kind>:<key>") last changed
+	// through Set/Delete, so a listing older than that does not undo it.
+	touched map[string]time.Time
+	// tomb holds objects an authoritative listing found deleted. A watch
+	// replay of exactly that object (the metaServer's local cache can keep
+	// it) is ignored instead of resurrecting it.
+	tomb map[string]any
 
 	published atomic.Pointer[Snapshot]
 }
@@ -40,7 +47,7 @@ func NewCache(initial *Snapshot) *Cache {
 	if initial == nil {
 		initial = Empty()
 	}
-	c := &Cache{cur: clone(initial)}
+	c := &Cache{cur: clone(initial), touched: map[string]time.Time{}, tomb: map[string]any{}}
 	c.resetDirty()
 	c.published.Store(initial)
 	return c
@@ -55,58 +62,71 @@ func (c *Cache) Snapshot() *Snapshot { return c.published.Load() }
 
 func (c *Cache) SetPod(p *PodInfo) {
 	c.mu.Lock()
-	c.cur.Pods[p.Key()] = p
-	c.dirtyPods[p.Key()] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	setObj(c, "pod", p.Key(), p, c.cur.Pods, c.dirtyPods, (*PodInfo).Equal)
 }
 
 func (c *Cache) DeletePod(key string) {
 	c.mu.Lock()
-	delete(c.cur.Pods, key)
-	c.dirtyPods[key] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	delObj(c, "pod", key, c.cur.Pods, c.dirtyPods)
 }
 
 func (c *Cache) SetNode(n *NodeInfo) {
 	c.mu.Lock()
-	c.cur.Nodes[n.Name] = n
-	c.dirtyNodes[n.Name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	setObj(c, "node", n.Name, n, c.cur.Nodes, c.dirtyNodes, (*NodeInfo).Equal)
 }
 
 func (c *Cache) DeleteNode(name string) {
 	c.mu.Lock()
-	delete(c.cur.Nodes, name)
-	c.dirtyNodes[name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	delObj(c, "node", name, c.cur.Nodes, c.dirtyNodes)
 }
 
 func (c *Cache) SetNamespace(n *NamespaceInfo) {
 	c.mu.Lock()
-	c.cur.Namespaces[n.Name] = n
-	c.dirtyNS[n.Name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	setObj(c, "namespace", n.Name, n, c.cur.Namespaces, c.dirtyNS, (*NamespaceInfo).Equal)
 }
 
 func (c *Cache) DeleteNamespace(name string) {
 	c.mu.Lock()
-	delete(c.cur.Namespaces, name)
-	c.dirtyNS[name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	delObj(c, "namespace", name, c.cur.Namespaces, c.dirtyNS)
 }
 
 func (c *Cache) SetPool(p *PoolInfo) {
 	c.mu.Lock()
-	c.cur.Pools[p.Name] = p
-	c.dirtyPools[p.Name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	setObj(c, "pool", p.Name, p, c.cur.Pools, c.dirtyPools, (*PoolInfo).Equal)
 }
 
 func (c *Cache) DeletePool(name string) {
 	c.mu.Lock()
-	delete(c.cur.Pools, name)
-	c.dirtyPools[name] = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	delObj(c, "pool", name, c.cur.Pools, c.dirtyPools)
+}
+
+// setObj stores o unless it is exactly an object a listing found deleted
+// (a stale replay). Callers hold mu.
+func setObj[V any](c *Cache, kind, key string, o V, cur map[string]V, dirty map[string]bool, equal func(V, V) bool) {
+	tk := kind + ":" + key
+	if dead, ok := c.tomb[tk]; ok {
+		if d, same := dead.(V); same && equal(d, o) {
+			return
+		}
+		delete(c.tomb, tk)
+	}
+	cur[key] = o
+	dirty[key] = true
+	c.touched[tk] = time.Now()
+}
+
+func delObj[V any](c *Cache, kind, key string, cur map[string]V, dirty map[string]bool) {
+	delete(cur, key)
+	dirty[key] = true
+	c.touched[kind+":"+key] = time.Now()
 }
 
 // Keys names the objects a complete listing found, per kind.
@@ -215,4 +235,117 @@ func clone(s *Snapshot) *Snapshot {
 		Pools:      maps.Clone(s.Pools),
 		PodsByIP:   s.PodsByIP,
 	}
+}
+
+// Listing is a complete listing of the source, for Compare. A nil Pools
+// means pools could not be listed (no SpiderPool CRD) and are not compared.
+type Listing struct {
+	Pods       []*PodInfo
+	Nodes      []*NodeInfo
+	Namespaces []*NamespaceInfo
+	Pools      []*PoolInfo
+}
+
+// Compare reports the first difference between the listing and the
+// current (not yet published) cache, as "<op> <resource>", or "" when they
+// agree.
+func (c *Cache) Compare(l *Listing) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := compareKind(l.Pods, c.cur.Pods, func(p *PodInfo) string { return p.Key() }, (*PodInfo).Equal, func(k string) string {
+		ns, name := splitKey(k)
+		return BuildResource(ns, ResourcePod, name)
+	}); d != "" {
+		return d
+	}
+	if d := compareKind(l.Nodes, c.cur.Nodes, func(n *NodeInfo) string { return n.Name }, (*NodeInfo).Equal, func(k string) string {
+		return BuildResource("", ResourceNode, k)
+	}); d != "" {
+		return d
+	}
+	if d := compareKind(l.Namespaces, c.cur.Namespaces, func(n *NamespaceInfo) string { return n.Name }, (*NamespaceInfo).Equal, func(k string) string {
+		return BuildResource("", ResourceNamespace, k)
+	}); d != "" {
+		return d
+	}
+	if l.Pools != nil {
+		return compareKind(l.Pools, c.cur.Pools, func(p *PoolInfo) string { return p.Name }, (*PoolInfo).Equal, func(k string) string {
+			return BuildResource("", ResourcePool, k)
+		})
+	}
+	return ""
+}
+
+func compareKind[V any](list []V, cur map[string]V, key func(V) string, equal func(V, V) bool, res func(string) string) string {
+	seen := make(map[string]bool, len(list))
+	for _, o := range list {
+		k := key(o)
+		seen[k] = true
+		have, ok := cur[k]
+		switch {
+		case !ok:
+			return "missing " + res(k)
+		case !equal(have, o):
+			return "stale " + res(k)
+		}
+	}
+	for k := range cur {
+		if !seen[k] {
+			return "deleted " + res(k)
+		}
+	}
+	return ""
+}
+
+// ApplyListing makes the cache agree with a complete listing of the source
+// taken at (or after) since: listed objects are stored, objects missing
+// from it are deleted and remembered as tombstones. Objects changed
+// through Set/Delete after since are left alone (the listing is older). It
+// returns how many objects it changed; Publish makes them visible.
+func (c *Cache) ApplyListing(l *Listing, since time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := applyKind(c, "pod", l.Pods, c.cur.Pods, c.dirtyPods, func(p *PodInfo) string { return p.Key() }, (*PodInfo).Equal, since)
+	n += applyKind(c, "node", l.Nodes, c.cur.Nodes, c.dirtyNodes, func(o *NodeInfo) string { return o.Name }, (*NodeInfo).Equal, since)
+	n += applyKind(c, "namespace", l.Namespaces, c.cur.Namespaces, c.dirtyNS, func(o *NamespaceInfo) string { return o.Name }, (*NamespaceInfo).Equal, since)
+	if l.Pools != nil {
+		n += applyKind(c, "pool", l.Pools, c.cur.Pools, c.dirtyPools, func(o *PoolInfo) string { return o.Name }, (*PoolInfo).Equal, since)
+	}
+	// Tombstones of objects no longer in the cache cost memory only; keep
+	// them bounded.
+	if len(c.tomb) > 10000 {
+		c.tomb = map[string]any{}
+	}
+	return n
+}
+
+func applyKind[V any](c *Cache, kind string, list []V, cur map[string]V, dirty map[string]bool, key func(V) string, equal func(V, V) bool, since time.Time) int {
+	n := 0
+	seen := make(map[string]bool, len(list))
+	for _, o := range list {
+		k := key(o)
+		seen[k] = true
+		tk := kind + ":" + k
+		if c.touched[tk].After(since) {
+			continue
+		}
+		delete(c.tomb, tk)
+		if have, ok := cur[k]; ok && equal(have, o) {
+			continue
+		}
+		cur[k] = o
+		dirty[k] = true
+		n++
+	}
+	for k, o := range cur {
+		tk := kind + ":" + k
+		if seen[k] || c.touched[tk].After(since) {
+			continue
+		}
+		delete(cur, k)
+		dirty[k] = true
+		c.tomb[tk] = o
+		n++
+	}
+	return n
 }

@@ -170,3 +170,42 @@ func TestResourceRoundTrip(t *testing.T) {
 		t.Error("malformed resource accepted")
 	}
 }
+
+// An authoritative listing deletes what the watches never reported gone,
+// a replay of the deleted object does not resurrect it, a genuinely new
+// object of the same name does, and changes newer than the listing win.
+func TestApplyListingAndTombstones(t *testing.T) {
+	c := NewCache(nil)
+	c.SetPod(pod("default", "doomed", "u1", "edge-1", "10.244.5.2"))
+	c.SetPod(pod("default", "kept", "u2", "edge-1", "10.244.5.3"))
+	c.Publish(time.Now())
+
+	since := time.Now()
+	listing := &Listing{Pods: []*PodInfo{pod("default", "kept", "u2", "edge-1", "10.244.5.3")}}
+	if d := c.Compare(listing); d != "deleted default/pod/doomed" {
+		t.Errorf("Compare = %q", d)
+	}
+	if n := c.ApplyListing(listing, since); n != 1 {
+		t.Errorf("ApplyListing changed %d objects, want 1", n)
+	}
+	_, changes := c.Publish(time.Now())
+	if got := changesText(changes); got != "delete default/pod/doomed\n" {
+		t.Errorf("changes:\n%s", got)
+	}
+	// The metaServer replays its stale local copy: ignored.
+	c.SetPod(pod("default", "doomed", "u1", "edge-1", "10.244.5.2"))
+	if snap, ch := c.Publish(time.Now()); snap != nil {
+		t.Errorf("stale replay published %s", changesText(ch))
+	}
+	// A new pod of the same name (new UID) is real.
+	c.SetPod(pod("default", "doomed", "u9", "edge-1", "10.244.5.9"))
+	if _, ch := c.Publish(time.Now()); changesText(ch) != "insert default/pod/doomed\n" {
+		t.Errorf("recreated pod: %s", changesText(ch))
+	}
+	// A listing older than a change does not undo it.
+	old := time.Now().Add(-time.Minute)
+	c.ApplyListing(&Listing{Pods: []*PodInfo{pod("default", "kept", "u2", "edge-1", "10.244.5.3")}}, old)
+	if snap, ch := c.Publish(time.Now()); snap != nil {
+		t.Errorf("an old listing changed %s", changesText(ch))
+	}
+}
