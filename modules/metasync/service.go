@@ -159,7 +159,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	if s.Debounce <= 0 {
-		s.Debounce = 20 * time.Millisecond
+		s.Debounce = 5 * time.Millisecond
 	}
 	if s.SaveInterval <= 0 {
 		s.SaveInterval = time.Second

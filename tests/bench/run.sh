@@ -12,4 +12,10 @@ eval "$(tests/tools/build.sh host-local bridge spiderpool | sed 's/^host-local=/
 echo "=== bench cni+ipam: pod ADD+DEL through libcni, and IPAM alone, each beside its baseline"
 go run ./tests/bench/cni -bin bin -host-local "$HOSTLOCAL" -bridge "$BRIDGE" -spiderpool "$SPIDERPOOL" -runs $runs -cycles $cycles
 echo
+echo "=== bench metasync: kube-apiserver -> snapshot delay (edge via metaServer, cloud node), agent memory"
+tests/tools/build.sh etcd kube-apiserver cloudcore edgecore >/dev/null
+EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin" \
+	go test -count=1 -timeout 30m -run TestBenchMetasync -v ./tests/bench/metasync 2>&1 \
+	| grep -vE '^\s*(I|W|E)[0-9]{4} |^=== RUN|^--- PASS|^PASS|^ok' || true
+echo
 echo "results: bench-results.json"
