@@ -28,7 +28,9 @@ func createPool(t *testing.T, cp *cluster.ControlPlane, name string, spec map[st
 	if _, err := cp.Dynamic.Resource(metasync.PoolGVR).Create(context.Background(), pool, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cp.Dynamic.Resource(metasync.PoolGVR).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cp.Dynamic.Resource(metasync.PoolGVR).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }
 
 func (c *ipamClient) allocPod(ns, name, uid string) (string, error) {
