@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,3 +123,56 @@ func (cp *ControlPlane) SetPodIP(t testing.TB, ns, name, ip string) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// CreatePods creates n running pods <prefix><i> (i zero-padded to 5 digits)
+// in ns, pod i bound to nodes[i%len(nodes)] with status IP ipOf(i), through
+// 16 concurrent writers, the way a busy cluster's kubelets would. The
+// namespace is created if needed; the caller removes what it no longer
+// needs (deleting the namespace is quickest). It returns the first error.
+func (cp *ControlPlane) CreatePods(ctx context.Context, ns, prefix string, n int, nodes []string, ipOf func(int) string) error {
+	if err := cp.ensureNamespace(ctx, ns); err != nil {
+		return err
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s%05d", prefix, i), Namespace: ns},
+					Spec: corev1.PodSpec{NodeName: nodes[i%len(nodes)],
+						Containers: []corev1.Container{{Name: "main", Image: "registry.invalid/edgelink/dummy:0"}}},
+				}
+				created, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+				if err != nil {
+					fail(fmt.Errorf("create pod %s: %w", pod.Name, err))
+					continue
+				}
+				ip := ipOf(i)
+				created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+				if _, err := cp.Client.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+					fail(fmt.Errorf("status of pod %s: %w", pod.Name, err))
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return firstErr
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,43 +222,18 @@ func TestMetasyncCloudNodeScaleAndAPIServerRestart(t *testing.T) {
 		createNode(t, cp, fmt.Sprintf("ms-n%03d", i), fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256), fmt.Sprintf("198.18.%d.%d", 2+i/250, 1+i%250))
 	}
 	start := time.Now()
-	var failed atomic.Int32
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				name := fmt.Sprintf("ms-p%04d", i)
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ms-scale"},
-					Spec: corev1.PodSpec{NodeName: fmt.Sprintf("ms-n%03d", i%nodes),
-						Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause"}}},
-				}
-				created, err := cp.Client.CoreV1().Pods("ms-scale").Create(ctx, pod, metav1.CreateOptions{})
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				ip := fmt.Sprintf("10.%d.%d.%d", 100+(i%nodes)/256, (i%nodes)%256, 2+i/nodes)
-				created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
-				if _, err := cp.Client.CoreV1().Pods("ms-scale").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-					failed.Add(1)
-				}
-			}
-		}()
+	var nodeNames []string
+	for i := 0; i < nodes; i++ {
+		nodeNames = append(nodeNames, fmt.Sprintf("ms-n%03d", i))
 	}
-	for i := 0; i < pods; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d pod writes failed", failed.Load())
+	err := cp.CreatePods(ctx, "ms-scale", "ms-p", pods, nodeNames, func(i int) string {
+		return fmt.Sprintf("10.%d.%d.%d", 100+(i%nodes)/256, (i%nodes)%256, 2+i/nodes)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	created := time.Since(start)
-	last := fmt.Sprintf("ms-scale/ms-p%04d", pods-1)
+	last := fmt.Sprintf("ms-scale/ms-p%05d", pods-1)
 	ev := p.WaitFor("all pods with IPs", 120*time.Second, func(ev metaprobe.Event) bool {
 		n := 0
 		for k, ip := range ev.Pods {

@@ -173,41 +173,24 @@ func (w *rawWatch) waitIP(t *testing.T, ip string) time.Time {
 	}
 }
 
-// populate creates pods on 200 nodes through 16 writers.
+// populate creates pods on 200 nodes.
 func populate(t *testing.T, cp *cluster.ControlPlane, pods int) {
 	t.Helper()
 	ctx := context.Background()
-	nodes := 200
-	for i := 0; i < nodes; i++ {
+	var nodes []string
+	for i := 0; i < 200; i++ {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bn%03d", i)}}
 		if _, err := cp.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		nodes = append(nodes, n.Name)
 	}
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bp%05d", i), Namespace: "default"},
-					Spec: corev1.PodSpec{NodeName: fmt.Sprintf("bn%03d", i%nodes), Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause"}}}}
-				created, err := cp.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
-				if err != nil {
-					continue
-				}
-				ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
-				created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
-				_, _ = cp.Client.CoreV1().Pods("default").UpdateStatus(ctx, created, metav1.UpdateOptions{})
-			}
-		}()
+	err := cp.CreatePods(ctx, "bench", "bp", pods, nodes, func(i int) string {
+		return fmt.Sprintf("10.%d.%d.%d", 100+i/65536, (i/256)%256, i%256)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := 0; i < pods; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
 }
 
 // agentRSS starts the real agent with only metasync (cloud-node source),
