@@ -142,3 +142,30 @@ func TestAgentStopsOnSignal(t *testing.T) {
 		}
 	}
 }
+
+// `edgelink ca init` / `ca issue` / `identity`: a member certificate for a
+// node's identity, verified as the tunnel will verify it.
+func TestCACommands(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "identity.key")
+	id, errOut, code := edgelink(t, "identity", "--key", key)
+	if code != 0 || !strings.HasPrefix(id, "12D3KooW") {
+		t.Fatalf("identity: %d %q %s", code, id, errOut)
+	}
+	if _, errOut, code := edgelink(t, "ca", "init", "--dir", filepath.Join(dir, "ca")); code != 0 {
+		t.Fatalf("ca init: %s", errOut)
+	}
+	if _, errOut, code := edgelink(t, "ca", "init", "--dir", filepath.Join(dir, "ca")); code == 0 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("second ca init: %d %s", code, errOut)
+	}
+	out, errOut, code := edgelink(t, "ca", "issue", "--dir", filepath.Join(dir, "ca"), "--node", "edge-1", "--identity", key, "--out", dir)
+	if code != 0 || !strings.Contains(out, "peer "+strings.TrimSpace(id)) {
+		t.Fatalf("ca issue: %d %s %s", code, out, errOut)
+	}
+	if _, errOut, code := edgelink(t, "ca", "issue", "--dir", filepath.Join(dir, "ca"), "--node", "edge-1", "--peer-id", "nonsense"); code == 0 || !strings.Contains(errOut, `--peer-id "nonsense"`) {
+		t.Fatalf("bad peer id: %d %s", code, errOut)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "edge-1.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("member key: %v %v", fi, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,15 +26,23 @@ import (
 
 const childEnv = "EDGELINK_METASYNC_PROBE"
 
-// Event is one line of probe output.
+// Event is one publish. On the wire it carries only what changed; the
+// parent keeps the accumulated picture, and predicates given to WaitFor see
+// it in Pods.
 type Event struct {
-	Time    time.Time         `json:"time"`
-	Version uint64            `json:"version"`
-	Changes []Change          `json:"changes"`
-	Pods    map[string]string `json:"pods"` // namespace/name -> first IP ("" if none)
-	Nodes   []string          `json:"nodes"`
-	Pools   []string          `json:"pools"`
-	Status  metadata.Status   `json:"status"`
+	Time    time.Time       `json:"time"`
+	Version uint64          `json:"version"`
+	Changes []Change        `json:"changes"`
+	Status  metadata.Status `json:"status"`
+	// Full marks an event carrying the whole picture (the first one).
+	Full bool `json:"full,omitempty"`
+	// PodIPs holds the changed pods (all pods when Full): namespace/name
+	// -> first IP ("" if none).
+	PodIPs map[string]string `json:"podIPs,omitempty"`
+
+	// Pods is the probe's current picture (namespace/name -> first IP)
+	// when a WaitFor predicate runs; not the picture at this event.
+	Pods map[string]string `json:"-"`
 }
 
 // Change is one published change.
@@ -68,23 +77,26 @@ func runChild() int {
 	svc := &metasync.Service{Source: pc.Source, Server: pc.Server, Kubeconfig: pc.Kubeconfig, SnapshotPath: pc.SnapshotPath}
 	var mu sync.Mutex
 	enc := json.NewEncoder(os.Stdout)
+	first := true
 	svc.Publish = func(snap *metadata.Snapshot, changes []metadata.Change) {
-		ev := Event{Time: time.Now(), Version: snap.Version, Pods: map[string]string{}, Status: svc.Status()}
+		ev := Event{Time: time.Now(), Version: snap.Version, PodIPs: map[string]string{}, Status: svc.Status(), Full: first}
+		first = false
+		ipOf := func(p *metadata.PodInfo) string {
+			if len(p.IPs) > 0 {
+				return p.IPs[0].String()
+			}
+			return ""
+		}
 		for _, c := range changes {
 			ev.Changes = append(ev.Changes, Change{c.Op, c.Resource})
-		}
-		for k, p := range snap.Pods {
-			ip := ""
-			if len(p.IPs) > 0 {
-				ip = p.IPs[0].String()
+			if p, ok := c.Object.(*metadata.PodInfo); ok && c.Op != metadata.OpDelete {
+				ev.PodIPs[p.Key()] = ipOf(p)
 			}
-			ev.Pods[k] = ip
 		}
-		for n := range snap.Nodes {
-			ev.Nodes = append(ev.Nodes, n)
-		}
-		for n := range snap.Pools {
-			ev.Pools = append(ev.Pools, n)
+		if ev.Full {
+			for k, p := range snap.Pods {
+				ev.PodIPs[k] = ipOf(p)
+			}
 		}
 		mu.Lock()
 		_ = enc.Encode(ev)
@@ -103,13 +115,14 @@ func runChild() int {
 type Probe struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	events chan Event
 	stderr *strings.Builder
 	done   chan struct{}
 
-	mu   sync.Mutex
-	last Event
-	all  []Event
+	// mu guards everything below; the reader goroutine applies events.
+	mu     sync.Mutex
+	state  map[string]string // the accumulated picture
+	all    []Event           // without their PodIPs (kept small)
+	notify chan struct{}     // closed and replaced on every event
 }
 
 // Start runs the metasync Service in netns (or the host namespace
@@ -129,7 +142,7 @@ func Start(t *testing.T, netns string, pc Config) *Probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Probe{t: t, cmd: cmd, events: make(chan Event, 4096), stderr: &strings.Builder{}, done: make(chan struct{})}
+	p := &Probe{t: t, cmd: cmd, stderr: &strings.Builder{}, done: make(chan struct{}), state: map[string]string{}, notify: make(chan struct{})}
 	cmd.Stderr = &lockedWriter{b: p.stderr}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -144,13 +157,22 @@ func Start(t *testing.T, netns string, pc Config) *Probe {
 				continue
 			}
 			p.mu.Lock()
-			p.last = ev
-			p.all = append(p.all, ev)
-			p.mu.Unlock()
-			select {
-			case p.events <- ev:
-			default:
+			if ev.Full {
+				p.state = map[string]string{}
 			}
+			for k, ip := range ev.PodIPs {
+				p.state[k] = ip
+			}
+			for _, c := range ev.Changes {
+				if ns, typ, name, err := metadata.ParseResource(c.Resource); err == nil && typ == metadata.ResourcePod && c.Op == metadata.OpDelete {
+					delete(p.state, ns+"/"+name)
+				}
+			}
+			ev.PodIPs = nil
+			p.all = append(p.all, ev)
+			close(p.notify)
+			p.notify = make(chan struct{})
+			p.mu.Unlock()
 		}
 	}()
 	t.Cleanup(func() { p.Kill() })
@@ -168,36 +190,47 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// WaitFor waits until an event satisfies pred.
+// WaitFor waits until an event satisfies pred and returns it; every
+// event since the probe started is offered once, with Pods set to the
+// current picture.
 func (p *Probe) WaitFor(what string, timeout time.Duration, pred func(Event) bool) Event {
 	p.t.Helper()
-	p.mu.Lock()
-	for _, ev := range p.all {
-		if pred(ev) {
-			p.mu.Unlock()
-			return ev
-		}
-	}
-	p.mu.Unlock()
 	deadline := time.After(timeout)
+	next := 0
 	for {
-		select {
-		case ev := <-p.events:
+		p.mu.Lock()
+		for ; next < len(p.all); next++ {
+			ev := p.all[next]
+			ev.Pods = p.state
 			if pred(ev) {
+				ev.Pods = maps.Clone(p.state)
+				p.mu.Unlock()
 				return ev
 			}
+		}
+		notify := p.notify
+		p.mu.Unlock()
+		select {
+		case <-notify:
 		case <-p.done:
 			p.t.Fatalf("probe exited while waiting for %s:\n%s", what, p.stderrTail())
 		case <-deadline:
-			p.t.Fatalf("no %s within %s; last event %+v\n%s", what, timeout, p.LastEvent(), p.stderrTail())
+			last := p.LastEvent()
+			p.t.Fatalf("no %s within %s; last event v%d %+v, %d pods known\n%s", what, timeout, last.Version, last.Status, len(last.Pods), p.stderrTail())
 		}
 	}
 }
 
+// LastEvent is the latest event with a copy of the current picture.
 func (p *Probe) LastEvent() Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.last
+	var ev Event
+	if len(p.all) > 0 {
+		ev = p.all[len(p.all)-1]
+	}
+	ev.Pods = maps.Clone(p.state)
+	return ev
 }
 
 // EventsSince returns the events after index i (see EventCount).

@@ -1,0 +1,260 @@
+// Package membership decides who belongs to the mesh. A node proves
+// membership with a certificate from the cluster CA naming the node, and a
+// signature by that certificate's key binding the node name to its libp2p
+// peer ID. The CA is EdgeLink's own (`edgelink ca init` / `edgelink ca
+// issue`) or KubeEdge's root CA (cloudcore's edge certificates name the
+// node). No shared secret exists anywhere: a peer without a valid proof
+// can neither reach pods nor use a relay.
+//
+// Proof wire format (JSON, at most MaxProofSize bytes):
+//
+//	{"v":1,"node":"edge-1","peer":"12D3KooW...","expires":1764200000,
+//	 "chain":["<base64 DER leaf>","<base64 DER intermediate>"...],
+//	 "sig":"<base64 signature>"}
+//
+// sig is the leaf key's signature (ECDSA/RSA over SHA-256, or Ed25519) of
+// SigningInput(node, peer, expires). A proof is valid for ProofLifetime.
+package membership
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Limits of a proof.
+const (
+	MaxProofSize  = 64 << 10
+	ProofLifetime = 24 * time.Hour
+	version       = 1
+	// PeerURIPrefix marks the URI SAN an EdgeLink member certificate uses
+	// to bind the libp2p peer ID too: "edgelink:peer:<peer ID>".
+	PeerURIPrefix = "edgelink:peer:"
+)
+
+// ErrNotMember is wrapped by every verification failure.
+var ErrNotMember = errors.New("not a mesh member")
+
+type proofJSON struct {
+	V       int      `json:"v"`
+	Node    string   `json:"node"`
+	Peer    string   `json:"peer"`
+	Expires int64    `json:"expires"`
+	Chain   [][]byte `json:"chain"`
+	Sig     []byte   `json:"sig"`
+}
+
+// SigningInput is what a proof's signature covers.
+func SigningInput(node string, id peer.ID, expires int64) []byte {
+	return []byte("edgelink-membership-v1\n" + node + "\n" + id.String() + "\n" + strconv.FormatInt(expires, 10) + "\n")
+}
+
+// Credentials are a node's certificate chain and key.
+type Credentials struct {
+	Node  string
+	Chain []*x509.Certificate
+	Key   crypto.Signer
+}
+
+// LoadCredentials reads a PEM certificate (chain, leaf first) and its PEM
+// private key. The node name is the leaf's common name.
+func LoadCredentials(certFile, keyFile string) (*Credentials, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("membership certificate: %w", err)
+	}
+	var chain []*x509.Certificate
+	for rest := certPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("membership certificate %s: %w", certFile, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("membership certificate %s holds no PEM certificate", certFile)
+	}
+	key, err := loadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
+		return nil, fmt.Errorf("membership key %s does not belong to certificate %s", keyFile, certFile)
+	}
+	return &Credentials{Node: chain[0].Subject.CommonName, Chain: chain, Key: key}, nil
+}
+
+func loadKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("membership key: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("membership key %s is not PEM", path)
+	}
+	var k any
+	switch b.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("membership key %s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("membership key %s: unsupported key type %T", path, k)
+	}
+	return s, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+// Proof makes this node's membership proof for peer ID self.
+func (c *Credentials) Proof(self peer.ID, now time.Time) ([]byte, error) {
+	expires := now.Add(ProofLifetime).Unix()
+	sig, err := sign(c.Key, SigningInput(c.Node, self, expires))
+	if err != nil {
+		return nil, err
+	}
+	p := proofJSON{V: version, Node: c.Node, Peer: self.String(), Expires: expires, Sig: sig}
+	for _, cert := range c.Chain {
+		p.Chain = append(p.Chain, cert.Raw)
+	}
+	return json.Marshal(p)
+}
+
+func sign(key crypto.Signer, msg []byte) ([]byte, error) {
+	if _, ok := key.(ed25519.PrivateKey); ok {
+		return key.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
+	sum := sha256.Sum256(msg)
+	return key.Sign(rand.Reader, sum[:], crypto.SHA256)
+}
+
+func verifySig(pub crypto.PublicKey, msg, sig []byte) bool {
+	sum := sha256.Sum256(msg)
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, msg, sig)
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(k, sum[:], sig)
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, sum[:], sig) == nil
+	}
+	return false
+}
+
+// Verifier checks proofs against the cluster CA.
+type Verifier struct {
+	Roots *x509.CertPool
+	Now   func() time.Time
+}
+
+// NewVerifier trusts the PEM CA certificates in caFile.
+func NewVerifier(caFile string) (*Verifier, error) {
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("membership CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("membership CA %s holds no PEM certificate", caFile)
+	}
+	return &Verifier{Roots: pool, Now: time.Now}, nil
+}
+
+// Verify checks a proof presented by remote and returns the node name it
+// proves. Every failure wraps ErrNotMember and says why.
+func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
+	fail := func(format string, args ...any) (string, error) {
+		return "", fmt.Errorf("%w: %s", ErrNotMember, fmt.Sprintf(format, args...))
+	}
+	if len(data) > MaxProofSize {
+		return fail("proof of %d bytes exceeds %d", len(data), MaxProofSize)
+	}
+	var p proofJSON
+	if err := json.Unmarshal(data, &p); err != nil {
+		return fail("proof is not valid JSON: %v", err)
+	}
+	if p.V != version {
+		return fail("proof version %d, want %d", p.V, version)
+	}
+	if p.Peer != remote.String() {
+		return fail("proof is for peer %q, presented by %s", p.Peer, remote)
+	}
+	now := v.Now()
+	if p.Expires < now.Unix() {
+		return fail("proof expired at %s", time.Unix(p.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	if p.Expires > now.Add(ProofLifetime+time.Hour).Unix() {
+		return fail("proof expires too far in the future")
+	}
+	if len(p.Chain) == 0 || len(p.Chain) > 8 {
+		return fail("proof carries %d certificates", len(p.Chain))
+	}
+	var certs []*x509.Certificate
+	for i, der := range p.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fail("certificate %d: %v", i, err)
+		}
+		certs = append(certs, c)
+	}
+	leaf := certs[0]
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: v.Roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			return fail("certificate of %q expired at %s", leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return fail("certificate of %q is not from the cluster CA: %v", leaf.Subject.CommonName, err)
+	}
+	if leaf.Subject.CommonName != p.Node && !slices.Contains(leaf.DNSNames, p.Node) {
+		return fail("certificate names node %q, proof claims %q", leaf.Subject.CommonName, p.Node)
+	}
+	for _, u := range leaf.URIs {
+		if s := u.String(); len(s) > len(PeerURIPrefix) && s[:len(PeerURIPrefix)] == PeerURIPrefix && s[len(PeerURIPrefix):] != remote.String() {
+			return fail("certificate of %q is bound to peer %s, presented by %s", p.Node, s[len(PeerURIPrefix):], remote)
+		}
+	}
+	if !verifySig(leaf.PublicKey, SigningInput(p.Node, remote, p.Expires), p.Sig) {
+		return fail("signature does not verify with the certificate of %q", p.Node)
+	}
+	return p.Node, nil
+}

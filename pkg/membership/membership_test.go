@@ -1,0 +1,157 @@
+package membership
+
+import (
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func newPeer(t *testing.T) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPublicKey(pub)
+	return id
+}
+
+type fixture struct {
+	dir string
+	ca  *CA
+	v   *Verifier
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := InitCA(filepath.Join(dir, "ca"), "test-ca", time.Hour*24*365)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(filepath.Join(dir, "ca", CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{dir: dir, ca: ca, v: v}
+}
+
+func (f *fixture) creds(t *testing.T, ca *CA, node string, id peer.ID, validity time.Duration) *Credentials {
+	t.Helper()
+	crt, key, err := ca.Issue(node, id, validity, filepath.Join(f.dir, "members"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadCredentials(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestProofAccepted(t *testing.T) {
+	f := newFixture(t)
+	id := newPeer(t)
+	proof, err := f.creds(t, f.ca, "edge-1", id, time.Hour).Proof(id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := f.v.Verify(proof, id)
+	if err != nil || node != "edge-1" {
+		t.Fatalf("Verify = %q, %v", node, err)
+	}
+}
+
+func TestProofRejected(t *testing.T) {
+	f := newFixture(t)
+	id, other := newPeer(t), newPeer(t)
+	good := f.creds(t, f.ca, "edge-1", id, time.Hour)
+	otherCA, err := InitCA(filepath.Join(f.dir, "other-ca"), "rogue", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		proof func() []byte
+		by    peer.ID
+		want  string
+	}{
+		{"none", func() []byte { return nil }, id, "not valid JSON"},
+		{"garbage", func() []byte { return []byte("\x00\xff{") }, id, "not valid JSON"},
+		{"wrong CA", func() []byte {
+			p, _ := f.creds(t, otherCA, "edge-1", id, time.Hour).Proof(id, time.Now())
+			return p
+		}, id, `certificate of "edge-1" is not from the cluster CA`},
+		{"expired certificate", func() []byte {
+			c := f.creds(t, f.ca, "edge-1", id, time.Hour)
+			f.v.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+			p, _ := c.Proof(id, time.Now().Add(2*time.Hour))
+			return p
+		}, id, `certificate of "edge-1" expired`},
+		{"replayed by another peer", func() []byte { p, _ := good.Proof(id, time.Now()); return p }, other, "is for peer"},
+		{"certificate bound to another peer", func() []byte { p, _ := good.Proof(other, time.Now()); return p }, other, "is bound to peer"},
+		{"expired proof", func() []byte { p, _ := good.Proof(id, time.Now().Add(-48*time.Hour)); return p }, id, "proof expired"},
+		{"other node name", func() []byte {
+			c := *good
+			c.Node = "edge-2"
+			p, _ := c.Proof(id, time.Now())
+			return p
+		}, id, `certificate names node "edge-1", proof claims "edge-2"`},
+		{"oversized", func() []byte { return []byte(strings.Repeat(" ", MaxProofSize+1)) }, id, "exceeds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.v.Now = time.Now
+			data := tt.proof()
+			_, err := f.v.Verify(data, tt.by)
+			if !errors.Is(err, ErrNotMember) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want ErrNotMember containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestInitCARefusesToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := InitCA(dir, "a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InitCA(dir, "b", time.Hour); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := LoadCA(dir); err != nil {
+		t.Errorf("LoadCA: %v", err)
+	}
+}
+
+// FuzzVerify: proofs arrive from any peer that connects.
+func FuzzVerify(f *testing.F) {
+	fx := &fixture{}
+	dir := f.TempDir()
+	ca, _ := InitCA(filepath.Join(dir, "ca"), "fuzz", time.Hour)
+	v, _ := NewVerifier(filepath.Join(dir, "ca", CACertFile))
+	fx.dir, fx.ca, fx.v = dir, ca, v
+	_, pub, _ := crypto.GenerateEd25519Key(rand.Reader)
+	id, _ := peer.IDFromPublicKey(pub)
+	crt, key, _ := ca.Issue("edge-1", id, time.Hour, dir)
+	creds, _ := LoadCredentials(crt, key)
+	good, _ := creds.Proof(id, time.Now())
+	f.Add(good)
+	f.Add([]byte(`{"v":1,"node":"x","peer":"y","expires":1,"chain":["AAAA"],"sig":"AA=="}`))
+	f.Add([]byte(`{"v":1,"chain":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		node, err := v.Verify(data, id)
+		if err == nil && node != "edge-1" {
+			t.Fatalf("accepted a proof for %q", node)
+		}
+		if err != nil && !errors.Is(err, ErrNotMember) {
+			t.Fatalf("error does not wrap ErrNotMember: %v", err)
+		}
+	})
+}
