@@ -6,16 +6,16 @@
 //
 // # Shape
 //
-//	                 "internet" namespace: bridge br0, 198.18.0.1/24
-//	                 (no uplink; 198.18.0.0/15 is the benchmarking range)
-//	      ┌──────────────┬──────────┴───────┬────────────────────┐
-//	  public host    public host      router of site A      router of site B ...
-//	  eth0 .11       eth0 .12         wan0 .101             wan0 .102
-//	                                  MASQUERADE on wan0, unsolicited inbound dropped
-//	                                  br-lan 192.168.1.1/24
-//	                                   ┌────────┴────────┐
-//	                               site host         site host
-//	                               eth0 192.168.1.11 eth0 192.168.1.12 (default via .1)
+//	               "internet" namespace: bridge br0, 198.18.0.1/24
+//	               (no uplink; 198.18.0.0/15 is the benchmarking range)
+//	    ┌──────────────┬──────────┴───────┬────────────────────┐
+//	public host    public host      router of site A      router of site B ...
+//	eth0 .11       eth0 .12         wan0 .101             wan0 .102
+//	                                MASQUERADE on wan0, unsolicited inbound dropped
+//	                                br-lan 192.168.1.1/24
+//	                                 ┌────────┴────────┐
+//	                             site host         site host
+//	                             eth0 192.168.1.11 eth0 192.168.1.12 (default via .1)
 //
 // Public hosts (relays, cloud nodes) get 198.18.0.11, .12, ... in spec order
 // and routers 198.18.0.101, .102, ... in site order; site number n (1-based,
