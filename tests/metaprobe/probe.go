@@ -121,7 +121,7 @@ type Probe struct {
 	// mu guards everything below; the reader goroutine applies events.
 	mu     sync.Mutex
 	state  map[string]string // the accumulated picture
-	all    []Event           // without their PodIPs (kept small)
+	all    []Event           // as received (PodIPs: what changed)
 	notify chan struct{}     // closed and replaced on every event
 }
 
@@ -168,7 +168,6 @@ func Start(t *testing.T, netns string, pc Config) *Probe {
 					delete(p.state, ns+"/"+name)
 				}
 			}
-			ev.PodIPs = nil
 			p.all = append(p.all, ev)
 			close(p.notify)
 			p.notify = make(chan struct{})
@@ -195,8 +194,16 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // current picture.
 func (p *Probe) WaitFor(what string, timeout time.Duration, pred func(Event) bool) Event {
 	p.t.Helper()
+	return p.WaitForSince(0, what, timeout, pred)
+}
+
+// WaitForSince is WaitFor offering only events from index i on (see
+// EventCount): take the count before causing a change to wait for the
+// event that carries it.
+func (p *Probe) WaitForSince(i int, what string, timeout time.Duration, pred func(Event) bool) Event {
+	p.t.Helper()
 	deadline := time.After(timeout)
-	next := 0
+	next := i
 	for {
 		p.mu.Lock()
 		for ; next < len(p.all); next++ {

@@ -63,14 +63,16 @@ func TestBenchMetasync(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < updates; i++ {
 		ip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, (i/256)%256, i%256)
+		e0, c0 := edge.EventCount(), cloud.EventCount()
 		patch := fmt.Sprintf(`{"status":{"phase":"Running","podIP":%q,"podIPs":[{"ip":%q}]}}`, ip, ip)
 		if _, err := cp.Client.CoreV1().Pods("default").Patch(ctx, "bench-pod", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 			t.Fatal(err)
 		}
 		t0 := time.Now()
 		rawAt := raw.waitIP(t, ip)
-		ev1 := edge.WaitFor("edge "+ip, 10*time.Second, func(ev metaprobe.Event) bool { return ev.Pods["default/bench-pod"] == ip })
-		ev2 := cloud.WaitFor("cloud "+ip, 10*time.Second, func(ev metaprobe.Event) bool { return ev.Pods["default/bench-pod"] == ip })
+		carries := func(ev metaprobe.Event) bool { return ev.PodIPs["default/bench-pod"] == ip }
+		ev1 := edge.WaitForSince(e0, "edge "+ip, 10*time.Second, carries)
+		ev2 := cloud.WaitForSince(c0, "cloud "+ip, 10*time.Second, carries)
 		rawD = append(rawD, ms(rawAt.Sub(t0)))
 		edgeD = append(edgeD, ms(ev1.Time.Sub(t0)))
 		cloudD = append(cloudD, ms(ev2.Time.Sub(t0)))
