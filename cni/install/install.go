@@ -8,11 +8,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/edgelink/edgelink/cni/netconf"
+	"github.com/edgelink/edgelink/pkg/atomicfile"
 )
 
 // Defaults of `edgelink cni install`.
@@ -152,44 +152,13 @@ func Install(o Options) (string, error) {
 			return "", fmt.Errorf("plugin binary: %w", err)
 		}
 		defer src.Close()
-		if err := writeAtomic(filepath.Join(o.BinDir, PluginName), src, 0o755); err != nil {
+		if err := atomicfile.Write(filepath.Join(o.BinDir, PluginName), src, 0o755); err != nil {
 			return "", err
 		}
 	}
 	path := filepath.Join(o.ConfDir, o.ConfName)
-	if err := writeAtomic(path, bytes.NewReader(conf), 0o644); err != nil {
+	if err := atomicfile.Write(path, bytes.NewReader(conf), 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
-}
-
-func writeAtomic(path string, r io.Reader, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := io.Copy(tmp, r); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("install %s: %w", path, err)
-	}
-	return nil
 }

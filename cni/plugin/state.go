@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgelink/edgelink/pkg/atomicfile"
 )
 
 // attachment is the on-disk record of one ADD, written before any resource
@@ -40,36 +42,7 @@ func writeRecord(dir string, a *attachment) error {
 	if err != nil {
 		return err
 	}
-	final := recordPath(dir, a.ContainerID, a.IfName)
-	tmp, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
-		return fmt.Errorf("write attachment record: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write attachment record: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync attachment record: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("write attachment record: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteBytes(recordPath(dir, a.ContainerID, a.IfName), data, 0o600)
 }
 
 func readRecord(dir, containerID, ifName string) (*attachment, error) {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/edgelink/edgelink/pkg/atomicfile"
 )
 
 // LoadOrCreateIdentity returns the node's libp2p key from path, creating
@@ -49,38 +51,12 @@ func LoadOrCreateIdentity(path string) (crypto.PrivKey, peer.ID, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, "", fmt.Errorf("identity key: %w", err)
+	}
+	if err := atomicfile.WriteBytes(path, data, 0o600); err != nil {
 		return nil, "", fmt.Errorf("identity key: %w", err)
 	}
 	id, err := peer.IDFromPrivateKey(key)
 	return key, id, err
-}
-
-// writeFileAtomic writes data to path via a temporary file, fsync and rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
