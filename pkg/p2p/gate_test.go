@@ -40,8 +40,20 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // host starts a node whose certificate comes from issuer (nil: this
-// cluster's CA).
+// cluster's CA), on loopback.
 func (c *cluster) host(node string, issuer *membership.CA) *Host {
+	c.t.Helper()
+	return c.start(node, issuer, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+}
+
+// hostAt starts a member node on the given listen addresses, keeping its
+// identity across restarts.
+func (c *cluster) hostAt(node string, listen []string) *Host {
+	c.t.Helper()
+	return c.start(node, nil, listen)
+}
+
+func (c *cluster) start(node string, issuer *membership.CA, listen []string) *Host {
 	c.t.Helper()
 	key, id, err := LoadOrCreateIdentity(filepath.Join(c.dir, node, "identity.key"))
 	if err != nil {
@@ -58,8 +70,7 @@ func (c *cluster) host(node string, issuer *membership.CA) *Host {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	h, err := New(Config{Key: key, Credentials: creds, Verifier: c.ver,
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
+	h, err := New(Config{Key: key, Credentials: creds, Verifier: c.ver, ListenAddrs: listen})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -76,3 +76,54 @@ func TestRelayForMembersOnly(t *testing.T) {
 		}
 	}
 }
+
+// A relay restart: the reservation comes back by itself, and members can
+// reach the reserving node through the restarted relay.
+func TestReservationSurvivesRelayRestart(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.host("edge-a", nil), c.host("edge-b", nil)
+	startRelay := func(port string) (*Host, func()) {
+		r := c.hostAt("relay-1", []string{"/ip4/127.0.0.1/tcp/" + port})
+		rel, err := r.StartRelay()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, func() { rel.Close(); r.Close() }
+	}
+	r, stop := startRelay("0")
+	port := strings.Split(r.Addrs()[0].String(), "/")[4]
+	info := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
+	keeper := a.KeepReservations([]peer.AddrInfo{info})
+	t.Cleanup(keeper.Close)
+	waitReserved := func(minRenewals int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st := keeper.States()[0]
+			if st.Reserved && st.Renewals >= minRenewals {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no reservation: %+v", st)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitReserved(1)
+
+	stop()
+	time.Sleep(time.Second)
+	r2, stop2 := startRelay(port) // same identity, same address
+	t.Cleanup(stop2)
+	start := time.Now()
+	waitReserved(2)
+	t.Logf("reservation back %s after the relay restarted", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Connect(ctx, circuitTo(t, r2, a)); err != nil {
+		t.Fatalf("circuit through the restarted relay: %v", err)
+	}
+	if err := echo(ctx, b, a); err != nil {
+		t.Fatal(err)
+	}
+}
