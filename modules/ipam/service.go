@@ -1,7 +1,9 @@
 package ipam
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -41,7 +43,12 @@ type Service struct {
 	fileObjs atomic.Pointer[ipam.Objects]
 	notify   chan bool // metadata changed; true once synced
 
-	rebuildMu sync.Mutex // serializes rebuilds (pool file and metadata)
+	// rebuildMu serializes rebuilds (pool file and metadata) and guards
+	// saved and savedJSON: the objects last written to the store, so a
+	// rebuild writes (and fsyncs) only when they changed.
+	rebuildMu sync.Mutex
+	saved     *ipam.Objects
+	savedJSON []byte
 }
 
 // Notify tells the service the metadata picture changed; synced means it
@@ -84,9 +91,11 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.store = store
 	defer store.Close()
 
-	objs, err := store.LoadObjects()
-	if err != nil {
+	if s.saved, err = store.LoadObjects(); err != nil {
 		return fmt.Errorf("lease store %s: saved objects: %w", s.DBPath, err)
+	}
+	if s.saved != nil {
+		s.savedJSON, _ = json.Marshal(s.saved)
 	}
 	var fileStamp string
 	if s.PoolFile != "" {
@@ -97,11 +106,9 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		}
 		s.fileObjs.Store(fileObjs)
 	}
-	if s.Metadata != nil || s.PoolFile != "" {
-		objs = s.objects(objs)
-		if err := store.SaveObjects(withoutPods(objs)); err != nil {
-			return err
-		}
+	objs := s.objects(s.saved)
+	if err := s.save(objs); err != nil {
+		return err
 	}
 	s.alloc = ipam.NewAllocator(store, ipam.NewView(s.NodeName, objs))
 	if s.Metadata != nil {
@@ -190,7 +197,7 @@ func (s *Service) watchPoolFile(ctx context.Context, last string) {
 		}
 		s.fileObjs.Store(objs)
 		klog.InfoS("Pool file reloaded", "file", s.PoolFile)
-		s.rebuild(nil)
+		s.rebuild()
 	}
 }
 
@@ -228,12 +235,13 @@ func (s *Service) objects(fallback *ipam.Objects) *ipam.Objects {
 	return merged
 }
 
-// rebuild makes a new view from the current sources and saves it.
-func (s *Service) rebuild(fallback *ipam.Objects) {
+// rebuild makes a new view from the current sources and saves what
+// changed of it.
+func (s *Service) rebuild() {
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
-	objs := s.objects(fallback)
-	if err := s.store.SaveObjects(withoutPods(objs)); err != nil {
+	objs := s.objects(s.saved)
+	if err := s.save(objs); err != nil {
 		klog.ErrorS(err, "Cannot save pools")
 	}
 	old := s.alloc.View()
@@ -267,12 +275,31 @@ func (s *Service) refreshLoop(ctx context.Context) {
 				break drain
 			}
 		}
-		saved, _ := s.store.LoadObjects()
-		s.rebuild(saved)
+		s.rebuild()
 		if synced && s.Metadata != nil {
 			s.reconcile()
 		}
 	}
+}
+
+// save writes the pools, node and namespaces of objs to the store for an
+// offline restart, unless they are what was last written (pods change far
+// more often and come back from metasync's own snapshot). Called at start
+// and with rebuildMu held.
+func (s *Service) save(objs *ipam.Objects) error {
+	keep := withoutPods(objs)
+	data, err := json.Marshal(keep)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(data, s.savedJSON) {
+		return nil
+	}
+	if err := s.store.SaveObjects(keep); err != nil {
+		return err
+	}
+	s.saved, s.savedJSON = keep, data
+	return nil
 }
 
 func (s *Service) reconcile() {
