@@ -90,7 +90,7 @@ func (m *Module) Start() {
 
 // publish sends each change, then a sync message, to every subscriber in
 // order (beehive's Send, one goroutine: no reordering).
-func (m *Module) publish(snap *metadata.Snapshot, changes []metadata.Change) {
+func (m *Module) publish(_ *metadata.Snapshot, changes []metadata.Change) {
 	for _, sub := range m.subscribers {
 		for _, c := range changes {
 			msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, c.Resource, c.Op).FillBody(c.Object)
@@ -101,5 +101,4 @@ func (m *Module) publish(snap *metadata.Snapshot, changes []metadata.Change) {
 		msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, res, metadata.OpUpdate).FillBody(st)
 		beehiveContext.Send(sub, *msg)
 	}
-	_ = snap
 }

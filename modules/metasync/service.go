@@ -187,7 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	syncedCh := make(chan struct{}, 1)
+	syncedCh := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // routineWatch
@@ -211,6 +211,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	saveTimer := time.NewTimer(time.Hour)
 	defer saveTimer.Stop()
+	// dirty schedules a save at most once per SaveInterval.
+	dirty := func() {
+		saveDirty = true
+		if wait := s.SaveInterval - time.Since(lastSave); wait > 0 {
+			saveTimer.Reset(wait)
+		} else {
+			save()
+		}
+	}
 	if s.Publish != nil {
 		s.Publish(s.cache.Snapshot(), nil) // consumers start from the disk picture
 	}
@@ -229,18 +238,14 @@ func (s *Service) Run(ctx context.Context) error {
 			published := s.publish(time.Now())
 			time.Sleep(s.Debounce)
 			if s.publish(time.Now()) || published {
-				saveDirty = true
-				if wait := s.SaveInterval - time.Since(lastSave); wait > 0 {
-					saveTimer.Reset(wait)
-				} else {
-					save()
-				}
+				dirty()
 			}
 		case <-syncedCh:
+			syncedCh = nil // closed: once is enough
 			// Consumers learn Synced from the publish that follows, even
 			// when the listing changed nothing.
 			if s.publish(time.Now()) {
-				saveDirty = true
+				dirty()
 			} else if s.Publish != nil {
 				s.Publish(s.cache.Snapshot(), nil)
 			}
@@ -255,9 +260,7 @@ func (s *Service) Run(ctx context.Context) error {
 // watch runs the informers until ctx is done. Once they have listed,
 // objects the listing lacks are deleted from the cache (they were deleted
 // while nobody watched).
-func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, changed func(), syncedCh chan struct{}) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, changed func(), syncedCh chan<- struct{}) {
 	// Cluster-wide watches only: KubeEdge v1.20 delays namespaced pod
 	// watches through the metaServer by ~5 s (DESIGN.md).
 	var tweak func(*metav1.ListOptions)
@@ -282,37 +285,27 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 		})
 	}
 	s.addHandlers(pods, nodes, namespaces, pools, changed)
-	factory.Start(wctx.Done())
-	dynFactory.Start(wctx.Done())
-	defer func() {
-		cancel()
-		factory.Shutdown()
-		dynFactory.Shutdown()
-	}()
+	factory.Start(ctx.Done())
+	dynFactory.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer dynFactory.Shutdown()
 
-	if cache.WaitForCacheSync(wctx.Done(), pods.HasSynced, nodes.HasSynced, namespaces.HasSynced) {
+	if cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, nodes.HasSynced, namespaces.HasSynced) {
 		keys := metadata.Keys{Pods: storeKeys(pods), Nodes: storeKeys(nodes), Namespaces: storeKeys(namespaces)}
 		// Pools sync on their own: a cluster without SpiderPool's CRD has none.
-		poolCtx, poolCancel := context.WithTimeout(wctx, 30*time.Second)
+		poolCtx, poolCancel := context.WithTimeout(ctx, 30*time.Second)
 		if cache.WaitForCacheSync(poolCtx.Done(), pools.HasSynced) {
 			keys.Pools = storeKeys(pools)
 		}
 		poolCancel()
 		s.cache.Retain(keys)
 		s.mu.Lock()
-		first := !s.status.Synced
 		s.status.Synced, s.status.Connected = true, true
 		s.mu.Unlock()
 		klog.InfoS("Metadata synced", "source", s.Source, "server", s.server(), "pods", len(keys.Pods), "nodes", len(keys.Nodes), "pools", len(keys.Pools))
-		if first {
-			select {
-			case syncedCh <- struct{}{}:
-			default:
-			}
-		}
-		changed()
+		close(syncedCh)
 	}
-	<-wctx.Done()
+	<-ctx.Done()
 }
 
 // auditLoop lists everything every AuditPeriod and makes the cache agree
@@ -342,9 +335,8 @@ func (s *Service) auditLoop(ctx context.Context, client kubernetes.Interface, dy
 			}
 			continue
 		}
-		if diff := s.cache.Compare(listing); diff != "" {
-			n := s.cache.ApplyListing(listing, since)
-			klog.InfoS("Metadata audit corrected changes the watches missed", "objects", n, "example", diff)
+		if n, example := s.cache.ApplyListing(listing, since); n > 0 {
+			klog.InfoS("Metadata audit corrected changes the watches missed", "objects", n, "example", example)
 			changed()
 		}
 	}

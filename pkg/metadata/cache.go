@@ -237,7 +237,7 @@ func clone(s *Snapshot) *Snapshot {
 	}
 }
 
-// Listing is a complete listing of the source, for Compare. A nil Pools
+// Listing is a complete listing of the source, for ApplyListing. A nil Pools
 // means pools could not be listed (no SpiderPool CRD) and are not compared.
 type Listing struct {
 	Pods       []*PodInfo
@@ -246,81 +246,45 @@ type Listing struct {
 	Pools      []*PoolInfo
 }
 
-// Compare reports the first difference between the listing and the
-// current (not yet published) cache, as "<op> <resource>", or "" when they
-// agree.
-func (c *Cache) Compare(l *Listing) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d := compareKind(l.Pods, c.cur.Pods, func(p *PodInfo) string { return p.Key() }, (*PodInfo).Equal, func(k string) string {
-		ns, name := splitKey(k)
-		return BuildResource(ns, ResourcePod, name)
-	}); d != "" {
-		return d
-	}
-	if d := compareKind(l.Nodes, c.cur.Nodes, func(n *NodeInfo) string { return n.Name }, (*NodeInfo).Equal, func(k string) string {
-		return BuildResource("", ResourceNode, k)
-	}); d != "" {
-		return d
-	}
-	if d := compareKind(l.Namespaces, c.cur.Namespaces, func(n *NamespaceInfo) string { return n.Name }, (*NamespaceInfo).Equal, func(k string) string {
-		return BuildResource("", ResourceNamespace, k)
-	}); d != "" {
-		return d
-	}
-	if l.Pools != nil {
-		return compareKind(l.Pools, c.cur.Pools, func(p *PoolInfo) string { return p.Name }, (*PoolInfo).Equal, func(k string) string {
-			return BuildResource("", ResourcePool, k)
-		})
-	}
-	return ""
-}
-
-func compareKind[V any](list []V, cur map[string]V, key func(V) string, equal func(V, V) bool, res func(string) string) string {
-	seen := make(map[string]bool, len(list))
-	for _, o := range list {
-		k := key(o)
-		seen[k] = true
-		have, ok := cur[k]
-		switch {
-		case !ok:
-			return "missing " + res(k)
-		case !equal(have, o):
-			return "stale " + res(k)
-		}
-	}
-	for k := range cur {
-		if !seen[k] {
-			return "deleted " + res(k)
-		}
-	}
-	return ""
-}
-
 // ApplyListing makes the cache agree with a complete listing of the source
 // taken at (or after) since: listed objects are stored, objects missing
 // from it are deleted and remembered as tombstones. Objects changed
 // through Set/Delete after since are left alone (the listing is older). It
-// returns how many objects it changed; Publish makes them visible.
-func (c *Cache) ApplyListing(l *Listing, since time.Time) int {
+// returns how many objects it changed and the first of them, as
+// "<missing|stale|deleted> <resource>"; Publish makes them visible.
+func (c *Cache) ApplyListing(l *Listing, since time.Time) (n int, example string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := applyKind(c, "pod", l.Pods, c.cur.Pods, c.dirtyPods, func(p *PodInfo) string { return p.Key() }, (*PodInfo).Equal, since)
-	n += applyKind(c, "node", l.Nodes, c.cur.Nodes, c.dirtyNodes, func(o *NodeInfo) string { return o.Name }, (*NodeInfo).Equal, since)
-	n += applyKind(c, "namespace", l.Namespaces, c.cur.Namespaces, c.dirtyNS, func(o *NamespaceInfo) string { return o.Name }, (*NamespaceInfo).Equal, since)
+	note := func(what, res string) {
+		n++
+		if example == "" {
+			example = what + " " + res
+		}
+	}
+	applyKind(c, "pod", l.Pods, c.cur.Pods, c.dirtyPods, func(p *PodInfo) string { return p.Key() }, (*PodInfo).Equal, since,
+		func(what, k string) {
+			ns, name := splitKey(k)
+			note(what, BuildResource(ns, ResourcePod, name))
+		})
+	applyKind(c, "node", l.Nodes, c.cur.Nodes, c.dirtyNodes, func(o *NodeInfo) string { return o.Name }, (*NodeInfo).Equal, since,
+		func(what, k string) { note(what, BuildResource("", ResourceNode, k)) })
+	applyKind(c, "namespace", l.Namespaces, c.cur.Namespaces, c.dirtyNS, func(o *NamespaceInfo) string { return o.Name }, (*NamespaceInfo).Equal, since,
+		func(what, k string) { note(what, BuildResource("", ResourceNamespace, k)) })
 	if l.Pools != nil {
-		n += applyKind(c, "pool", l.Pools, c.cur.Pools, c.dirtyPools, func(o *PoolInfo) string { return o.Name }, (*PoolInfo).Equal, since)
+		applyKind(c, "pool", l.Pools, c.cur.Pools, c.dirtyPools, func(o *PoolInfo) string { return o.Name }, (*PoolInfo).Equal, since,
+			func(what, k string) { note(what, BuildResource("", ResourcePool, k)) })
 	}
 	// Tombstones of objects no longer in the cache cost memory only; keep
 	// them bounded.
 	if len(c.tomb) > 10000 {
 		c.tomb = map[string]any{}
 	}
-	return n
+	return n, example
 }
 
-func applyKind[V any](c *Cache, kind string, list []V, cur map[string]V, dirty map[string]bool, key func(V) string, equal func(V, V) bool, since time.Time) int {
-	n := 0
+// applyKind applies one kind of a listing, calling changed for every
+// object it stores ("missing", "stale") or deletes ("deleted").
+func applyKind[V any](c *Cache, kind string, list []V, cur map[string]V, dirty map[string]bool, key func(V) string, equal func(V, V) bool, since time.Time, changed func(what, key string)) {
 	seen := make(map[string]bool, len(list))
 	for _, o := range list {
 		k := key(o)
@@ -330,12 +294,17 @@ func applyKind[V any](c *Cache, kind string, list []V, cur map[string]V, dirty m
 			continue
 		}
 		delete(c.tomb, tk)
-		if have, ok := cur[k]; ok && equal(have, o) {
+		have, ok := cur[k]
+		if ok && equal(have, o) {
 			continue
 		}
 		cur[k] = o
 		dirty[k] = true
-		n++
+		if ok {
+			changed("stale", k)
+		} else {
+			changed("missing", k)
+		}
 	}
 	for k, o := range cur {
 		tk := kind + ":" + k
@@ -345,7 +314,6 @@ func applyKind[V any](c *Cache, kind string, list []V, cur map[string]V, dirty m
 		delete(cur, k)
 		dirty[k] = true
 		c.tomb[tk] = o
-		n++
+		changed("deleted", k)
 	}
-	return n
 }

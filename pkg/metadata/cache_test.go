@@ -182,11 +182,8 @@ func TestApplyListingAndTombstones(t *testing.T) {
 
 	since := time.Now()
 	listing := &Listing{Pods: []*PodInfo{pod("default", "kept", "u2", "edge-1", "10.244.5.3")}}
-	if d := c.Compare(listing); d != "deleted default/pod/doomed" {
-		t.Errorf("Compare = %q", d)
-	}
-	if n := c.ApplyListing(listing, since); n != 1 {
-		t.Errorf("ApplyListing changed %d objects, want 1", n)
+	if n, d := c.ApplyListing(listing, since); n != 1 || d != "deleted default/pod/doomed" {
+		t.Errorf("ApplyListing changed %d objects (%q), want 1 (deleted default/pod/doomed)", n, d)
 	}
 	_, changes := c.Publish(time.Now())
 	if got := changesText(changes); got != "delete default/pod/doomed\n" {
