@@ -70,13 +70,12 @@ func (d delegate) add() (*current.Result, error) {
 
 // del releases the addresses of this call's attachment.
 func (d delegate) del() error {
-	return d.run("DEL", invoke.ArgsFromEnv())
+	return d.run("DEL", nil)
 }
 
 // delAttachment releases a recorded attachment other than this call's (GC).
 func (d delegate) delAttachment(a *attachment) error {
 	return d.run("DEL", &invoke.Args{
-		Command:       "DEL",
 		ContainerID:   a.ContainerID,
 		NetNS:         a.NetNS,
 		IfName:        a.IfName,
@@ -85,7 +84,9 @@ func (d delegate) delAttachment(a *attachment) error {
 	})
 }
 
-func (d delegate) run(verb string, args invoke.CNIArgs) error {
+// run executes verb on the delegate, for this call's attachment (the CNI
+// environment) or, with other set, for another recorded attachment.
+func (d delegate) run(verb string, other *invoke.Args) error {
 	path, err := d.pluginPath()
 	if err != nil {
 		return err
@@ -94,10 +95,10 @@ func (d delegate) run(verb string, args invoke.CNIArgs) error {
 	if err != nil {
 		return err
 	}
-	if a, ok := args.(*invoke.Args); ok {
-		a.Command = verb
-	} else {
-		args = &invoke.DelegateArgs{Command: verb}
+	var args invoke.CNIArgs = &invoke.DelegateArgs{Command: verb}
+	if other != nil {
+		other.Command = verb
+		args = other
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ipamTimeout)
 	defer cancel()

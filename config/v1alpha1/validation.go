@@ -125,13 +125,23 @@ func (v *validator) config(c *AgentConfig) {
 	if !filepath.IsAbs(c.DataDir) {
 		v.add("dataDir", c.DataDir, "must be an absolute path")
 	}
-	if d, err := time.ParseDuration(c.ShutdownTimeout); err != nil || d <= 0 {
-		v.add("shutdownTimeout", c.ShutdownTimeout, "must be a positive duration such as \"30s\"")
-	}
+	v.duration("shutdownTimeout", c.ShutdownTimeout, 0, DefaultShutdownTimeout)
 	v.metaSync(&c.Modules.MetaSync)
 	v.ipam(&c.Modules.IPAM)
 	v.edgeCNI(&c.Modules.EdgeCNI)
 	v.tunnel(&c.Modules.Tunnel)
+}
+
+// duration checks a Go duration field: longer than 0 (min 0) or at least
+// min. The message shows the field's default as an example.
+func (v *validator) duration(path, value string, min time.Duration, example string) {
+	d, err := time.ParseDuration(value)
+	switch {
+	case min == 0 && (err != nil || d <= 0):
+		v.add(path, value, "must be a positive duration such as %q", example)
+	case min > 0 && (err != nil || d < min):
+		v.add(path, value, "must be a duration of at least %s such as %q", min, example)
+	}
 }
 
 func (v *validator) metaSync(m *MetaSync) {
@@ -139,9 +149,7 @@ func (v *validator) metaSync(m *MetaSync) {
 	if !m.Enable {
 		return
 	}
-	if d, err := time.ParseDuration(m.AuditPeriod); err != nil || d < time.Second {
-		v.add(p+".auditPeriod", m.AuditPeriod, "must be a duration of at least 1s such as \"30s\"")
-	}
+	v.duration(p+".auditPeriod", m.AuditPeriod, time.Second, DefaultAuditPeriod)
 	switch m.Source {
 	case SourceMetaServer:
 		u, err := url.Parse(m.MetaServer)
@@ -164,9 +172,7 @@ func (v *validator) ipam(m *IPAM) {
 	if !m.Enable {
 		return
 	}
-	if d, err := time.ParseDuration(m.ReconcileGrace); err != nil || d <= 0 {
-		v.add("modules.ipam.reconcileGrace", m.ReconcileGrace, "must be a positive duration such as \"60s\"")
-	}
+	v.duration("modules.ipam.reconcileGrace", m.ReconcileGrace, 0, DefaultReconcileGrace)
 	if m.PoolFile != "" && !filepath.IsAbs(m.PoolFile) {
 		v.add("modules.ipam.poolFile", m.PoolFile, "must be an absolute path")
 	}
