@@ -148,14 +148,20 @@ func (n *cniNode) records() []string {
 	return out
 }
 
-// assertClean fails unless no pod veth, lease or record is left.
+// assertClean fails unless no pod veth, host-local lease or record is left.
 func (n *cniNode) assertClean() {
+	n.t.Helper()
+	n.assertCleanLinks()
+	if l := n.leases(); len(l) > 0 {
+		n.t.Errorf("leaked IPAM leases: %v", l)
+	}
+}
+
+// assertCleanLinks fails unless no pod veth or attachment record is left.
+func (n *cniNode) assertCleanLinks() {
 	n.t.Helper()
 	if l := n.links("el"); len(l) > 0 {
 		n.t.Errorf("leaked veths on the node: %v", l)
-	}
-	if l := n.leases(); len(l) > 0 {
-		n.t.Errorf("leaked IPAM leases: %v", l)
 	}
 	if r := n.records(); len(r) > 0 {
 		n.t.Errorf("leaked attachment records: %v", r)

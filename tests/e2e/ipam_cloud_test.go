@@ -33,27 +33,6 @@ func createPool(t *testing.T, cp *cluster.ControlPlane, name string, spec map[st
 	})
 }
 
-func (c *ipamClient) allocPod(ns, name, uid string) (string, error) {
-	s := func(v string) *string { return &v }
-	code, body, err := c.do("POST", "/v1/ipam/ip", map[string]any{
-		"containerID": s("c-" + uid), "ifName": s("eth0"), "netNamespace": s("/run/netns/x"),
-		"podNamespace": s(ns), "podName": s(name), "podUID": s(uid),
-	})
-	if err != nil {
-		return "", err
-	}
-	if code != 200 {
-		return "", fmt.Errorf("HTTP %d: %s", code, body)
-	}
-	var resp struct {
-		Ips []struct{ Address, IPPool string } `json:"ips"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil || len(resp.Ips) == 0 {
-		return "", fmt.Errorf("bad response %s", body)
-	}
-	return resp.Ips[0].Address + "@" + resp.Ips[0].IPPool, nil
-}
-
 func (c *ipamClient) leaseUIDs(t *testing.T) map[string]bool {
 	t.Helper()
 	code, body, err := c.do("GET", "/v1/edgelink/leases", nil)

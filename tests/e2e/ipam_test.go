@@ -157,17 +157,6 @@ func TestIPAMSpiderpoolAllocates(t *testing.T) {
 	}
 }
 
-// assertCleanLinks fails unless no pod veth or attachment record is left.
-func (n *cniNode) assertCleanLinks() {
-	n.t.Helper()
-	if l := n.links("el"); len(l) > 0 {
-		n.t.Errorf("leaked veths on the node: %v", l)
-	}
-	if r := n.records(); len(r) > 0 {
-		n.t.Errorf("leaked attachment records: %v", r)
-	}
-}
-
 // Errors reach the runtime through spiderpool with the pool and its size.
 func TestIPAMErrorsReachRuntime(t *testing.T) {
 	n := newIPAMNode(t, "edge-1", twoNodePools)
@@ -265,11 +254,13 @@ func (c *ipamClient) do(method, path string, body any) (int, []byte, error) {
 	return resp.StatusCode, out, err
 }
 
-func (c *ipamClient) alloc(uid string) (string, error) {
+// allocPod allocates for a pod and returns its first address as
+// "<address>@<pool>".
+func (c *ipamClient) allocPod(ns, name, uid string) (string, error) {
 	s := func(v string) *string { return &v }
 	code, body, err := c.do("POST", "/v1/ipam/ip", map[string]any{
 		"containerID": s("c-" + uid), "ifName": s("eth0"), "netNamespace": s("/run/netns/x"),
-		"podNamespace": s("default"), "podName": s("p-" + uid), "podUID": s(uid),
+		"podNamespace": s(ns), "podName": s(name), "podUID": s(uid),
 	})
 	if err != nil {
 		return "", err
@@ -278,12 +269,19 @@ func (c *ipamClient) alloc(uid string) (string, error) {
 		return "", fmt.Errorf("HTTP %d: %s", code, body)
 	}
 	var resp struct {
-		Ips []struct{ Address string } `json:"ips"`
+		Ips []struct{ Address, IPPool string } `json:"ips"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil || len(resp.Ips) == 0 {
 		return "", fmt.Errorf("bad response %s", body)
 	}
-	return resp.Ips[0].Address, nil
+	return resp.Ips[0].Address + "@" + resp.Ips[0].IPPool, nil
+}
+
+// alloc allocates for pod default/p-<uid> and returns its first address.
+func (c *ipamClient) alloc(uid string) (string, error) {
+	got, err := c.allocPod("default", "p-"+uid, uid)
+	addr, _, _ := strings.Cut(got, "@")
+	return addr, err
 }
 
 // kill -9 in the middle of concurrent allocations, restart: every
