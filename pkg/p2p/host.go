@@ -96,6 +96,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	h, err := libp2p.New(append(opts, cfg.Options...)...)
 	if err != nil {
+		rm.Close() // the host owns it only once it exists
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	g, err := newGate(h, cfg.Credentials, cfg.Verifier)
