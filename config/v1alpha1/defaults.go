@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -15,6 +16,8 @@ const (
 	DefaultReconcileGrace  = "60s"
 	DefaultTunName         = "edgelink0"
 	DefaultListenPort      = 20006
+	DefaultStatusSocket    = "/var/run/edgelink/agent.sock"
+	DefaultMembershipDir   = "/etc/edgelink/membership"
 )
 
 // NewDefault returns the configuration `edgelink config default` prints:
@@ -51,6 +54,9 @@ func SetDefaults(c *AgentConfig) {
 	if c.ShutdownTimeout == "" {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.StatusSocket == "" {
+		c.StatusSocket = DefaultStatusSocket
+	}
 	m := &c.Modules
 	if m.MetaSync.Source == "" {
 		m.MetaSync.Source = SourceMetaServer
@@ -78,6 +84,21 @@ func SetDefaults(c *AgentConfig) {
 	}
 	if m.Tunnel.ListenPort == 0 {
 		m.Tunnel.ListenPort = DefaultListenPort
+	}
+	if m.Tunnel.IdentityFile == "" {
+		m.Tunnel.IdentityFile = filepath.Join(c.DataDir, "tunnel", "identity.key")
+	}
+	if m.Tunnel.CAFile == "" {
+		m.Tunnel.CAFile = filepath.Join(DefaultMembershipDir, "ca.crt")
+	}
+	if m.Tunnel.CertFile == "" {
+		m.Tunnel.CertFile = filepath.Join(DefaultMembershipDir, "node.crt")
+	}
+	if m.Tunnel.KeyFile == "" {
+		m.Tunnel.KeyFile = filepath.Join(DefaultMembershipDir, "node.key")
+	}
+	if m.Tunnel.RoutableCIDRs == nil {
+		m.Tunnel.RoutableCIDRs = []string{}
 	}
 	if m.Tunnel.RelayNodes == nil {
 		m.Tunnel.RelayNodes = []RelayNode{}

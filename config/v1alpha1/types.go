@@ -21,6 +21,9 @@ type AgentConfig struct {
 	// ShutdownTimeout bounds how long modules may take to release what they
 	// created after SIGTERM/SIGINT, as a Go duration ("30s").
 	ShutdownTimeout string `json:"shutdownTimeout"`
+	// StatusSocket is the unix socket on which the agent answers status
+	// queries (the CLI, tests): one small HTTP API, read-only.
+	StatusSocket string `json:"statusSocket"`
 
 	Modules Modules `json:"modules"`
 }
@@ -100,6 +103,20 @@ type Tunnel struct {
 	Enable bool `json:"enable"`
 	// ListenPort is the TCP and UDP (QUIC) port the tunnel listens on.
 	ListenPort int `json:"listenPort"`
+	// IdentityFile holds this node's libp2p key (created on first start,
+	// mode 0600). Losing it means a new peer ID, and a new certificate.
+	IdentityFile string `json:"identityFile"`
+	// CAFile is the cluster CA members' certificates chain to: EdgeLink's
+	// own (edgelink ca init) or KubeEdge's root CA.
+	CAFile string `json:"caFile"`
+	// CertFile and KeyFile are this node's member certificate (naming the
+	// node) and its key.
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// RoutableCIDRs are underlay ranges treated as routable between sites
+	// even though they are private or special-use (libp2p hole-punches
+	// and advertises only addresses it deems public).
+	RoutableCIDRs []string `json:"routableCIDRs"`
 	// RelayNodes run circuit relays and answer discovery.
 	RelayNodes []RelayNode `json:"relayNodes"`
 }

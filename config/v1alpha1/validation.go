@@ -126,6 +126,7 @@ func (v *validator) config(c *AgentConfig) {
 		v.add("dataDir", c.DataDir, "must be an absolute path")
 	}
 	v.duration("shutdownTimeout", c.ShutdownTimeout, 0, DefaultShutdownTimeout)
+	v.socketPath("statusSocket", c.StatusSocket)
 	v.metaSync(&c.Modules.MetaSync)
 	v.ipam(&c.Modules.IPAM)
 	v.edgeCNI(&c.Modules.EdgeCNI)
@@ -176,12 +177,16 @@ func (v *validator) ipam(m *IPAM) {
 	if m.PoolFile != "" && !filepath.IsAbs(m.PoolFile) {
 		v.add("modules.ipam.poolFile", m.PoolFile, "must be an absolute path")
 	}
-	const p = "modules.ipam.socketPath"
+	v.socketPath("modules.ipam.socketPath", m.SocketPath)
+}
+
+// socketPath checks a unix socket path.
+func (v *validator) socketPath(path, value string) {
 	switch {
-	case !filepath.IsAbs(m.SocketPath):
-		v.add(p, m.SocketPath, "must be an absolute path")
-	case len(m.SocketPath) >= 108:
-		v.add(p, m.SocketPath, "is longer than a unix socket path may be (107 bytes)")
+	case !filepath.IsAbs(value):
+		v.add(path, value, "must be an absolute path")
+	case len(value) >= 108:
+		v.add(path, value, "is longer than a unix socket path may be (107 bytes)")
 	}
 }
 
@@ -246,6 +251,25 @@ func (v *validator) tunnel(m *Tunnel) {
 	const p = "modules.tunnel"
 	if m.ListenPort < 1 || m.ListenPort > 65535 {
 		v.add(p+".listenPort", m.ListenPort, "must be a port between 1 and 65535")
+	}
+	if m.Enable {
+		for _, f := range []struct{ name, value string }{
+			{"identityFile", m.IdentityFile}, {"caFile", m.CAFile}, {"certFile", m.CertFile}, {"keyFile", m.KeyFile},
+		} {
+			if !filepath.IsAbs(f.value) {
+				v.add(p+"."+f.name, f.value, "must be an absolute path")
+			}
+		}
+	}
+	for i, s := range m.RoutableCIDRs {
+		path := fmt.Sprintf("%s.routableCIDRs[%d]", p, i)
+		pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			v.add(path, s, "is not a CIDR (want e.g. 10.0.0.0/8 or 198.18.0.0/15)")
+		case pfx != pfx.Masked():
+			v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
+		}
 	}
 	names := map[string]int{}
 	for i, r := range m.RelayNodes {

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
 // Service is the ipam module's work, independent of beehive so tests can
@@ -116,7 +115,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	}
 	logView(s.alloc.View())
 
-	ln, err := listenUnix(s.SocketPath)
+	ln, err := unixsock.Listen(s.SocketPath, "ipam socket", "modules.ipam.socketPath")
 	if err != nil {
 		return err
 	}
@@ -335,33 +334,4 @@ func logView(v *ipam.View) {
 	for name, err := range v.PoolErrors {
 		klog.ErrorS(err, "Pool ignored", "name", name)
 	}
-}
-
-// listenUnix listens on path, replacing a stale socket left by a crash but
-// refusing to take over one another process still serves.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("ipam socket dir: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("ipam socket %s exists and is not a socket; remove it or set modules.ipam.socketPath", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("ipam socket %s is served by another process (is another agent or spiderpool-agent running?)", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale ipam socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("ipam socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }

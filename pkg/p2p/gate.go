@@ -134,10 +134,11 @@ func (g *Gate) state(p peer.ID) *peerState {
 	return st
 }
 
-func (g *Gate) finish(p peer.ID, node string, err error) {
+// finish ends the exchange st of peer p; an exchange that is no longer
+// p's current one (p disconnected and came back) changes nothing.
+func (g *Gate) finish(p peer.ID, st *peerState, node string, err error) {
 	g.mu.Lock()
-	st, ok := g.peers[p]
-	if !ok || st.finished {
+	if cur, ok := g.peers[p]; !ok || cur != st || st.finished {
 		g.mu.Unlock()
 		return
 	}
@@ -175,7 +176,7 @@ func (g *Gate) Connected(_ network.Network, c network.Conn) {
 	g.mu.Unlock()
 	if start {
 		g.wg.Add(1)
-		go func() { defer g.wg.Done(); g.proveOutbound(p) }()
+		go func() { defer g.wg.Done(); g.proveOutbound(p, st) }()
 	}
 	g.wg.Add(1)
 	go func() { // routineDeadline
@@ -186,7 +187,7 @@ func (g *Gate) Connected(_ network.Network, c network.Conn) {
 		case <-done:
 		case <-g.ctx.Done():
 		case <-t.C:
-			g.finish(p, "", fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, ProveTimeout))
+			g.finish(p, st, "", fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, ProveTimeout))
 		}
 	}()
 }
@@ -199,7 +200,14 @@ func (g *Gate) Disconnected(n network.Network, c network.Conn) {
 		return
 	}
 	g.mu.Lock()
-	if st, ok := g.peers[p]; ok && st.finished {
+	st, ok := g.peers[p]
+	if ok && !st.finished {
+		// Gone before proving anything (an AutoNAT dial-back, a peer
+		// that lost interest): not a refusal; waiters learn it now.
+		st.err, st.finished = fmt.Errorf("%w: peer %s disconnected before proving membership", membership.ErrNotMember, p), true
+		close(st.done)
+	}
+	if ok {
 		delete(g.peers, p)
 	}
 	g.mu.Unlock()
@@ -208,51 +216,51 @@ func (g *Gate) Disconnected(n network.Network, c network.Conn) {
 func (g *Gate) Listen(network.Network, ma.Multiaddr)      {}
 func (g *Gate) ListenClose(network.Network, ma.Multiaddr) {}
 
-func (g *Gate) proveOutbound(p peer.ID) {
+func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
 	ctx, cancel := context.WithTimeout(g.ctx, ProveTimeout)
 	defer cancel()
 	s, err := g.h.NewStream(network.WithAllowLimitedConn(ctx, "membership"), p, MembershipProtocol)
 	if err != nil {
-		g.finish(p, "", fmt.Errorf("%w: membership stream: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: membership stream: %v", membership.ErrNotMember, err))
 		return
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(ProveTimeout))
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
 		return
 	}
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
 		return
 	}
 	node, err := g.verifier.Verify(theirs, p)
-	g.finish(p, node, err)
+	g.finish(p, st, node, err)
 }
 
 func (g *Gate) handleInbound(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	g.state(p)
+	st := g.state(p)
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(ProveTimeout))
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
 		_ = s.Reset()
 		return
 	}
 	node, err := g.verifier.Verify(theirs, p)
 	if err != nil {
-		g.finish(p, "", err)
+		g.finish(p, st, "", err)
 		_ = s.Reset()
 		return
 	}
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
 		return
 	}
-	g.finish(p, node, nil)
+	g.finish(p, st, node, nil)
 }
 
 func (g *Gate) writeProof(w io.Writer) error {

@@ -2,17 +2,24 @@ package p2p
 
 import (
 	"fmt"
+	"slices"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/edgelink/edgelink/pkg/membership"
 )
@@ -27,7 +34,15 @@ type Config struct {
 	// Credentials prove this node's membership; Verifier checks others'.
 	Credentials *membership.Credentials
 	Verifier    *membership.Verifier
-	// Options are extra libp2p options (relay, hole punching, ...).
+	// AdvertiseAddrs are announced besides the listen addresses (a
+	// relay's advertiseAddress, as multiaddrs).
+	AdvertiseAddrs []ma.Multiaddr
+	// Public marks a node that others can dial (a relay): it answers
+	// AutoNAT reachability checks for members and skips its own.
+	Public bool
+	// HolePunching starts DCUtR (Host.HolePunch).
+	HolePunching bool
+	// Options are extra libp2p options.
 	Options []libp2p.Option
 }
 
@@ -35,6 +50,10 @@ type Config struct {
 type Host struct {
 	host.Host
 	Gate *Gate
+	// HolePunch is the DCUtR service (nil unless Config.HolePunching).
+	HolePunch *holepunch.Service
+
+	observed atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
 }
 
 // ResourceLimits is the explicit resource-manager budget: libp2p's scaled
@@ -92,7 +111,21 @@ func New(cfg Config) (*Host, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ResourceManager(rm),
+		// Tunnels are few and long-lived: never trim them.
+		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
 		libp2p.UserAgent("edgelink"),
+	}
+	if len(cfg.AdvertiseAddrs) > 0 {
+		adv := cfg.AdvertiseAddrs
+		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			return ma.Unique(append(addrs, adv...))
+		}))
+	}
+	if cfg.Public {
+		// Reachability checks are answered by our own relays: they
+		// run the AutoNAT service, and a member only ever talks to
+		// members (no public bootstrap or DHT peers exist).
+		opts = append(opts, libp2p.EnableNATService(), libp2p.ForceReachabilityPublic())
 	}
 	h, err := libp2p.New(append(opts, cfg.Options...)...)
 	if err != nil {
@@ -104,11 +137,50 @@ func New(cfg Config) (*Host, error) {
 		h.Close()
 		return nil, err
 	}
-	return &Host{Host: h, Gate: g}, nil
+	hh := &Host{Host: h, Gate: g}
+	g.Handle(ProbeProtocol, handleProbe)
+	if cfg.HolePunching {
+		ids, ok := h.(interface{ IDService() identify.IDService })
+		if !ok {
+			hh.Close()
+			return nil, fmt.Errorf("libp2p host has no identify service")
+		}
+		// Our own DCUtR service rather than libp2p.EnableHolePunching:
+		// the path manager needs DirectConnect to retry upgrades, and the
+		// addresses we punch from include the NAT mappings our relays
+		// observed (SetObserved).
+		if hh.HolePunch, err = holepunch.NewService(h, ids.IDService(), hh.holePunchAddrs); err != nil {
+			hh.Close()
+			return nil, fmt.Errorf("hole punching: %w", err)
+		}
+	}
+	return hh, nil
 }
 
-// Close stops the gate, then the host.
+// SetObserved records our addresses as relays see them (our NAT
+// mappings); hole punching offers them to peers.
+func (h *Host) SetObserved(addrs []ma.Multiaddr) {
+	c := slices.Clone(addrs)
+	h.observed.Store(&c)
+}
+
+// holePunchAddrs are the public addresses we can be reached at once a
+// punch opened the NAT: our own and the mappings relays observed.
+func (h *Host) holePunchAddrs() []ma.Multiaddr {
+	addrs := h.Addrs()
+	if o := h.observed.Load(); o != nil {
+		addrs = append(addrs, *o...)
+	}
+	return slices.DeleteFunc(ma.Unique(addrs), func(a ma.Multiaddr) bool {
+		return isRelayed(a) || !manet.IsPublicAddr(a)
+	})
+}
+
+// Close stops hole punching and the gate, then the host.
 func (h *Host) Close() error {
+	if h.HolePunch != nil {
+		_ = h.HolePunch.Close()
+	}
 	h.Gate.close()
 	return h.Host.Close()
 }

@@ -92,8 +92,7 @@ func TestReservationSurvivesRelayRestart(t *testing.T) {
 	}
 	r, stop := startRelay("0")
 	port := strings.Split(r.Addrs()[0].String(), "/")[4]
-	info := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
-	keeper := a.KeepReservations([]peer.AddrInfo{info})
+	keeper := a.KeepReservations([]RelayTarget{{Node: "relay-1", Addrs: r.Addrs()}}, nil)
 	t.Cleanup(keeper.Close)
 	waitReserved := func(minRenewals int) {
 		t.Helper()

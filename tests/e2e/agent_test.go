@@ -111,7 +111,8 @@ func TestAgentRejectsInvalidConfig(t *testing.T) {
 
 // SIGTERM and SIGINT stop the agent cleanly, with exit code 0.
 func TestAgentStopsOnSignal(t *testing.T) {
-	cfg := writeFile(t, "nodeName: edge-1\ndataDir: "+t.TempDir()+"\n")
+	dir := t.TempDir()
+	cfg := writeFile(t, "nodeName: edge-1\ndataDir: "+dir+"\nstatusSocket: "+dir+"/agent.sock\n")
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		cmd := exec.Command(filepath.Join(testutil.Binaries(t), "edgelink"), "agent", "--config", cfg)
 		var e bytes.Buffer

@@ -2,6 +2,12 @@ package testutil
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +54,9 @@ func (s *syncBuffer) String() string {
 // is not empty the agent runs inside that `ip netns`.
 func NewAgent(t testing.TB, c *v1.AgentConfig, netns string) *Agent {
 	t.Helper()
+	if c.StatusSocket == "" || c.StatusSocket == v1.DefaultStatusSocket {
+		c.StatusSocket = filepath.Join(t.TempDir(), "agent.sock")
+	}
 	data, err := v1.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -153,4 +162,27 @@ func (a *Agent) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// GetJSON reads path from the agent's status API into v.
+func (a *Agent) GetJSON(path string, v any) error {
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", a.Config.StatusSocket)
+		}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://agent" + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, v)
 }

@@ -2,8 +2,12 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -14,7 +18,9 @@ import (
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
+	"github.com/edgelink/edgelink/modules/tunnel"
 	"github.com/edgelink/edgelink/pkg/agenthost"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/pkg/version"
 )
 
@@ -36,7 +42,18 @@ func newAgentCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			klog.InfoS("Starting edgelink agent", "version", version.String(), "node", c.NodeName, "config", configPath)
-			return agenthost.Run(ctx, agentModules(c), timeout)
+			status := http.NewServeMux()
+			status.HandleFunc("GET /v1/agent", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(agentRuntime(c.NodeName))
+			})
+			mods := agentModules(c, status)
+			stopStatus, err := serveStatus(c.StatusSocket, status)
+			if err != nil {
+				return err
+			}
+			defer stopStatus()
+			return agenthost.Run(ctx, mods, timeout)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "agent config file (YAML)")
@@ -45,8 +62,8 @@ func newAgentCmd() *cobra.Command {
 
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
-func agentModules(c *v1.AgentConfig) []core.Module {
-	// Modules plug in here as they land: edgecni, tunnel.
+func agentModules(c *v1.AgentConfig, status *http.ServeMux) []core.Module {
+	// Modules plug in here as they land: edgecni.
 	var subscribers []string
 	if c.Modules.IPAM.Enable {
 		subscribers = append(subscribers, ipam.ModuleName)
@@ -55,5 +72,43 @@ func agentModules(c *v1.AgentConfig) []core.Module {
 	return []core.Module{
 		meta,
 		ipam.New(c, meta.Reader()),
+		tunnel.New(c, meta.Reader(), status),
 	}
+}
+
+// serveStatus answers the status API (read-only JSON over HTTP) on the
+// agent's unix socket until the returned stop is called.
+func serveStatus(path string, mux *http.ServeMux) (stop func(), err error) {
+	ln, err := unixsock.Listen(path, "status socket", "statusSocket")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { // routineStatus
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+		_ = os.Remove(path)
+	}, nil
+}
+
+// AgentRuntime is GET /v1/agent: what the process holds, to spot leaks.
+type AgentRuntime struct {
+	Node       string `json:"node"`
+	Version    string `json:"version"`
+	Goroutines int    `json:"goroutines"`
+	OpenFDs    int    `json:"openFDs"`
+	HeapBytes  uint64 `json:"heapBytes"`
+}
+
+func agentRuntime(node string) AgentRuntime {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return AgentRuntime{Node: node, Version: version.String(), Goroutines: runtime.NumGoroutine(),
+		OpenFDs: len(fds), HeapBytes: ms.HeapAlloc}
 }

@@ -169,6 +169,7 @@ spec: {subnet: 10.251.0.0/16, ips: ["10.251.0.2-10.251.255.254"], gateway: 10.25
 	c := v1.NewDefault()
 	c.NodeName = "bench-node"
 	c.DataDir = filepath.Join(work, "agent")
+	c.StatusSocket = filepath.Join(work, "agent.sock")
 	c.Modules.MetaSync.Enable, c.Modules.Tunnel.Enable = false, false
 	c.Modules.IPAM.SocketPath = filepath.Join(work, "ipam.sock")
 	c.Modules.IPAM.PoolFile = poolFile

@@ -1,0 +1,364 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+	"k8s.io/klog/v2"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/membership"
+	"github.com/edgelink/edgelink/pkg/metadata"
+	"github.com/edgelink/edgelink/pkg/p2p"
+)
+
+// DiscoveryInterval is how often the relays' directories are read.
+var DiscoveryInterval = 2 * time.Second
+
+// Service is the tunnel: host, relay, directory, reservations, paths.
+type Service struct {
+	cfg *v1.AgentConfig
+	md  metadata.Reader // may be nil
+
+	running atomic.Pointer[running] // nil until the host is up
+}
+
+// running is everything Run started, for the status API.
+type running struct {
+	h            *p2p.Host
+	isRelay      bool
+	keeper       *p2p.ReservationKeeper
+	paths        *p2p.PathManager
+	reachability atomic.Int32
+
+	mu       sync.Mutex
+	observed map[peer.ID][]ma.Multiaddr // our NAT mappings, per relay
+	known    map[string]p2p.PeerRecord  // every member we know, by node
+}
+
+// NewService prepares the tunnel; Run starts it.
+func NewService(c *v1.AgentConfig, md metadata.Reader) *Service {
+	return &Service{cfg: c, md: md}
+}
+
+func (s *Service) cachePath() string {
+	return filepath.Join(s.cfg.DataDir, "tunnel", "peers.json")
+}
+
+// Run brings the tunnel up, keeps it up until ctx ends, and tears it down.
+func (s *Service) Run(ctx context.Context) error {
+	t := s.cfg.Modules.Tunnel
+	key, self, err := p2p.LoadOrCreateIdentity(t.IdentityFile)
+	if err != nil {
+		return err
+	}
+	creds, verifier, err := loadMembership(t, s.cfg.NodeName, self)
+	if err != nil {
+		return err
+	}
+	var routable []netip.Prefix
+	for _, c := range t.RoutableCIDRs {
+		routable = append(routable, netip.MustParsePrefix(strings.TrimSpace(c))) // validated
+	}
+	p2p.SetRoutable(routable)
+
+	var advertise []ma.Multiaddr
+	var relays []p2p.RelayTarget
+	cache := loadCache(s.cachePath())
+	isRelay := false
+	for _, r := range t.RelayNodes {
+		addrs := relayAddrs(r.AdvertiseAddress, t.ListenPort)
+		if r.NodeName == s.cfg.NodeName {
+			isRelay, advertise = true, addrs
+			continue
+		}
+		var id peer.ID
+		if rec, ok := cache[r.NodeName]; ok {
+			id, _ = peer.Decode(rec.Peer)
+		}
+		relays = append(relays, p2p.RelayTarget{Node: r.NodeName, Addrs: addrs, ID: id})
+	}
+
+	h, err := p2p.New(p2p.Config{Key: key, ListenPort: t.ListenPort, Credentials: creds, Verifier: verifier,
+		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true})
+	if err != nil {
+		return err
+	}
+	r := &running{h: h, isRelay: isRelay, observed: map[peer.ID][]ma.Multiaddr{}, known: cache}
+	var rel *relay.Relay
+	var dir *p2p.Directory
+	if isRelay {
+		if rel, err = h.StartRelay(); err != nil {
+			h.Close()
+			return fmt.Errorf("circuit relay: %w", err)
+		}
+		dir = h.ServeDirectory()
+	}
+	r.keeper = h.KeepReservations(relays, r.register)
+	r.paths = h.NewPathManager(r.keeper.Reserved)
+	s.running.Store(r)
+	klog.InfoS("Tunnel up", "node", s.cfg.NodeName, "peer", self, "addrs", h.Addrs(), "relay", isRelay,
+		"relays", len(relays), "routable", t.RoutableCIDRs)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // routineReachability
+		defer wg.Done()
+		r.watchReachability(ctx)
+	}()
+	tick := time.NewTicker(DiscoveryInterval)
+	defer tick.Stop()
+	for {
+		s.discover(ctx, r, dir)
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+
+	s.running.Store(nil)
+	r.paths.Stop()
+	r.keeper.Close()
+	if dir != nil {
+		dir.Close()
+	}
+	if rel != nil {
+		rel.Close()
+	}
+	err = h.Close()
+	r.paths.Close()
+	wg.Wait()
+	klog.InfoS("Tunnel down")
+	return err
+}
+
+// loadMembership reads this node's credentials and the CA, and checks
+// that they prove what other members will check: the certificate names
+// this node and binds this peer ID.
+func loadMembership(t v1.Tunnel, node string, self peer.ID) (*membership.Credentials, *membership.Verifier, error) {
+	creds, err := membership.LoadCredentials(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("modules.tunnel.certFile/keyFile: %w", err)
+	}
+	verifier, err := membership.NewVerifier(t.CAFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("modules.tunnel.caFile: %w", err)
+	}
+	if creds.Node != node {
+		// A KubeEdge edge certificate may name the node in a DNS name.
+		creds.Node = node
+	}
+	proof, err := creds.Proof(self, time.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("membership proof: %w", err)
+	}
+	if _, err := verifier.Verify(proof, self); err != nil {
+		return nil, nil, fmt.Errorf("this node's own certificate %s would be refused by other members: %w", t.CertFile, err)
+	}
+	return creds, verifier, nil
+}
+
+// relayAddrs turns advertise addresses into TCP and QUIC multiaddrs.
+func relayAddrs(advertise []string, port int) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	p := strconv.Itoa(port)
+	for _, a := range advertise {
+		proto := "/dns/" + a
+		if ip, err := netip.ParseAddr(a); err == nil {
+			proto = "/ip4/" + ip.String()
+			if ip.Is6() {
+				proto = "/ip6/" + ip.String()
+			}
+		}
+		out = append(out, ma.StringCast(proto+"/udp/"+p+"/quic-v1"), ma.StringCast(proto+"/tcp/"+p))
+	}
+	return out
+}
+
+// register tells a relay where we are and learns our NAT mappings.
+func (r *running) register(ctx context.Context, relayID peer.ID) {
+	var addrs []ma.Multiaddr
+	for _, a := range r.h.Addrs() {
+		if k, _ := p2p.Classify(a); k != p2p.PathRelayed {
+			addrs = append(addrs, a)
+		}
+	}
+	observed, err := r.h.Register(ctx, relayID, addrs)
+	if err != nil {
+		klog.InfoS("Registering with a relay failed", "relay", relayID, "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.observed[relayID] = observed
+	var all []ma.Multiaddr
+	for _, o := range r.observed {
+		all = append(all, o...)
+	}
+	r.mu.Unlock()
+	r.h.SetObserved(all)
+}
+
+func (r *running) watchReachability(ctx context.Context) {
+	sub, err := r.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return
+	}
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-sub.Out():
+			ev := e.(event.EvtLocalReachabilityChanged)
+			r.reachability.Store(int32(ev.Reachability))
+			klog.InfoS("Reachability", "reachability", ev.Reachability.String())
+		}
+	}
+}
+
+// discover merges what the relays' directories, our own directory (on a
+// relay), the relays themselves and the metadata picture know, persists
+// it, and gives the path manager its targets.
+func (s *Service) discover(ctx context.Context, r *running, dir *p2p.Directory) {
+	var found []p2p.PeerRecord
+	if dir != nil {
+		found = append(found, dir.Lookup(nil)...)
+	}
+	for _, rr := range r.keeper.Reserved() {
+		recs, err := r.h.Lookup(ctx, rr.ID, nil)
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				klog.V(2).InfoS("Directory lookup failed", "relay", rr.ID, "err", err)
+			}
+			continue
+		}
+		found = append(found, recs...)
+	}
+	now := time.Now().Unix()
+	for _, st := range r.keeper.States() {
+		if st.Relay != "" {
+			found = append(found, p2p.PeerRecord{Node: st.Node, Peer: st.Relay.String(), Seen: now})
+		}
+	}
+
+	r.mu.Lock()
+	changed := false
+	for _, rec := range found {
+		if rec.Node == s.cfg.NodeName {
+			continue
+		}
+		old, ok := r.known[rec.Node]
+		if ok && old.Peer == rec.Peer {
+			if len(rec.Addrs) == 0 {
+				rec.Addrs = old.Addrs // a relay seen through the keeper
+			}
+			if slices.Equal(old.Addrs, rec.Addrs) {
+				old.Seen = max(old.Seen, rec.Seen)
+				r.known[rec.Node] = old
+				continue
+			}
+		}
+		if ok && old.Peer != rec.Peer && old.Seen > rec.Seen {
+			continue // an older record of a node that changed identity
+		}
+		r.known[rec.Node] = rec
+		changed = true
+	}
+	known := make(map[string]p2p.PeerRecord, len(r.known))
+	for n, rec := range r.known {
+		known[n] = rec
+	}
+	r.mu.Unlock()
+	if changed {
+		if err := saveCache(s.cachePath(), known); err != nil {
+			klog.ErrorS(err, "Saving the peer cache failed")
+		}
+	}
+	r.paths.SetTargets(s.targets(known))
+}
+
+// targets turns known members into path-manager targets, adding the
+// addresses the metadata picture lists for each node (InternalIP and
+// ExternalIP on the tunnel port: same-LAN peers dial each other there),
+// and leaving out nodes the synced metadata says are gone.
+func (s *Service) targets(known map[string]p2p.PeerRecord) []p2p.Target {
+	var snap *metadata.Snapshot
+	if s.md != nil {
+		if sn := s.md.Snapshot(); len(sn.Nodes) > 0 {
+			snap = sn
+		}
+	}
+	relays := map[string]bool{}
+	for _, r := range s.cfg.Modules.Tunnel.RelayNodes {
+		relays[r.NodeName] = true
+	}
+	port := strconv.Itoa(s.cfg.Modules.Tunnel.ListenPort)
+	var out []p2p.Target
+	for node, rec := range known {
+		id, err := peer.Decode(rec.Peer)
+		if err != nil {
+			continue
+		}
+		t := p2p.Target{Node: node, ID: id}
+		for _, a := range rec.Addrs {
+			if m, err := ma.NewMultiaddr(a); err == nil {
+				t.Addrs = append(t.Addrs, m)
+			}
+		}
+		if snap != nil {
+			n, ok := snap.Nodes[node]
+			if !ok && !relays[node] {
+				continue
+			}
+			if ok {
+				t.Addrs = append(t.Addrs, nodeAddrs(n, port)...)
+			}
+		}
+		if relays[node] {
+			for _, r := range s.cfg.Modules.Tunnel.RelayNodes {
+				if r.NodeName == node {
+					t.Addrs = append(t.Addrs, relayAddrs(r.AdvertiseAddress, s.cfg.Modules.Tunnel.ListenPort)...)
+				}
+			}
+		}
+		t.Addrs = ma.Unique(t.Addrs)
+		out = append(out, t)
+	}
+	return out
+}
+
+func nodeAddrs(n *metadata.NodeInfo, port string) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range n.Addresses {
+		if a.Type != "InternalIP" && a.Type != "ExternalIP" {
+			continue
+		}
+		ip := "/ip4/" + a.Address.String()
+		if a.Address.Is6() {
+			ip = "/ip6/" + a.Address.String()
+		}
+		out = append(out, ma.StringCast(ip+"/tcp/"+port), ma.StringCast(ip+"/udp/"+port+"/quic-v1"))
+	}
+	return out
+}
+
+// Reachability is libp2p's view of whether others can dial us.
+func (r *running) reachabilityString() string {
+	return network.Reachability(r.reachability.Load()).String()
+}

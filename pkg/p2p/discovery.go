@@ -1,0 +1,289 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// DiscoveryProtocol is the directory relays keep of members: who is which
+// peer, at which addresses.
+//
+// Wire format: one request and one response per stream, each a uvarint
+// length followed by that many bytes of JSON (requests at most
+// MaxDiscoveryRequest bytes, responses at most MaxDiscoveryResponse).
+//
+//	register: {"op":"register","addrs":["/ip4/192.168.1.11/tcp/20006",...]}
+//	       -> {"observed":["/ip4/198.18.0.101/udp/20006/quic-v1",...]}
+//	lookup:   {"op":"lookup","nodes":["edge-a1",...]}     (no nodes: all)
+//	       -> {"peers":[{"node":"edge-a1","peer":"12D3KooW...",
+//	                     "addrs":["/ip4/...",...],"seen":1764200000},...]}
+//	error:   -> {"error":"why"}
+//
+// The registering node's name is the one it proved to the gate, never one
+// it claims, and only members reach the protocol at all. "observed" lists
+// the addresses the relay sees the registrant's connections come from
+// (its NAT mappings); a lookup answers a member's own addresses plus
+// those, for members connected now or within DirectoryTTL.
+const DiscoveryProtocol = protocol.ID("/edgelink/discovery/1.0.0")
+
+// Directory limits.
+const (
+	MaxDiscoveryRequest  = 64 << 10
+	MaxDiscoveryResponse = 8 << 20
+	maxRegisteredAddrs   = 32
+	maxLookupNodes       = 8192
+	DirectoryTTL         = 10 * time.Minute
+	discoveryTimeout     = 10 * time.Second
+)
+
+type discoveryRequest struct {
+	Op    string   `json:"op"`
+	Addrs []string `json:"addrs,omitempty"`
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+type discoveryResponse struct {
+	Observed []string     `json:"observed,omitempty"`
+	Peers    []PeerRecord `json:"peers,omitempty"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// PeerRecord is what the directory knows of one member.
+type PeerRecord struct {
+	Node  string   `json:"node"`
+	Peer  string   `json:"peer"`
+	Addrs []string `json:"addrs"`
+	Seen  int64    `json:"seen"` // unix seconds; now while connected
+}
+
+// Directory serves DiscoveryProtocol on a relay.
+//
+// Locking: mu guards entries.
+type Directory struct {
+	h   *Host
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*dirEntry // by node name
+}
+
+type dirEntry struct {
+	peer  peer.ID
+	addrs []ma.Multiaddr // as registered
+	seen  time.Time
+}
+
+// ServeDirectory makes h answer discovery requests from members.
+func (h *Host) ServeDirectory() *Directory {
+	d := &Directory{h: h, now: time.Now, entries: map[string]*dirEntry{}}
+	h.Gate.Handle(DiscoveryProtocol, d.handle)
+	return d
+}
+
+// Close stops answering.
+func (d *Directory) Close() { d.h.RemoveStreamHandler(DiscoveryProtocol) }
+
+func (d *Directory) handle(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(discoveryTimeout))
+	p := s.Conn().RemotePeer()
+	node, _ := d.h.Gate.Member(p) // the gate let the stream through
+	var req discoveryRequest
+	var resp discoveryResponse
+	if err := readJSON(bufio.NewReader(s), MaxDiscoveryRequest, &req); err != nil {
+		resp.Error = "bad request: " + err.Error()
+	} else {
+		resp = d.answer(node, p, req)
+	}
+	if err := writeJSON(s, resp); err != nil {
+		_ = s.Reset()
+	}
+}
+
+func (d *Directory) answer(node string, p peer.ID, req discoveryRequest) discoveryResponse {
+	switch req.Op {
+	case "register":
+		if len(req.Addrs) > maxRegisteredAddrs {
+			return discoveryResponse{Error: fmt.Sprintf("%d addresses, at most %d", len(req.Addrs), maxRegisteredAddrs)}
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range req.Addrs {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				return discoveryResponse{Error: fmt.Sprintf("address %q: %v", s, err)}
+			}
+			addrs = append(addrs, a)
+		}
+		d.mu.Lock()
+		d.entries[node] = &dirEntry{peer: p, addrs: addrs, seen: d.now()}
+		d.mu.Unlock()
+		return discoveryResponse{Observed: toStrings(d.observed(p))}
+	case "lookup":
+		if len(req.Nodes) > maxLookupNodes {
+			return discoveryResponse{Error: fmt.Sprintf("%d nodes, at most %d", len(req.Nodes), maxLookupNodes)}
+		}
+		return discoveryResponse{Peers: d.lookup(req.Nodes)}
+	default:
+		return discoveryResponse{Error: fmt.Sprintf("unknown op %q", req.Op)}
+	}
+}
+
+// observed lists the remote addresses of p's direct connections to us.
+func (d *Directory) observed(p peer.ID) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, c := range d.h.Network().ConnsToPeer(p) {
+		if a := c.RemoteMultiaddr(); !isRelayed(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Lookup answers from this relay's directory, as the protocol would.
+func (d *Directory) Lookup(nodes []string) []PeerRecord { return d.lookup(nodes) }
+
+func (d *Directory) lookup(nodes []string) []PeerRecord {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := nodes
+	if len(names) == 0 {
+		names = make([]string, 0, len(d.entries))
+		for n := range d.entries {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	}
+	var out []PeerRecord
+	for _, n := range names {
+		e, ok := d.entries[n]
+		if !ok {
+			continue
+		}
+		observed := d.observed(e.peer)
+		if len(observed) > 0 {
+			e.seen = now
+		} else if now.Sub(e.seen) > DirectoryTTL {
+			delete(d.entries, n)
+			continue
+		}
+		addrs := toStrings(e.addrs)
+		for _, o := range toStrings(observed) {
+			if !slices.Contains(addrs, o) {
+				addrs = append(addrs, o)
+			}
+		}
+		out = append(out, PeerRecord{Node: n, Peer: e.peer.String(), Addrs: addrs, Seen: e.seen.Unix()})
+	}
+	return out
+}
+
+// Register tells the relay our addresses and returns the addresses it
+// sees us connect from (our NAT mappings).
+func (h *Host) Register(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr) ([]ma.Multiaddr, error) {
+	resp, err := h.discover(ctx, relay, discoveryRequest{Op: "register", Addrs: toStrings(addrs)})
+	if err != nil {
+		return nil, err
+	}
+	return parseAddrs(resp.Observed), nil
+}
+
+// Lookup asks the relay for the named members (all when nodes is empty).
+func (h *Host) Lookup(ctx context.Context, relay peer.ID, nodes []string) ([]PeerRecord, error) {
+	resp, err := h.discover(ctx, relay, discoveryRequest{Op: "lookup", Nodes: nodes})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Peers, nil
+}
+
+func (h *Host) discover(ctx context.Context, relay peer.ID, req discoveryRequest) (*discoveryResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, relay, DiscoveryProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := writeJSON(s, req); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	var resp discoveryResponse
+	if err := readJSON(bufio.NewReader(s), MaxDiscoveryResponse, &resp); err != nil {
+		return nil, fmt.Errorf("discovery answer from %s: %w", relay, err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("discovery %s refused by %s: %s", req.Op, relay, resp.Error)
+	}
+	return &resp, nil
+}
+
+// writeJSON and readJSON frame one JSON value with a uvarint length.
+func writeJSON(w io.Writer, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(binary.AppendUvarint(nil, uint64(len(body))), body...))
+	return err
+}
+
+func readJSON(r *bufio.Reader, limit int, v any) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return err
+	}
+	if n == 0 || n > uint64(limit) {
+		return fmt.Errorf("message of %d bytes, at most %d", n, limit)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(buf, v); err != nil {
+		return errors.New("not valid JSON: " + err.Error())
+	}
+	return nil
+}
+
+func toStrings(addrs []ma.Multiaddr) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// parseAddrs keeps the addresses that parse.
+func parseAddrs(ss []string) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, s := range ss {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}

@@ -1,0 +1,485 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
+	"k8s.io/klog/v2"
+)
+
+// PathKind is how a connection reaches a peer.
+type PathKind string
+
+const (
+	PathNone       PathKind = "none"
+	PathDirectTCP  PathKind = "direct-tcp"
+	PathDirectQUIC PathKind = "direct-quic"
+	PathRelayed    PathKind = "relayed"
+)
+
+// rank orders kinds by preference: direct before relayed; TCP before QUIC
+// on a direct path, as TCP+TLS carried about twice QUIC's throughput here
+// (DESIGN.md; the data plane measures it per path).
+func (k PathKind) rank() int {
+	switch k {
+	case PathDirectTCP:
+		return 0
+	case PathDirectQUIC:
+		return 1
+	case PathRelayed:
+		return 2
+	}
+	return 3
+}
+
+// Classify tells a connection's kind from its remote address, and for a
+// relayed one the relay's peer ID.
+func Classify(remote ma.Multiaddr) (PathKind, peer.ID) {
+	if isRelayed(remote) {
+		before, _ := ma.SplitFunc(remote, func(c ma.Component) bool { return c.Protocol().Code == ma.P_CIRCUIT })
+		var relay peer.ID
+		if v, err := before.ValueForProtocol(ma.P_P2P); err == nil {
+			relay, _ = peer.Decode(v)
+		}
+		return PathRelayed, relay
+	}
+	if _, err := remote.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+		return PathDirectQUIC, ""
+	}
+	return PathDirectTCP, ""
+}
+
+// Target is a peer the path manager keeps a path to.
+type Target struct {
+	Node  string
+	ID    peer.ID
+	Addrs []ma.Multiaddr // direct addresses to try
+}
+
+// RelayRef is a relay that may carry circuits to targets.
+type RelayRef struct {
+	ID    peer.ID
+	Addrs []ma.Multiaddr
+}
+
+// ConnStatus is one connection to a peer.
+type ConnStatus struct {
+	Path       PathKind `json:"path"`
+	Relay      string   `json:"relay,omitempty"`
+	RemoteAddr string   `json:"remoteAddr"`
+	Direction  string   `json:"direction"`
+	Alive      bool     `json:"alive"`
+	RTTMillis  float64  `json:"rttMs"`
+}
+
+// PeerStatus is what the path manager knows of one peer.
+type PeerStatus struct {
+	Node         string       `json:"node"`
+	Peer         string       `json:"peer"`
+	Path         PathKind     `json:"path"`
+	Relay        string       `json:"relay,omitempty"` // node name of the relay carrying a relayed path
+	RemoteAddr   string       `json:"remoteAddr,omitempty"`
+	RTTMillis    float64      `json:"rttMs"`
+	BytesIn      uint64       `json:"bytesIn"`
+	BytesOut     uint64       `json:"bytesOut"`
+	LastActivity time.Time    `json:"lastActivity,omitzero"`
+	PathSince    time.Time    `json:"pathSince,omitzero"`
+	PathChanges  int          `json:"pathChanges"`
+	Upgrades     int          `json:"upgradeAttempts"`
+	LastError    string       `json:"lastError,omitempty"`
+	Conns        []ConnStatus `json:"conns"`
+}
+
+// Path-manager timing.
+var (
+	dialBackoffMin    = time.Second
+	dialBackoffMax    = 30 * time.Second
+	upgradeBackoffMin = 2 * time.Second
+	upgradeBackoffMax = 30 * time.Second
+	dialTimeout       = 15 * time.Second
+)
+
+// PathManager keeps one path to every target: it dials (direct addresses
+// and circuits through every relay at once; libp2p ranks direct first),
+// probes every connection (ProbeProtocol), closes the ones that stop
+// answering, picks the best live one, and while only a relayed path exists
+// keeps trying to upgrade to direct (DCUtR) with backoff. When a direct
+// path dies, the relayed connection the punch started from, or a new
+// circuit, takes over; when a relay dies, a circuit through another.
+//
+// Locking: mu guards peers; each peerPath guards its status with its own
+// mutex.
+type PathManager struct {
+	h      *Host
+	relays func() []RelayRef
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[string]*peerPath // by node name
+}
+
+type peerPath struct {
+	target atomic.Pointer[Target]
+	cancel context.CancelFunc
+
+	bytesIn, bytesOut atomic.Uint64
+	lastActivity      atomic.Int64 // unix nanos
+
+	mu     sync.Mutex
+	status PeerStatus
+}
+
+// NewPathManager manages paths on h; relays lists the relays currently
+// usable for circuits.
+func (h *Host) NewPathManager(relays func() []RelayRef) *PathManager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &PathManager{h: h, relays: relays, ctx: ctx, cancel: cancel, peers: map[string]*peerPath{}}
+}
+
+// SetTargets replaces the set of peers to keep paths to. Peers no longer
+// listed are let go (their connections closed unless they are relays).
+func (m *PathManager) SetTargets(targets []Target) {
+	want := map[string]Target{}
+	for _, t := range targets {
+		if t.ID != m.h.ID() && t.ID != "" {
+			want[t.Node] = t
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return
+	}
+	for node, pp := range m.peers {
+		t, ok := want[node]
+		if ok && t.ID == pp.target.Load().ID {
+			continue
+		}
+		pp.cancel()
+		delete(m.peers, node)
+		old := pp.target.Load().ID
+		if !m.isRelay(old) {
+			_ = m.h.Network().ClosePeer(old)
+		}
+	}
+	for node, t := range want {
+		if pp, ok := m.peers[node]; ok {
+			pp.target.Store(&t)
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		pp := &peerPath{cancel: cancel}
+		pp.target.Store(&t)
+		pp.status = PeerStatus{Node: node, Peer: t.ID.String(), Path: PathNone}
+		m.peers[node] = pp
+		m.wg.Add(1)
+		go func() { // routinePeer, one per target
+			defer m.wg.Done()
+			m.runPeer(ctx, pp)
+		}()
+	}
+}
+
+func (m *PathManager) isRelay(p peer.ID) bool {
+	return slices.ContainsFunc(m.relays(), func(r RelayRef) bool { return r.ID == p })
+}
+
+// Stop stops managing paths; Close waits for everything to end. An
+// upgrade attempt in flight ends when the host closes (libp2p's DCUtR
+// takes no context), so shut down with Stop, host.Close, Close.
+func (m *PathManager) Stop() {
+	m.mu.Lock()
+	m.cancel()
+	m.mu.Unlock()
+}
+
+// Close stops managing and waits for every goroutine.
+func (m *PathManager) Close() {
+	m.Stop()
+	m.wg.Wait()
+}
+
+// Status reports every target, sorted by node name.
+func (m *PathManager) Status() []PeerStatus {
+	m.mu.Lock()
+	pps := make([]*peerPath, 0, len(m.peers))
+	for _, pp := range m.peers {
+		pps = append(pps, pp)
+	}
+	m.mu.Unlock()
+	out := make([]PeerStatus, 0, len(pps))
+	for _, pp := range pps {
+		pp.mu.Lock()
+		st := pp.status
+		st.Conns = slices.Clone(st.Conns)
+		pp.mu.Unlock()
+		st.BytesIn += pp.bytesIn.Load()
+		st.BytesOut += pp.bytesOut.Load()
+		if la := pp.lastActivity.Load(); la != 0 && time.Unix(0, la).After(st.LastActivity) {
+			st.LastActivity = time.Unix(0, la)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return cmpString(a.Node, b.Node) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Count adds traffic the data plane carried to or from node.
+func (m *PathManager) Count(node string, in, out uint64) {
+	m.mu.Lock()
+	pp := m.peers[node]
+	m.mu.Unlock()
+	if pp == nil {
+		return
+	}
+	pp.bytesIn.Add(in)
+	pp.bytesOut.Add(out)
+	pp.lastActivity.Store(time.Now().UnixNano())
+}
+
+type backoff struct {
+	min, max, cur time.Duration
+	next          time.Time
+}
+
+func (b *backoff) due(now time.Time) bool { return !now.Before(b.next) }
+func (b *backoff) fail(now time.Time) {
+	b.cur = min(max(b.cur*2, b.min), b.max)
+	b.next = now.Add(b.cur)
+}
+func (b *backoff) reset() { b.cur, b.next = 0, time.Time{} }
+
+// runPeer is one target's loop: probes, choice, dials, upgrades.
+func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
+	probes := map[network.Conn]*probeRun{}
+	var pwg sync.WaitGroup
+	defer func() {
+		for _, pr := range probes {
+			pr.cancel()
+		}
+		pwg.Wait()
+	}()
+	dial := backoff{min: dialBackoffMin, max: dialBackoffMax}
+	upgrade := backoff{min: upgradeBackoffMin, max: upgradeBackoffMax}
+	var upgrading atomic.Bool
+	var lastErr atomic.Pointer[string]
+	var upgrades atomic.Int32
+	var current network.Conn
+	tick := time.NewTicker(ProbeInterval)
+	defer tick.Stop()
+	for {
+		t := pp.target.Load()
+		now := time.Now()
+		conns := m.h.Network().ConnsToPeer(t.ID)
+
+		// A peer that proved another node name is not this target.
+		if node, ok := m.h.Gate.Member(t.ID); ok && node != t.Node {
+			msg := fmt.Sprintf("peer %s proved node %q, not %q", t.ID, node, t.Node)
+			lastErr.Store(&msg)
+			_ = m.h.Network().ClosePeer(t.ID)
+			conns = nil
+		}
+
+		// Probe every connection; forget probes of closed ones.
+		for c, pr := range probes {
+			if !slices.Contains(conns, c) {
+				pr.cancel()
+				delete(probes, c)
+			}
+		}
+		for _, c := range conns {
+			if _, ok := probes[c]; !ok {
+				pctx, cancel := context.WithCancel(ctx)
+				pr := &probeRun{connProbe: connProbe{conn: c}, cancel: cancel}
+				probes[c] = pr
+				pwg.Add(1)
+				go func() { // routineProbe, one per connection
+					defer pwg.Done()
+					pr.run(pctx)
+				}()
+			}
+		}
+
+		// Choose: keep the current connection unless a better kind is
+		// alive; otherwise the best kind, then the lowest RTT.
+		var best *probeRun
+		for c, pr := range probes {
+			if !pr.alive.Load() || c.IsClosed() {
+				continue
+			}
+			if best == nil || better(pr, best, current) {
+				best = pr
+			}
+		}
+
+		// Dial when nothing is connected.
+		if len(conns) == 0 && dial.due(now) {
+			if err := m.dial(ctx, t); err != nil {
+				dial.fail(now)
+				msg := err.Error()
+				lastErr.Store(&msg)
+			} else {
+				dial.reset()
+			}
+		}
+
+		// Upgrade a relayed path. Of the two peers the one with the
+		// smaller ID retries (libp2p's DCUtR already starts once on the
+		// side that accepts a relayed connection), so they never punch
+		// at each other twice at once.
+		relayedOnly := best != nil && kindOf(best.conn) == PathRelayed
+		if !relayedOnly {
+			upgrade.reset()
+		} else if m.h.HolePunch != nil && m.h.ID() < t.ID && upgrade.due(now) && upgrading.CompareAndSwap(false, true) {
+			upgrade.fail(now) // the next attempt waits whatever happens
+			upgrades.Add(1)
+			m.wg.Add(1)
+			go func() { // routineUpgrade
+				defer m.wg.Done()
+				defer upgrading.Store(false)
+				if err := m.h.HolePunch.DirectConnect(t.ID); err != nil {
+					msg := "upgrade to direct: " + err.Error()
+					lastErr.Store(&msg)
+				}
+			}()
+		}
+
+		var bestConn network.Conn
+		if best != nil {
+			bestConn = best.conn
+		}
+		m.record(pp, t, current, bestConn, probes, int(upgrades.Load()), lastErr.Load())
+		current = bestConn
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+type probeRun struct {
+	connProbe
+	cancel context.CancelFunc
+}
+
+func kindOf(c network.Conn) PathKind {
+	k, _ := Classify(c.RemoteMultiaddr())
+	return k
+}
+
+// better reports whether a should carry traffic rather than b.
+func better(a, b *probeRun, current network.Conn) bool {
+	ka, kb := kindOf(a.conn).rank(), kindOf(b.conn).rank()
+	switch {
+	case ka != kb:
+		return ka < kb
+	case b.conn == current:
+		return false // no flapping between equals
+	case a.conn == current:
+		return true
+	}
+	return a.rtt.Load() < b.rtt.Load()
+}
+
+func (m *PathManager) dial(ctx context.Context, t *Target) error {
+	addrs := slices.Clone(t.Addrs)
+	for _, r := range m.relays() {
+		if r.ID == t.ID {
+			continue
+		}
+		circuit := ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit")
+		for _, a := range r.Addrs {
+			addrs = append(addrs, a.Encapsulate(circuit))
+		}
+	}
+	if sw, ok := m.h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(t.ID) // our own backoff decides
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if err := m.h.Connect(dctx, peer.AddrInfo{ID: t.ID, Addrs: addrs}); err != nil {
+		return fmt.Errorf("connect to %s: %w", t.Node, err)
+	}
+	return nil
+}
+
+// record publishes the peer's status and logs path changes.
+func (m *PathManager) record(pp *peerPath, t *Target, prev, cur network.Conn, probes map[network.Conn]*probeRun, upgrades int, lastErr *string) {
+	now := time.Now()
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	st := &pp.status
+	st.Peer = t.ID.String()
+	st.Upgrades = upgrades
+	if lastErr != nil {
+		st.LastError = *lastErr
+	}
+	st.Conns = st.Conns[:0]
+	var probeBytes uint64
+	var lastOK int64
+	for c, pr := range probes {
+		kind, relay := Classify(c.RemoteMultiaddr())
+		cs := ConnStatus{Path: kind, RemoteAddr: c.RemoteMultiaddr().String(), Direction: c.Stat().Direction.String(),
+			Alive: pr.alive.Load() && !c.IsClosed(), RTTMillis: float64(pr.rtt.Load()) / 1e6}
+		if relay != "" {
+			cs.Relay = m.nodeOf(relay)
+		}
+		st.Conns = append(st.Conns, cs)
+		probeBytes += pr.bytes.Load()
+		lastOK = max(lastOK, pr.lastOK.Load())
+	}
+	slices.SortFunc(st.Conns, func(a, b ConnStatus) int { return cmpString(a.RemoteAddr, b.RemoteAddr) })
+	if lastOK > 0 {
+		st.LastActivity = time.Unix(0, lastOK)
+	}
+	st.BytesIn, st.BytesOut = probeBytes/2, probeBytes/2
+	kind, relay, remote, rtt := PathNone, "", "", 0.0
+	if cur != nil {
+		var rid peer.ID
+		kind, rid = Classify(cur.RemoteMultiaddr())
+		if rid != "" {
+			relay = m.nodeOf(rid)
+		}
+		remote = cur.RemoteMultiaddr().String()
+		rtt = float64(probes[cur].rtt.Load()) / 1e6
+	}
+	if cur != prev || kind != st.Path {
+		if st.Path != kind || st.Relay != relay {
+			klog.InfoS("Tunnel path changed", "node", t.Node, "peer", t.ID, "from", st.Path, "to", kind, "relay", relay, "remote", remote)
+			st.PathChanges++
+			st.PathSince = now
+		}
+	}
+	st.Path, st.Relay, st.RemoteAddr, st.RTTMillis = kind, relay, remote, rtt
+}
+
+// nodeOf names a relay by the node name it proved.
+func (m *PathManager) nodeOf(p peer.ID) string {
+	if n, ok := m.h.Gate.Member(p); ok {
+		return n
+	}
+	return p.String()
+}

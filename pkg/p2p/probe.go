@@ -1,0 +1,151 @@
+package p2p
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+)
+
+// ProbeProtocol is the keepalive that measures each connection.
+//
+// Wire format: one long-lived stream per connection, opened by the
+// prober. The prober writes an 8-byte big-endian sequence number every
+// ProbeInterval; the other side writes the same 8 bytes back. Echoes of
+// older sequence numbers (late answers) are skipped. A side that hears
+// nothing for probeIdle closes the stream.
+const ProbeProtocol = protocol.ID("/edgelink/probe/1.0.0")
+
+// Probe timing: a connection that misses ProbeFailures answers in a row,
+// each waited for ProbeTimeout, is declared dead and closed (about 3-4 s
+// after the path broke).
+var (
+	ProbeInterval = time.Second
+	ProbeTimeout  = time.Second
+	ProbeFailures = 3
+	probeIdle     = 30 * time.Second
+)
+
+// handleProbe echoes probes (members only: registered through the gate).
+func handleProbe(s network.Stream) {
+	defer s.Close()
+	var buf [8]byte
+	for {
+		_ = s.SetReadDeadline(time.Now().Add(probeIdle))
+		if _, err := io.ReadFull(s, buf[:]); err != nil {
+			return
+		}
+		if _, err := s.Write(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// connProbe measures one connection until it dies or ctx ends.
+type connProbe struct {
+	conn network.Conn
+
+	rtt      atomic.Int64 // nanoseconds, last answer
+	alive    atomic.Bool  // answered since the last ProbeFailures misses
+	answered atomic.Bool  // answered at least once
+	misses   atomic.Int32
+	lastOK   atomic.Int64 // unix nanos
+	bytes    atomic.Uint64
+}
+
+// run probes until the connection is declared dead (then closes it) or
+// ctx ends.
+func (p *connProbe) run(ctx context.Context) {
+	var s network.Stream
+	defer func() {
+		if s != nil {
+			_ = s.Reset()
+		}
+	}()
+	var seq uint64
+	tick := time.NewTicker(ProbeInterval)
+	defer tick.Stop()
+	for {
+		if s == nil {
+			s = p.open(ctx)
+		}
+		ok := false
+		if s != nil {
+			seq++
+			var rtt time.Duration
+			rtt, ok = p.once(s, seq)
+			if ok {
+				p.rtt.Store(int64(rtt))
+				p.lastOK.Store(time.Now().UnixNano())
+				p.bytes.Add(16)
+			} else {
+				_ = s.Reset()
+				s = nil
+			}
+		}
+		if ok {
+			p.misses.Store(0)
+			p.alive.Store(true)
+			p.answered.Store(true)
+		} else if p.misses.Add(1) >= int32(ProbeFailures) {
+			p.alive.Store(false)
+			if p.conn.IsClosed() || p.answered.Load() || p.misses.Load() >= int32(2*ProbeFailures) {
+				// Dead: close it so that traffic moves to another path
+				// and libp2p forgets it. A connection that never
+				// answered gets twice as long (the peer may still be
+				// proving membership).
+				_ = p.conn.Close()
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *connProbe) open(ctx context.Context) network.Stream {
+	octx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	s, err := p.conn.NewStream(octx)
+	if err != nil {
+		return nil
+	}
+	_ = s.SetDeadline(time.Now().Add(ProbeTimeout))
+	if err := s.SetProtocol(ProbeProtocol); err != nil {
+		_ = s.Reset()
+		return nil
+	}
+	if err := msmux.SelectProtoOrFail(ProbeProtocol, s); err != nil {
+		_ = s.Reset()
+		return nil
+	}
+	return s
+}
+
+func (p *connProbe) once(s network.Stream, seq uint64) (time.Duration, bool) {
+	var out, in [8]byte
+	binary.BigEndian.PutUint64(out[:], seq)
+	start := time.Now()
+	_ = s.SetDeadline(start.Add(ProbeTimeout))
+	if _, err := s.Write(out[:]); err != nil {
+		return 0, false
+	}
+	for {
+		if _, err := io.ReadFull(s, in[:]); err != nil {
+			return 0, false
+		}
+		if got := binary.BigEndian.Uint64(in[:]); got == seq {
+			return time.Since(start), true
+		} else if got > seq {
+			return 0, false // nonsense from the peer
+		}
+	}
+}
