@@ -105,6 +105,7 @@ var (
 	upgradeBackoffMin = 2 * time.Second
 	upgradeBackoffMax = 30 * time.Second
 	dialTimeout       = 15 * time.Second
+	dialGrace         = 3 * time.Second
 )
 
 // PathManager keeps one path to every target: it dials (direct addresses
@@ -286,6 +287,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	var lastErr atomic.Pointer[string]
 	var upgrades atomic.Int32
 	var current network.Conn
+	var disconnectedSince time.Time
 	tick := time.NewTicker(ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -333,8 +335,16 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 			}
 		}
 
-		// Dial when nothing is connected.
-		if len(conns) == 0 && dial.due(now) {
+		// Dial when nothing is connected. The peer with the smaller ID
+		// dials at once, the other only if no connection came within
+		// dialGrace, so that two peers rarely dial each other twice.
+		if len(conns) == 0 && disconnectedSince.IsZero() {
+			disconnectedSince = now
+		} else if len(conns) > 0 {
+			disconnectedSince = time.Time{}
+		}
+		leader := m.h.ID() < t.ID
+		if len(conns) == 0 && dial.due(now) && (leader || now.Sub(disconnectedSince) >= dialGrace) {
 			if err := m.dial(ctx, t); err != nil {
 				dial.fail(now)
 				msg := err.Error()
@@ -365,6 +375,8 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 			}()
 		}
 
+		pruneDuplicates(probes, leader)
+
 		var bestConn network.Conn
 		if best != nil {
 			bestConn = best.conn
@@ -388,6 +400,49 @@ type probeRun struct {
 func kindOf(c network.Conn) PathKind {
 	k, _ := Classify(c.RemoteMultiaddr())
 	return k
+}
+
+// pruneDuplicates closes redundant connections: of several live ones of
+// one kind through one relay (or direct), both peers keep the one the
+// peer with the smaller ID dialed, and close the rest. Both ends apply
+// the same rule, so they never close the two different survivors.
+// Connections through different relays are kept: they are the standby
+// that makes relay failover instant.
+func pruneDuplicates(probes map[network.Conn]*probeRun, leader bool) {
+	type route struct {
+		kind  PathKind
+		relay peer.ID
+	}
+	keepDir := network.DirInbound
+	if leader {
+		keepDir = network.DirOutbound
+	}
+	groups := map[route][]network.Conn{}
+	for c, pr := range probes {
+		if pr.alive.Load() && !c.IsClosed() {
+			k, r := Classify(c.RemoteMultiaddr())
+			groups[route{k, r}] = append(groups[route{k, r}], c)
+		}
+	}
+	for _, cs := range groups {
+		if len(cs) < 2 {
+			continue
+		}
+		var keep network.Conn
+		for _, c := range cs {
+			if c.Stat().Direction == keepDir && (keep == nil || c.Stat().Opened.Before(keep.Stat().Opened)) {
+				keep = c
+			}
+		}
+		if keep == nil {
+			continue
+		}
+		for _, c := range cs {
+			if c != keep {
+				_ = c.Close()
+			}
+		}
+	}
 }
 
 // better reports whether a should carry traffic rather than b.
