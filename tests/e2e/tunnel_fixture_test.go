@@ -38,7 +38,9 @@ var meshSpec = topology.Spec{
 	},
 }
 
-func newMesh(t *testing.T, spec topology.Spec) *mesh {
+// newMesh builds spec and an agent for every host except those in
+// without.
+func newMesh(t *testing.T, spec topology.Spec, without ...string) *mesh {
 	t.Helper()
 	tp := topology.New(t, spec)
 	m := &mesh{t: t, tp: tp, caDir: filepath.Join(t.TempDir(), "ca"), agents: map[string]*testutil.Agent{}}
@@ -51,14 +53,17 @@ func newMesh(t *testing.T, spec topology.Spec) *mesh {
 		}
 	}
 	for _, h := range tp.Hosts() {
-		m.agents[h.Name] = m.newAgent(h, "")
+		if !containsStr(without, h.Name) {
+			m.agents[h.Name] = m.newAgent(h, "", "")
+		}
 	}
 	return m
 }
 
 // newAgent writes an agent config for host h with a fresh identity and a
-// certificate from the mesh CA (issuer overrides the CA directory).
-func (m *mesh) newAgent(h *topology.Host, issuer string) *testutil.Agent {
+// certificate from the mesh CA (issuer overrides the CA directory,
+// validity the certificate's lifetime).
+func (m *mesh) newAgent(h *topology.Host, issuer, validity string) *testutil.Agent {
 	t := m.t
 	t.Helper()
 	dir := t.TempDir()
@@ -74,7 +79,11 @@ func (m *mesh) newAgent(h *topology.Host, issuer string) *testutil.Agent {
 		issuer = m.caDir
 	}
 	certDir := filepath.Join(dir, "certs")
-	if _, errOut, code := edgelink(t, "ca", "issue", "--dir", issuer, "--node", h.Name, "--identity", tn.IdentityFile, "--out", certDir); code != 0 {
+	args := []string{"ca", "issue", "--dir", issuer, "--node", h.Name, "--identity", tn.IdentityFile, "--out", certDir}
+	if validity != "" {
+		args = append(args, "--validity", validity)
+	}
+	if _, errOut, code := edgelink(t, args...); code != 0 {
 		t.Fatalf("ca issue %s: %s", h.Name, errOut)
 	}
 	tn.CAFile = filepath.Join(m.caDir, "ca.crt")
@@ -92,7 +101,9 @@ func (m *mesh) startAll() {
 func (m *mesh) names() []string {
 	var out []string
 	for _, h := range m.tp.Hosts() {
-		out = append(out, h.Name)
+		if m.agents[h.Name] != nil {
+			out = append(out, h.Name)
+		}
 	}
 	return out
 }

@@ -70,11 +70,32 @@ func NewAgent(t testing.TB, c *v1.AgentConfig, netns string) *Agent {
 	return a
 }
 
-// Start runs the agent and waits until its log shows wantLog (e.g. the
-// line a module prints when it serves), failing the test after 20 s.
-func (a *Agent) Start(wantLog string) {
+// Run runs the agent to its exit (for configs it must refuse) and
+// returns how it exited; it fails the test if the agent still runs after
+// timeout.
+func (a *Agent) Run(timeout time.Duration) error {
+	a.t.Helper()
+	a.launch()
+	select {
+	case <-a.exited:
+	case <-time.After(timeout):
+		a.Kill()
+		a.t.Fatalf("agent still running after %s:\n%s", timeout, a.Log())
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.cmd.ProcessState
+	a.cmd = nil
+	if err.Success() {
+		return nil
+	}
+	return fmt.Errorf("%s", err)
+}
+
+func (a *Agent) launch() {
 	a.t.Helper()
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	bin := filepath.Join(Binaries(a.t), "edgelink")
 	args := []string{"agent", "--config", a.path, "-v=2"}
 	var cmd *exec.Cmd
@@ -86,14 +107,18 @@ func (a *Agent) Start(wantLog string) {
 	a.log = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	if err := cmd.Start(); err != nil {
-		a.mu.Unlock()
 		a.t.Fatal(err)
 	}
 	a.cmd = cmd
 	a.exited = make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(a.exited)
-	a.mu.Unlock()
+}
 
+// Start runs the agent and waits until its log shows wantLog (e.g. the
+// line a module prints when it serves), failing the test after 20 s.
+func (a *Agent) Start(wantLog string) {
+	a.t.Helper()
+	a.launch()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(a.Log(), wantLog) {
 		select {

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgelink/edgelink/tests/rogue"
+	"github.com/edgelink/edgelink/tests/topology"
+)
+
+// A peer that is not a valid member gets nothing from the mesh: no relay
+// reservation, no discovery answer, no circuit to a member, no guarded
+// stream on a direct connection; members count the refusals and keep
+// their paths. Needs root.
+func TestTunnelRefusesNonMembers(t *testing.T) {
+	m := newMesh(t, topology.Spec{
+		Public: []string{"relay-1", "cloud-1", "rogue"},
+		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
+	}, "rogue")
+	m.startAll()
+	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
+	changesBefore := m.peers("a1")["cloud-1"].PathChanges
+
+	dir := t.TempDir()
+	rogueKey := filepath.Join(dir, "rogue.key")
+	otherKey := filepath.Join(dir, "other.key")
+	otherCA := filepath.Join(dir, "other-ca")
+	mustRun := func(args ...string) string {
+		out, errOut, code := edgelink(t, args...)
+		if code != 0 {
+			t.Fatalf("edgelink %v: %s", args, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	mustRun("identity", "--key", rogueKey)
+	otherID := mustRun("identity", "--key", otherKey)
+	mustRun("ca", "init", "--dir", otherCA)
+	issue := func(name, ca string, extra ...string) (string, string) {
+		out := filepath.Join(dir, name)
+		mustRun(append([]string{"ca", "issue", "--dir", ca, "--node", "rogue", "--out", out}, extra...)...)
+		return filepath.Join(out, "rogue.crt"), filepath.Join(out, "rogue.key")
+	}
+	caFile := filepath.Join(m.caDir, "ca.crt")
+	relay := m.tp.Host("relay-1").IP.String()
+	cloud := m.tp.Host("cloud-1").IP.String()
+	target := rogue.Spec{
+		Relay:       relay + ":20006",
+		RelayAddrs:  []string{"/ip4/" + relay + "/tcp/20006"},
+		Member:      m.status("a1").Peer,
+		Direct:      m.status("cloud-1").Peer,
+		DirectAddrs: []string{"/ip4/" + cloud + "/tcp/20006"},
+	}
+
+	wrongCert, wrongKey := issue("wrong-ca", otherCA, "--identity", rogueKey)
+	expCert, expKey := issue("expired", m.caDir, "--identity", rogueKey, "--validity", "1s")
+	otherCert, otherKeyFile := issue("other-peer", m.caDir, "--peer-id", otherID)
+	goodCert, goodKey := issue("impostor", m.caDir, "--identity", rogueKey)
+	time.Sleep(2 * time.Second) // the 1s certificate expires
+	cases := []struct {
+		name string
+		spec rogue.Spec
+	}{
+		{"no proof", rogue.Spec{NoProof: true}},
+		{"wrong CA", rogue.Spec{Node: "rogue", CertFile: wrongCert, KeyFile: wrongKey}},
+		{"expired", rogue.Spec{Node: "rogue", CertFile: expCert, KeyFile: expKey}},
+		{"bound to another peer ID", rogue.Spec{Node: "rogue", CertFile: otherCert, KeyFile: otherKeyFile}},
+		{"claims another node name", rogue.Spec{Node: "a1", CertFile: goodCert, KeyFile: goodKey}},
+	}
+	// The control: the same attempts by a valid member all succeed, so
+	// the refusals below are membership's doing, not the harness's.
+	control := target
+	control.Node, control.CertFile, control.KeyFile, control.CAFile, control.IdentityFile = "rogue", goodCert, goodKey, caFile, rogueKey
+	if got := rogue.Run(t, m.tp.Host("rogue").NetNS, control); got != (rogue.Result{}) {
+		t.Fatalf("a valid member was refused something: %+v", got)
+	}
+
+	refusedBefore := m.status("relay-1").RefusedPeers + m.status("cloud-1").RefusedPeers
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.spec
+			s.Relay, s.RelayAddrs, s.Member, s.Direct, s.DirectAddrs = target.Relay, target.RelayAddrs, target.Member, target.Direct, target.DirectAddrs
+			s.CAFile, s.IdentityFile = caFile, rogueKey
+			got := rogue.Run(t, m.tp.Host("rogue").NetNS, s)
+			for what, err := range map[string]string{"relay reservation": got.Reserve, "discovery lookup": got.Lookup,
+				"circuit to a member": got.Circuit, "guarded stream on a direct connection": got.Direct} {
+				if err == "" {
+					t.Errorf("a non-member (%s) got a %s", tc.name, what)
+				} else {
+					t.Logf("%s refused: %s", what, err)
+				}
+			}
+		})
+	}
+	refused := m.status("relay-1").RefusedPeers + m.status("cloud-1").RefusedPeers - refusedBefore
+	if refused < uint64(len(cases)) {
+		t.Errorf("relay-1 and cloud-1 counted %d refusals for %d non-members", refused, len(cases))
+	}
+	for _, n := range m.names() {
+		if _, ok := m.peers(n)["rogue"]; ok {
+			t.Errorf("%s lists the non-member as a peer", n)
+		}
+		if log := m.agents[n].Log(); strings.Count(log, "Refused a non-member") > 5*len(cases) {
+			t.Errorf("%s logged refusals without a rate limit", n)
+		}
+	}
+	if p := m.peers("a1")["cloud-1"]; p.PathChanges != changesBefore || direct(p, true) != "" {
+		t.Errorf("a1->cloud-1 was disturbed: %s, %d path changes (was %d)", p.Path, p.PathChanges, changesBefore)
+	}
+	t.Logf("%s", fmt.Sprint("refusals counted: ", refused))
+}
+
+// An agent whose own certificate other members would refuse does not
+// start, and says why.
+func TestTunnelAgentRefusesOwnBadCertificate(t *testing.T) {
+	m := newMesh(t, topology.Spec{Public: []string{"relay-1", "x1"}}, "x1")
+	a := m.newAgent(m.tp.Host("x1"), "", "1s")
+	time.Sleep(2 * time.Second)
+	err := a.Run(20 * time.Second)
+	if err == nil || !strings.Contains(a.Log(), "would be refused by other members") || !strings.Contains(a.Log(), "expired") {
+		t.Fatalf("agent with an expired certificate: exit %v\n%s", err, a.Log())
+	}
+}
