@@ -74,8 +74,9 @@ type PeerRecord struct {
 //
 // Locking: mu guards entries.
 type Directory struct {
-	h   *Host
-	now func() time.Time
+	h        *Host
+	now      func() time.Time
+	observed func(peer.ID) []ma.Multiaddr // remote addresses of a peer's direct connections
 
 	mu      sync.Mutex
 	entries map[string]*dirEntry // by node name
@@ -89,7 +90,7 @@ type dirEntry struct {
 
 // ServeDirectory makes h answer discovery requests from members.
 func (h *Host) ServeDirectory() *Directory {
-	d := &Directory{h: h, now: time.Now, entries: map[string]*dirEntry{}}
+	d := newDirectory(h)
 	h.Gate.Handle(DiscoveryProtocol, d.handle)
 	return d
 }
@@ -102,16 +103,18 @@ func (d *Directory) handle(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(discoveryTimeout))
 	p := s.Conn().RemotePeer()
 	node, _ := d.h.Gate.Member(p) // the gate let the stream through
-	var req discoveryRequest
-	var resp discoveryResponse
-	if err := readJSON(bufio.NewReader(s), MaxDiscoveryRequest, &req); err != nil {
-		resp.Error = "bad request: " + err.Error()
-	} else {
-		resp = d.answer(node, p, req)
-	}
-	if err := writeJSON(s, resp); err != nil {
+	if err := writeJSON(s, d.serve(bufio.NewReader(s), node, p)); err != nil {
 		_ = s.Reset()
 	}
+}
+
+// serve reads one request from member node (peer p) and answers it.
+func (d *Directory) serve(r *bufio.Reader, node string, p peer.ID) discoveryResponse {
+	var req discoveryRequest
+	if err := readJSON(r, MaxDiscoveryRequest, &req); err != nil {
+		return discoveryResponse{Error: "bad request: " + err.Error()}
+	}
+	return d.answer(node, p, req)
 }
 
 func (d *Directory) answer(node string, p peer.ID, req discoveryRequest) discoveryResponse {
@@ -142,15 +145,18 @@ func (d *Directory) answer(node string, p peer.ID, req discoveryRequest) discove
 	}
 }
 
-// observed lists the remote addresses of p's direct connections to us.
-func (d *Directory) observed(p peer.ID) []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for _, c := range d.h.Network().ConnsToPeer(p) {
-		if a := c.RemoteMultiaddr(); !isRelayed(a) {
-			out = append(out, a)
+func newDirectory(h *Host) *Directory {
+	d := &Directory{h: h, now: time.Now, entries: map[string]*dirEntry{}}
+	d.observed = func(p peer.ID) []ma.Multiaddr {
+		var out []ma.Multiaddr
+		for _, c := range h.Network().ConnsToPeer(p) {
+			if a := c.RemoteMultiaddr(); !isRelayed(a) {
+				out = append(out, a)
+			}
 		}
+		return out
 	}
-	return out
+	return d
 }
 
 // Lookup answers from this relay's directory, as the protocol would.

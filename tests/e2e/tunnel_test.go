@@ -19,7 +19,7 @@ func TestTunnel(t *testing.T) {
 	public := topology.PublicPrefix
 
 	expected := map[[2]string]pathCheck{
-		{"a1", "a2"}: noRelay(directIn(lanA)),
+		{"a1", "a2"}:      noRelay(directIn(lanA)),
 		{"a1", "cloud-1"}: directIn(public), {"a2", "cloud-1"}: directIn(public),
 		{"c1", "cloud-1"}: directIn(public), {"b1", "cloud-1"}: directIn(public),
 		{"a1", "c1"}: directIn(public), {"a2", "c1"}: directIn(public),
@@ -159,4 +159,34 @@ func (m *mesh) usage() map[string]agentUsage {
 		out[n] = u
 	}
 	return out
+}
+
+// Where the sites' firewalls drop UDP (no QUIC), nodes reach the relay
+// over TCP, learn their TCP mappings, and DCUtR punches TCP. Needs root.
+func TestTunnelTCPHolePunch(t *testing.T) {
+	m := newMesh(t, topology.Spec{
+		Public: []string{"relay-1"},
+		Sites: []topology.SiteSpec{
+			{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}},
+			{Name: "C", NAT: topology.HolePunchable, Hosts: []string{"c1"}},
+		},
+	})
+	for _, site := range []string{"A", "C"} {
+		if out, err := m.tp.Router(site).Exec("iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP"); err != nil {
+			t.Fatalf("blocking UDP at %s: %v %s", site, err, out)
+		}
+	}
+	m.startAll()
+	tcpDirect := func(p p2p.PeerStatus, ok bool) string {
+		if msg := directIn(topology.PublicPrefix)(p, ok); msg != "" {
+			return msg
+		}
+		if p.Path != p2p.PathDirectTCP {
+			return "direct, but not over TCP"
+		}
+		return ""
+	}
+	took := m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "c1"}: tcpDirect})
+	t.Logf("A<->C hole-punched over TCP %s after start", took.Round(time.Millisecond))
+	m.logPaths("a1")
 }
