@@ -245,7 +245,7 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 		}
 		return fail("certificate of %q is not from the cluster CA: %v", leaf.Subject.CommonName, err)
 	}
-	if leaf.Subject.CommonName != p.Node && !slices.Contains(leaf.DNSNames, p.Node) {
+	if !namesNode(leaf, p.Node) {
 		return fail("certificate names node %q, proof claims %q", leaf.Subject.CommonName, p.Node)
 	}
 	for _, u := range leaf.URIs {
@@ -257,4 +257,16 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 		return fail("signature does not verify with the certificate of %q", p.Node)
 	}
 	return p.Node, nil
+}
+
+// KubeEdgeNodePrefix starts the common name of the certificates cloudcore
+// issues to edge nodes ("system:node:<node>").
+const KubeEdgeNodePrefix = "system:node:"
+
+// namesNode reports whether cert names node: as its common name (EdgeLink
+// certificates), as "system:node:<node>" (KubeEdge edge certificates), or
+// as a DNS name.
+func namesNode(cert *x509.Certificate, node string) bool {
+	cn := cert.Subject.CommonName
+	return node != "" && (cn == node || cn == KubeEdgeNodePrefix+node || slices.Contains(cert.DNSNames, node))
 }

@@ -74,6 +74,19 @@ func TestTunnel(t *testing.T) {
 		t.Logf("cut lifted: direct again after %s", took.Round(time.Millisecond))
 	})
 
+	t.Run("restart during an uplink cut", func(t *testing.T) {
+		// a2 restarts while site A cannot reach any relay: its peer cache
+		// still knows a1, and the two meet on the LAN.
+		restore := m.tp.CutUplink("A")
+		defer restore()
+		m.agents["a2"].Stop()
+		m.agents["a2"].Start("Tunnel up")
+		took := m.waitPaths(30*time.Second, map[[2]string]pathCheck{{"a1", "a2"}: noRelay(directIn(lanA))})
+		t.Logf("a2 restarted during the cut: direct to a1 on the LAN %s after start", took.Round(time.Millisecond))
+		restore()
+		m.waitPaths(60*time.Second, expected)
+	})
+
 	t.Run("no growth", func(t *testing.T) {
 		m.waitPaths(60*time.Second, expected)
 		time.Sleep(3 * time.Second) // let closed connections' goroutines end
