@@ -87,6 +87,26 @@ func TestTunnel(t *testing.T) {
 		m.waitPaths(60*time.Second, expected)
 	})
 
+	t.Run("reachability from our relays", func(t *testing.T) {
+		// cloud-1 is dialable; only the relays run AutoNAT's service and
+		// nodes talk to members only, so our relays answered this.
+		deadline := time.Now().Add(90 * time.Second)
+		for m.status("cloud-1").Reachability != "Public" {
+			if time.Now().After(deadline) {
+				t.Fatalf("cloud-1 reachability %q, want Public", m.status("cloud-1").Reachability)
+			}
+			time.Sleep(time.Second)
+		}
+		// The relays' dial-backs come from throwaway identities that
+		// never prove membership: not counted as refusals. Nor is any
+		// member's proof refused by another.
+		for _, n := range m.names() {
+			if r := m.status(n).RefusedPeers; r != 0 {
+				t.Errorf("%s refused %d proofs among members", n, r)
+			}
+		}
+	})
+
 	t.Run("no growth", func(t *testing.T) {
 		m.waitPaths(60*time.Second, expected)
 		time.Sleep(3 * time.Second) // let closed connections' goroutines end
