@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -43,6 +44,9 @@ func New(c *v1.AgentConfig, md metadata.Reader, status *http.ServeMux) *Module {
 	}
 	return m
 }
+
+// Packets is the tunnel's side of the data plane, for the edgecni module.
+func (m *Module) Packets() dataplane.Network { return m.svc.Packets() }
 
 func (m *Module) Name() string  { return ModuleName }
 func (m *Module) Group() string { return GroupName }

@@ -35,6 +35,7 @@ type Service struct {
 	md  metadata.Reader // may be nil
 
 	running atomic.Pointer[running] // nil until the host is up
+	packets *packets
 }
 
 // running is everything Run started, for the status API.
@@ -52,7 +53,9 @@ type running struct {
 
 // NewService prepares the tunnel; Run starts it.
 func NewService(c *v1.AgentConfig, md metadata.Reader) *Service {
-	return &Service{cfg: c, md: md}
+	s := &Service{cfg: c, md: md}
+	s.packets = &packets{s: s}
+	return s
 }
 
 func (s *Service) cachePath() string {
@@ -98,6 +101,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.HandlePackets(s.packets.deliver)
 	r := &running{h: h, isRelay: isRelay, observed: map[peer.ID][]ma.Multiaddr{}, known: cache}
 	var rel *relay.Relay
 	var dir *p2p.Directory

@@ -137,6 +137,10 @@ type peerPath struct {
 	bytesIn, bytesOut atomic.Uint64
 	lastActivity      atomic.Int64 // unix nanos
 
+	// current is the connection traffic should use; gen counts its
+	// changes (0: never had one), so senders notice a new path.
+	current atomic.Pointer[currentConn]
+
 	mu     sync.Mutex
 	status PeerStatus
 }
@@ -392,6 +396,11 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	}
 }
 
+type currentConn struct {
+	conn network.Conn
+	gen  uint64
+}
+
 type probeRun struct {
 	connProbe
 	cancel context.CancelFunc
@@ -529,6 +538,13 @@ func (m *PathManager) record(pp *peerPath, t *Target, prev, cur network.Conn, pr
 		}
 	}
 	st.Path, st.Relay, st.RemoteAddr, st.RTTMillis = kind, relay, remote, rtt
+	if old := pp.current.Load(); (old == nil && cur != nil) || (old != nil && old.conn != cur) {
+		var gen uint64 = 1
+		if old != nil {
+			gen = old.gen + 1
+		}
+		pp.current.Store(&currentConn{conn: cur, gen: gen})
+	}
 }
 
 // nodeOf names a relay by the node name it proved.

@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/modules/edgecni"
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/modules/tunnel"
@@ -63,16 +64,17 @@ func newAgentCmd() *cobra.Command {
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
 func agentModules(c *v1.AgentConfig, status *http.ServeMux) []core.Module {
-	// Modules plug in here as they land: edgecni.
 	var subscribers []string
 	if c.Modules.IPAM.Enable {
 		subscribers = append(subscribers, ipam.ModuleName)
 	}
 	meta := metasync.New(c, subscribers)
+	tun := tunnel.New(c, meta.Reader(), status)
 	return []core.Module{
 		meta,
 		ipam.New(c, meta.Reader()),
-		tunnel.New(c, meta.Reader(), status),
+		tun,
+		edgecni.New(c, meta.Reader(), tun.Packets(), status),
 	}
 }
 

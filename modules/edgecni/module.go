@@ -1,0 +1,83 @@
+// Package edgecni is the agent's edgecni beehive module: it owns the TUN
+// device, decides which pod prefixes are remote (the configured cloudCIDR
+// and edgeCIDR segments other than this node's, and pods of other nodes
+// in its own segment), programs the routes (netlink, protocol 77), the
+// SNAT exemption and MSS clamping (iptables), and runs the forwarder
+// (pkg/dataplane) between the TUN and the tunnel module. Everything it
+// creates is reconciled periodically and removed on shutdown.
+package edgecni
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/kubeedge/beehive/pkg/core"
+	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
+	"k8s.io/klog/v2"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+// ModuleName and GroupName identify the module in beehive.
+const (
+	ModuleName = "edgecni"
+	GroupName  = "edgecni"
+)
+
+// Module is the beehive face of Service.
+type Module struct {
+	enable bool
+	svc    *Service
+}
+
+var _ core.Module = (*Module)(nil)
+
+// New builds the module: md is the metadata picture, n the tunnel's data
+// plane side; status (may be nil) gets its endpoints.
+func New(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network, status *http.ServeMux) *Module {
+	m := &Module{enable: c.Modules.EdgeCNI.Enable, svc: NewService(c, md, n)}
+	if status != nil && m.enable {
+		m.svc.RegisterStatus(status)
+	}
+	return m
+}
+
+func (m *Module) Name() string  { return ModuleName }
+func (m *Module) Group() string { return GroupName }
+func (m *Module) Enable() bool  { return m.enable }
+
+// Start runs until the agent shuts down; an error ends it early, which
+// stops the agent.
+func (m *Module) Start() {
+	if err := m.svc.Run(beehiveContext.GetContext()); err != nil {
+		klog.ErrorS(err, "edgecni module failed")
+	}
+}
+
+// Status is GET /v1/dataplane.
+type Status struct {
+	MTU     int                     `json:"mtu"`
+	Segment string                  `json:"segment"`
+	Plan    string                  `json:"plan"` // RoutePlan.String()
+	Errors  string                  `json:"errors,omitempty"`
+	Stats   dataplane.StatsSnapshot `json:"stats"`
+}
+
+// RegisterStatus adds GET /v1/dataplane (503 until the TUN is up).
+func (s *Service) RegisterStatus(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/dataplane", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.state.Load()
+		if st == nil {
+			http.Error(w, "data plane is not up", http.StatusServiceUnavailable)
+			return
+		}
+		seg := ""
+		if st.plan.Segment.IsValid() {
+			seg = st.plan.Segment.String()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Status{MTU: st.mtu, Segment: seg, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
+	})
+}

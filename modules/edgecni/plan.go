@@ -1,0 +1,169 @@
+package edgecni
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+// Input is everything a route plan depends on.
+type Input struct {
+	Node        string
+	Cloud, Edge []netip.Prefix     // the mesh segments (meshCIDRConfig)
+	Snapshot    *metadata.Snapshot // pods and nodes
+	// LocalNets are the subnets this node is directly attached to: a
+	// node whose address is in one of them shares our LAN.
+	LocalNets []netip.Prefix
+}
+
+// KernelRoute is one route the module programs, and why.
+type KernelRoute struct {
+	Dst netip.Prefix
+	Via netip.Addr // a peer node's address (host-gw); invalid: into the TUN
+	Why string
+}
+
+func (r KernelRoute) String() string {
+	if r.Via.IsValid() {
+		return fmt.Sprintf("%s via %s (%s)", r.Dst, r.Via, r.Why)
+	}
+	return fmt.Sprintf("%s dev tun (%s)", r.Dst, r.Why)
+}
+
+// RoutePlan is what the module makes of an Input.
+type RoutePlan struct {
+	Segment netip.Prefix // this node's segment; invalid until its pods tell
+	Forward dataplane.Plan
+	Kernel  []KernelRoute
+}
+
+// String renders the plan as sorted text (golden tests, the status API).
+func (p *RoutePlan) String() string {
+	var b strings.Builder
+	seg := "unknown"
+	if p.Segment.IsValid() {
+		seg = p.Segment.String()
+	}
+	fmt.Fprintf(&b, "segment %s\n", seg)
+	for _, r := range p.Kernel {
+		fmt.Fprintf(&b, "kernel %s\n", r)
+	}
+	b.WriteString(p.Forward.String())
+	return b.String()
+}
+
+// Plan decides the node's segment (the configured CIDR holding its pod
+// CIDRs or pod IPs), routes every other segment into the TUN, and routes
+// pods of other nodes in the same segment via the node's address when it
+// shares our LAN (host-gw), through the TUN otherwise. The forwarder's
+// plan maps every remote pod prefix to its node and lists our own.
+func Plan(in Input) *RoutePlan {
+	segments := append(slices.Clone(in.Cloud), in.Edge...)
+	inMesh := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(segments, func(s netip.Prefix) bool { return s.Overlaps(p) && s.Bits() <= p.Bits() })
+	}
+	snap := in.Snapshot
+	if snap == nil {
+		snap = metadata.Empty()
+	}
+	podsOf := map[string][]netip.Prefix{}
+	for _, pod := range snap.Pods {
+		if pod.HostNetwork || pod.NodeName == "" {
+			continue
+		}
+		for _, ip := range pod.IPs {
+			if p := netip.PrefixFrom(ip, ip.BitLen()); inMesh(p) {
+				podsOf[pod.NodeName] = append(podsOf[pod.NodeName], p)
+			}
+		}
+	}
+	prefixesOf := func(node string) []netip.Prefix {
+		var out []netip.Prefix
+		if n := snap.Nodes[node]; n != nil {
+			for _, c := range n.PodCIDRs {
+				if inMesh(c) {
+					out = append(out, c)
+				}
+			}
+		}
+		for _, p := range podsOf[node] {
+			if !slices.ContainsFunc(out, func(c netip.Prefix) bool { return c.Contains(p.Addr()) }) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+
+	plan := &RoutePlan{Forward: dataplane.Plan{Remote: map[string][]netip.Prefix{}}}
+	plan.Forward.Local = prefixesOf(in.Node)
+	for _, s := range segments {
+		if slices.ContainsFunc(plan.Forward.Local, func(p netip.Prefix) bool { return s.Contains(p.Addr()) }) {
+			plan.Segment = s
+			break
+		}
+	}
+	for _, s := range segments {
+		if s != plan.Segment {
+			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment"})
+		}
+	}
+	nodes := make([]string, 0, len(snap.Nodes)+len(podsOf))
+	for n := range snap.Nodes {
+		nodes = append(nodes, n)
+	}
+	for n := range podsOf {
+		if snap.Nodes[n] == nil {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		if n == in.Node {
+			continue
+		}
+		pfxs := prefixesOf(n)
+		if len(pfxs) == 0 {
+			continue
+		}
+		plan.Forward.Remote[n] = pfxs
+		if !plan.Segment.IsValid() {
+			continue
+		}
+		via := lanAddress(snap.Nodes[n], in.LocalNets)
+		for _, p := range pfxs {
+			if !plan.Segment.Contains(p.Addr()) {
+				continue // covered by its segment's route
+			}
+			if via.IsValid() {
+				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Via: via, Why: "same segment, same LAN: " + n})
+			} else {
+				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Why: "same segment, other site: " + n})
+			}
+		}
+	}
+	sort.SliceStable(plan.Kernel, func(i, j int) bool { return plan.Kernel[i].Dst.String() < plan.Kernel[j].Dst.String() })
+	return plan
+}
+
+// lanAddress is n's InternalIP when it lies in one of our subnets.
+func lanAddress(n *metadata.NodeInfo, local []netip.Prefix) netip.Addr {
+	if n == nil {
+		return netip.Addr{}
+	}
+	for _, a := range n.Addresses {
+		if a.Type != "InternalIP" {
+			continue
+		}
+		for _, l := range local {
+			if l.Contains(a.Address) {
+				return a.Address
+			}
+		}
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,204 @@
+package edgecni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/tun"
+	"k8s.io/klog/v2"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+// Timing: metadata changes reach the routes within pollInterval; the
+// kernel state is re-checked every reconcileInterval whatever happens.
+var (
+	pollInterval      = 200 * time.Millisecond
+	reconcileInterval = 10 * time.Second
+)
+
+// tunOverhead is what the tunnel adds to a packet on the underlay (IP,
+// TCP or UDP+QUIC, TLS record, yamux and frame headers), rounded up.
+const tunOverhead = 80
+
+// Service owns the TUN device, the routes and iptables rules, and the
+// forwarder between the TUN and the tunnel.
+type Service struct {
+	cfg *v1.AgentConfig
+	md  metadata.Reader
+	net dataplane.Network
+
+	state atomic.Pointer[state] // nil until up
+}
+
+type state struct {
+	plan *RoutePlan
+	fwd  *dataplane.Forwarder
+	mtu  int
+	errs string
+}
+
+// NewService prepares the module's work; Run does it.
+func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Service {
+	return &Service{cfg: c, md: md, net: n}
+}
+
+func mustPrefixes(ss []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(strings.TrimSpace(s))) // validated
+	}
+	return out
+}
+
+// Run creates the TUN, forwards and keeps routes and rules in shape until
+// ctx ends, then removes everything it made.
+func (s *Service) Run(ctx context.Context) error {
+	m := s.cfg.Modules.EdgeCNI
+	cloud, edge := mustPrefixes(m.MeshCIDRConfig.CloudCIDR), mustPrefixes(m.MeshCIDRConfig.EdgeCIDR)
+	mesh := append(slices.Clone(cloud), edge...)
+	v6 := slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() })
+	k := &kernel{tun: m.TunName}
+
+	// Leftovers of a crash: our routes with a gateway outlive the TUN,
+	// our chains outlive everything. Adopt by starting clean.
+	if l, err := netlink.LinkByName(m.TunName); err == nil {
+		if l.Type() != "tuntap" {
+			return fmt.Errorf("modules.edgeCNI.tunName: a %s link named %s already exists", l.Type(), m.TunName)
+		}
+		_ = netlink.LinkDel(l) // a persistent TUN someone left
+	}
+	if err := removeRoutes(); err != nil {
+		klog.InfoS("Removing leftover routes failed", "err", err)
+	}
+
+	mtu := m.MTU
+	if mtu == 0 {
+		mtu = underlayMTU() - tunOverhead
+	}
+	dev, err := tun.CreateTUN(m.TunName, mtu)
+	if err != nil {
+		return fmt.Errorf("creating TUN %s: %w", m.TunName, err)
+	}
+	link, err := netlink.LinkByName(m.TunName)
+	if err == nil {
+		err = netlink.LinkSetUp(link)
+	}
+	if err == nil {
+		err = setSysctls(m.TunName, v6)
+	}
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("setting up TUN %s: %w", m.TunName, err)
+	}
+	fwd := dataplane.New(dev, s.net)
+	s.net.Accept(fwd.Receive)
+	klog.InfoS("Data plane up", "tun", m.TunName, "mtu", mtu, "cloudCIDR", cloud, "edgeCIDR", edge)
+
+	var lastVersion uint64
+	var lastPlan string
+	var lastReconcile time.Time
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		snap := s.md.Snapshot()
+		due := time.Since(lastReconcile) >= reconcileInterval
+		if first || due || snap.Version != lastVersion {
+			lastVersion = snap.Version
+			plan := Plan(Input{Node: s.cfg.NodeName, Cloud: cloud, Edge: edge, Snapshot: snap, LocalNets: localNets(m.TunName)})
+			text := plan.String()
+			if text != lastPlan || due {
+				if text != lastPlan {
+					fwd.SetPlan(&plan.Forward)
+					klog.V(2).InfoS("Route plan", "plan", text)
+				}
+				var errs []error
+				if err := k.reconcileRoutes(plan.Kernel); err != nil {
+					errs = append(errs, err)
+				}
+				if err := k.reconcileIPTables(mesh); err != nil {
+					errs = append(errs, err)
+				}
+				st := &state{plan: plan, fwd: fwd, mtu: mtu}
+				if err := errors.Join(errs...); err != nil {
+					st.errs = err.Error()
+					klog.ErrorS(err, "Reconciling routes and rules failed; retrying")
+				}
+				s.state.Store(st)
+				lastPlan, lastReconcile = text, time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+
+	s.state.Store(nil)
+	s.net.Accept(func(_ string, r io.ReadCloser) { _ = r.Close() })
+	var errs []error
+	if err := k.removeIPTables(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeRoutes(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dev.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	fwd.Close()
+	klog.InfoS("Data plane down")
+	return errors.Join(errs...)
+}
+
+// underlayMTU is the MTU of the interface of the default route (1500
+// when there is none).
+func underlayMTU() int {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err == nil {
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
+					return l.Attrs().MTU
+				}
+			}
+		}
+	}
+	return 1500
+}
+
+// localNets are the subnets of this node's addresses, except the TUN's.
+func localNets(tunName string) []netip.Prefix {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if a.IPNet == nil || a.Scope != int(netlink.SCOPE_UNIVERSE) {
+			continue
+		}
+		if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil && l.Attrs().Name == tunName {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip.Unmap(), ones).Masked())
+	}
+	return out
+}

@@ -1,0 +1,430 @@
+// Package dataplane moves pod packets between the TUN device and the
+// tunnel: a burst read from the TUN is split by destination node in a
+// longest-prefix-match table and goes out as one framed write per peer;
+// frames from a peer are checked (the inner source must be that peer's
+// pod, the destination one of ours) and written to the TUN in batches,
+// where the kernel coalesces them again (GRO). The TUN is the wireguard-go
+// tun package's, with Linux offloads.
+//
+// Per packet there is no lock, no allocation, no map lookup by string and
+// no log: the table is an immutable bart.Table swapped atomically, each
+// destination's value is its peer link, and buffers come from pools.
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gaissmai/bart"
+	"golang.zx2c4.com/wireguard/tun"
+	"k8s.io/klog/v2"
+)
+
+// Transport carries frame streams to and from peers (the tunnel module
+// implements it on libp2p).
+type Transport interface {
+	// Open opens a stream to send frames to node on its current path; gen
+	// names that path.
+	Open(ctx context.Context, node string) (w io.WriteCloser, gen uint64, err error)
+	// PathGen is node's current path (0: none); when it differs from the
+	// gen a stream was opened on, the forwarder reopens.
+	PathGen(node string) uint64
+	// Count adds traffic carried to (out) or from (in) node.
+	Count(node string, in, out uint64)
+}
+
+// Offset is the headroom each TUN buffer keeps in front of a packet (the
+// tun package writes its virtio header there).
+const Offset = 16
+
+// queueDepth bounds the batches waiting for one peer; a slow peer loses
+// packets (counted) instead of stalling the others.
+const queueDepth = 64
+
+// Stats count what the forwarder did; all fields are atomic.
+type Stats struct {
+	TxPackets, TxBytes, RxPackets, RxBytes atomic.Uint64
+	DropNoRoute                            atomic.Uint64 // TUN packet for an address no node has (ICMP sent)
+	DropLoop                               atomic.Uint64 // TUN packet for a local pod
+	DropQueue                              atomic.Uint64 // peer too slow or unreachable
+	DropSpoofed                            atomic.Uint64 // inner source not the sending peer's
+	DropNotLocal                           atomic.Uint64 // inner destination not a pod here
+	DropMalformed                          atomic.Uint64
+	BadStreams                             atomic.Uint64 // streams closed for a bad frame
+}
+
+// StatsSnapshot is Stats as plain numbers.
+type StatsSnapshot struct {
+	TxPackets, TxBytes, RxPackets, RxBytes                                     uint64
+	DropNoRoute, DropLoop, DropQueue, DropSpoofed, DropNotLocal, DropMalformed uint64
+	BadStreams                                                                 uint64
+}
+
+// Forwarder is the data path of one node.
+//
+// Locking: mu guards links and plan (SetPlan, Close); the packet paths
+// read only the atomic table.
+type Forwarder struct {
+	dev tun.Device
+	tr  Transport
+
+	tbl   atomic.Pointer[table]
+	Stats Stats
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	links map[string]*link
+
+	icmpTokens atomic.Int64
+	batches    sync.Pool // *rxBatch
+	frames     sync.Pool // *[]byte
+}
+
+// link is the way to one peer node.
+type link struct {
+	node    string
+	ch      chan *[]byte
+	cancel  context.CancelFunc
+	pending *[]byte // filled by the TUN reader only
+	packets int
+}
+
+// New starts forwarding between dev and tr. Give it routes with SetPlan;
+// feed it inbound streams with Receive; Close stops it (not dev).
+func New(dev tun.Device, tr Transport) *Forwarder {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
+	f.tbl.Store(&table{t: new(bart.Table[dest])})
+	f.batches.New = func() any { return newRxBatch(dev.BatchSize()) }
+	f.frames.New = func() any { b := make([]byte, 0, 256<<10); return &b }
+	f.wg.Add(2)
+	go func() { defer f.wg.Done(); f.readTUN() }()    // routineReadTUN
+	go func() { defer f.wg.Done(); f.refillICMP() }() // routineICMPTokens
+	return f
+}
+
+// Close stops forwarding and waits; the caller closes the device first
+// (that ends the TUN reader).
+func (f *Forwarder) Close() {
+	f.cancel()
+	f.mu.Lock()
+	for _, l := range f.links {
+		l.cancel()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// Snapshot reads the counters.
+func (f *Forwarder) Snapshot() StatsSnapshot {
+	s := &f.Stats
+	return StatsSnapshot{s.TxPackets.Load(), s.TxBytes.Load(), s.RxPackets.Load(), s.RxBytes.Load(),
+		s.DropNoRoute.Load(), s.DropLoop.Load(), s.DropQueue.Load(), s.DropSpoofed.Load(), s.DropNotLocal.Load(),
+		s.DropMalformed.Load(), s.BadStreams.Load()}
+}
+
+// SetPlan replaces the routing table atomically. Links to nodes no longer
+// in the plan stop.
+func (f *Forwarder) SetPlan(p *Plan) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		return
+	}
+	t := new(bart.Table[dest])
+	for _, pfx := range p.Local {
+		t.Insert(pfx, dest{})
+	}
+	for node, pfxs := range p.Remote {
+		l := f.links[node]
+		if l == nil {
+			l = f.startLink(node)
+		}
+		for _, pfx := range pfxs {
+			t.Insert(pfx, dest{link: l})
+		}
+	}
+	f.tbl.Store(&table{t: t})
+	for node, l := range f.links {
+		if _, ok := p.Remote[node]; !ok {
+			l.cancel()
+			delete(f.links, node)
+		}
+	}
+}
+
+func (f *Forwarder) startLink(node string) *link {
+	ctx, cancel := context.WithCancel(f.ctx)
+	l := &link{node: node, ch: make(chan *[]byte, queueDepth), cancel: cancel}
+	f.links[node] = l
+	f.wg.Add(1)
+	go func() { // routineSend, one per peer node
+		defer f.wg.Done()
+		f.send(ctx, l)
+	}()
+	return l
+}
+
+// readTUN is the outbound path: TUN -> peers.
+func (f *Forwarder) readTUN() {
+	n := f.dev.BatchSize()
+	bufs, sizes := make([][]byte, n), make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, Offset+MaxPacket)
+	}
+	touched := make([]*link, 0, 16)
+	icmp := make([]byte, Offset+1280)
+	for {
+		count, err := f.dev.Read(bufs, sizes, Offset)
+		if err != nil {
+			if f.ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if !errors.Is(err, tun.ErrTooManySegments) {
+				klog.ErrorS(err, "TUN read failed")
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		tbl := f.tbl.Load()
+		for i := 0; i < count; i++ {
+			pkt := bufs[i][Offset : Offset+sizes[i]]
+			_, dst, ok := addrs(pkt)
+			if !ok {
+				f.Stats.DropMalformed.Add(1)
+				continue
+			}
+			d, found := tbl.lookup(dst)
+			switch {
+			case !found:
+				f.Stats.DropNoRoute.Add(1)
+				f.sendUnreachable(pkt, icmp)
+				continue
+			case d.link == nil:
+				f.Stats.DropLoop.Add(1)
+				continue
+			}
+			l := d.link
+			if l.pending == nil {
+				l.pending = f.frames.Get().(*[]byte)
+				touched = append(touched, l)
+			}
+			*l.pending = AppendFrame(*l.pending, pkt)
+			l.packets++
+		}
+		for _, l := range touched {
+			select {
+			case l.ch <- l.pending:
+			default:
+				f.Stats.DropQueue.Add(uint64(l.packets))
+				f.putFrames(l.pending)
+			}
+			l.pending, l.packets = nil, 0
+		}
+		touched = touched[:0]
+	}
+}
+
+func (f *Forwarder) putFrames(b *[]byte) {
+	*b = (*b)[:0]
+	f.frames.Put(b)
+}
+
+// send writes l's batches on a stream over the peer's current path,
+// reopening it when the path changes or a write fails.
+func (f *Forwarder) send(ctx context.Context, l *link) {
+	var w io.WriteCloser
+	var gen uint64
+	defer func() {
+		if w != nil {
+			_ = w.Close()
+		}
+	}()
+	for {
+		var b *[]byte
+		select {
+		case <-ctx.Done():
+			return
+		case b = <-l.ch:
+		}
+		if cur := f.tr.PathGen(l.node); w == nil || cur != gen {
+			if w != nil {
+				_ = w.Close()
+				w = nil
+			}
+			if cur != 0 {
+				var err error
+				if w, gen, err = f.tr.Open(ctx, l.node); err != nil {
+					w = nil
+					klog.V(2).InfoS("Opening a packet stream failed", "node", l.node, "err", err)
+				}
+			}
+		}
+		if w == nil {
+			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
+			f.putFrames(b)
+			continue
+		}
+		n := len(*b)
+		if _, err := w.Write(*b); err != nil {
+			klog.V(2).InfoS("Packet stream broke; reopening", "node", l.node, "err", err)
+			_ = w.Close()
+			w = nil
+			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
+		} else {
+			f.Stats.TxPackets.Add(uint64(countFrames(*b)))
+			f.Stats.TxBytes.Add(uint64(n))
+			f.tr.Count(l.node, 0, uint64(n))
+		}
+		f.putFrames(b)
+	}
+}
+
+// countFrames counts the frames in a well-formed batch.
+func countFrames(b []byte) int {
+	n := 0
+	for len(b) >= frameHeader {
+		l := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+		b = b[min(len(b), frameHeader+l):]
+		n++
+	}
+	return n
+}
+
+// rxBatch is one batch of inbound packets on their way to the TUN.
+type rxBatch struct {
+	bufs  [][]byte // full-size buffers (GRO coalesces into them)
+	write [][]byte
+}
+
+func newRxBatch(n int) *rxBatch {
+	b := &rxBatch{bufs: make([][]byte, n), write: make([][]byte, 0, n)}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, Offset+MaxPacket)
+	}
+	return b
+}
+
+// Receive is the inbound path for one stream from node (the name it
+// proved): it returns when the stream ends, is nonsense, or the forwarder
+// closes, and closes r.
+func (f *Forwarder) Receive(node string, r io.ReadCloser) {
+	defer r.Close()
+	stop := context.AfterFunc(f.ctx, func() { _ = r.Close() })
+	defer stop()
+	br := bufio.NewReaderSize(r, 256<<10)
+	for {
+		b := f.batches.Get().(*rxBatch)
+		err := f.receiveBatch(node, br, b)
+		f.batches.Put(b)
+		if err != nil {
+			if errors.Is(err, ErrBadFrame) {
+				f.Stats.BadStreams.Add(1)
+				klog.InfoS("Closed a packet stream that broke the framing", "node", node, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// receiveBatch reads frames until the reader's buffer is drained or the
+// batch is full, then writes the accepted packets to the TUN at once.
+func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) error {
+	b.write = b.write[:0]
+	var bytes uint64
+	var rerr error
+	tbl := f.tbl.Load()
+	for i := 0; i < len(b.bufs); i++ {
+		if i > 0 && br.Buffered() < frameHeader {
+			break
+		}
+		n, err := ReadFrame(br, b.bufs[i][Offset:])
+		if err != nil {
+			rerr = err
+			break
+		}
+		pkt := b.bufs[i][Offset : Offset+n]
+		src, dst, ok := addrs(pkt)
+		if !ok {
+			f.Stats.DropMalformed.Add(1)
+			continue
+		}
+		if d, found := tbl.lookup(src); !found || d.link == nil || d.link.node != node {
+			f.Stats.DropSpoofed.Add(1)
+			continue
+		}
+		if d, found := tbl.lookup(dst); !found || d.link != nil {
+			f.Stats.DropNotLocal.Add(1)
+			continue
+		}
+		b.write = append(b.write, b.bufs[i][:Offset+n])
+		bytes += uint64(n)
+	}
+	if len(b.write) > 0 {
+		if _, err := f.dev.Write(b.write, Offset); err != nil && f.ctx.Err() == nil {
+			klog.V(2).InfoS("TUN write failed", "err", err)
+		}
+		f.Stats.RxPackets.Add(uint64(len(b.write)))
+		f.Stats.RxBytes.Add(bytes)
+		f.tr.Count(node, bytes, 0)
+	}
+	return rerr
+}
+
+// ICMP errors are rate-limited to 100 per second (a burst of 100).
+const icmpRate = 100
+
+func (f *Forwarder) refillICMP() {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-t.C:
+			if f.icmpTokens.Load() < icmpRate {
+				f.icmpTokens.Add(1)
+			}
+		}
+	}
+}
+
+func (f *Forwarder) sendUnreachable(pkt, buf []byte) {
+	if f.icmpTokens.Load() <= 0 {
+		return
+	}
+	f.icmpTokens.Add(-1)
+	msg := unreachable(pkt, buf[Offset:cap(buf)])
+	if msg == nil {
+		return
+	}
+	_, _ = f.dev.Write([][]byte{buf[:Offset+len(msg)]}, Offset)
+}
+
+// Lookup says where a packet to a would go: "" for a local pod, the node
+// name for a remote one; ok is false without a route.
+func (f *Forwarder) Lookup(a netip.Addr) (node string, ok bool) {
+	d, ok := f.tbl.Load().lookup(a)
+	if !ok || d.link == nil {
+		return "", ok
+	}
+	return d.link.node, true
+}
+
+// Network is a Transport that also delivers inbound packet streams (the
+// tunnel module's side of the data plane, handed to the edgecni module).
+type Network interface {
+	Transport
+	// Accept sets the handler of inbound packet streams (node: the name
+	// the sender proved). Streams arriving without one are closed.
+	Accept(handle func(node string, r io.ReadCloser))
+}

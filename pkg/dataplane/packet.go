@@ -1,0 +1,24 @@
+package dataplane
+
+import "net/netip"
+
+// addrs returns an IP packet's source and destination, or ok=false when
+// it is not a well-formed IPv4 or IPv6 header.
+func addrs(pkt []byte) (src, dst netip.Addr, ok bool) {
+	if len(pkt) < 1 {
+		return src, dst, false
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < 20 {
+			return src, dst, false
+		}
+		return netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20])), true
+	case 6:
+		if len(pkt) < 40 {
+			return src, dst, false
+		}
+		return netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40])), true
+	}
+	return src, dst, false
+}

@@ -1,0 +1,80 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+)
+
+// PacketsProtocol carries pod packets: one stream per direction and peer,
+// opened by the sender on the connection the path manager chose, holding
+// back-to-back frames (wire format in pkg/dataplane/frame.go). Only
+// members reach it, and the receiver learns the sender's node name from
+// its membership proof.
+const PacketsProtocol = protocol.ID("/edgelink/packets/1.0.0")
+
+// PathGen is node's current path generation: 0 without a path; it
+// changes whenever the path manager moves the node to another connection.
+func (m *PathManager) PathGen(node string) uint64 {
+	m.mu.Lock()
+	pp := m.peers[node]
+	m.mu.Unlock()
+	if pp == nil {
+		return 0
+	}
+	if c := pp.current.Load(); c != nil && c.conn != nil {
+		return c.gen
+	}
+	return 0
+}
+
+// Open opens a packet stream to node on its current path.
+func (m *PathManager) Open(ctx context.Context, node string) (io.WriteCloser, uint64, error) {
+	m.mu.Lock()
+	pp := m.peers[node]
+	m.mu.Unlock()
+	if pp == nil {
+		return nil, 0, fmt.Errorf("no peer %q", node)
+	}
+	c := pp.current.Load()
+	if c == nil || c.conn == nil {
+		return nil, 0, fmt.Errorf("no path to %s", node)
+	}
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := c.conn.NewStream(octx)
+	if err != nil {
+		return nil, 0, err
+	}
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := s.SetProtocol(PacketsProtocol); err != nil {
+		_ = s.Reset()
+		return nil, 0, err
+	}
+	if err := msmux.SelectProtoOrFail(PacketsProtocol, s); err != nil {
+		_ = s.Reset()
+		return nil, 0, err
+	}
+	_ = s.SetDeadline(time.Time{})
+	_ = s.CloseRead()
+	return s, c.gen, nil
+}
+
+// HandlePackets calls handle for every packet stream a member opens to
+// us, with the node name it proved; handle owns the stream.
+func (h *Host) HandlePackets(handle func(node string, r io.ReadCloser)) {
+	h.Gate.Handle(PacketsProtocol, func(s network.Stream) {
+		node, ok := h.Gate.Member(s.Conn().RemotePeer())
+		if !ok {
+			_ = s.Reset()
+			return
+		}
+		_ = s.CloseWrite()
+		handle(node, s)
+	})
+}
