@@ -83,7 +83,9 @@ func (s *Service) Run(ctx context.Context) error {
 	var relays []p2p.RelayTarget
 	cache := loadCache(s.cachePath())
 	isRelay := false
+	var quicFirst []string
 	for _, r := range t.RelayNodes {
+		quicFirst = append(quicFirst, r.AdvertiseAddress...)
 		addrs := relayAddrs(r.AdvertiseAddress, t.ListenPort)
 		if r.NodeName == s.cfg.NodeName {
 			isRelay, advertise = true, addrs
@@ -97,7 +99,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	h, err := p2p.New(p2p.Config{Key: key, ListenPort: t.ListenPort, Credentials: creds, Verifier: verifier,
-		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true})
+		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true, QUICFirst: quicFirst})
 	if err != nil {
 		return err
 	}

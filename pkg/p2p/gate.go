@@ -115,7 +115,8 @@ func (g *Gate) WaitMember(ctx context.Context, p peer.ID) (string, error) {
 func (g *Gate) Handle(proto protocol.ID, handler network.StreamHandler) {
 	g.h.SetStreamHandler(proto, func(s network.Stream) {
 		if _, err := g.WaitMember(g.ctx, s.Conn().RemotePeer()); err != nil {
-			g.refused(s.Conn().RemotePeer(), fmt.Errorf("stream %s refused: %w", proto, err))
+			// The exchange itself counted the refusal.
+			klog.V(2).InfoS("Stream from a non-member reset", "protocol", proto, "peer", s.Conn().RemotePeer(), "err", err)
 			_ = s.Reset()
 			return
 		}
@@ -146,7 +147,10 @@ func (g *Gate) finish(p peer.ID, st *peerState, node string, err error) {
 	close(st.done)
 	g.mu.Unlock()
 	if err != nil {
-		g.refused(p, err)
+		// A peer whose connection died mid-exchange was not refused.
+		if g.h.Network().Connectedness(p) == network.Connected {
+			g.refused(p, err)
+		}
 		_ = g.h.Network().ClosePeer(p)
 		return
 	}

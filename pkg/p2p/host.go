@@ -40,6 +40,9 @@ type Config struct {
 	// Public marks a node that others can dial (a relay): it answers
 	// AutoNAT reachability checks for members and skips its own.
 	Public bool
+	// QUICFirst names hosts (IPs or DNS names: the relays) dialed over
+	// QUIC first; everyone else is dialed over TCP first.
+	QUICFirst []string
 	// HolePunching starts DCUtR (Host.HolePunch).
 	HolePunching bool
 	// Options are extra libp2p options.
@@ -98,6 +101,10 @@ func New(cfg Config) (*Host, error) {
 			fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", cfg.ListenPort),
 		}
 	}
+	quicFirst := map[string]bool{}
+	for _, h := range cfg.QUICFirst {
+		quicFirst[h] = true
+	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(ResourceLimits()))
 	if err != nil {
 		return nil, err
@@ -113,6 +120,7 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ResourceManager(rm),
 		// Tunnels are few and long-lived: never trim them.
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
+		libp2p.DialRanker(dialRanker(quicFirst)),
 		libp2p.UserAgent("edgelink"),
 	}
 	if len(cfg.AdvertiseAddrs) > 0 {

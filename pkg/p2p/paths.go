@@ -344,6 +344,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 		// dialGrace, so that two peers rarely dial each other twice.
 		if len(conns) == 0 && disconnectedSince.IsZero() {
 			disconnectedSince = now
+			dial.reset() // a path just died: redial at once
 		} else if len(conns) > 0 {
 			disconnectedSince = time.Time{}
 		}
@@ -358,14 +359,15 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 			}
 		}
 
-		// Upgrade a relayed path. Of the two peers the one with the
-		// smaller ID retries (libp2p's DCUtR already starts once on the
-		// side that accepts a relayed connection), so they never punch
-		// at each other twice at once.
+		// Upgrade a relayed path. DCUtR is started by the peer that
+		// accepted the relayed connection (libp2p's responder resets a
+		// punch stream arriving on a connection it accepted), and libp2p
+		// already starts it once when the connection opens; that same
+		// peer retries, so the two never punch at each other at once.
 		relayedOnly := best != nil && kindOf(best.conn) == PathRelayed
 		if !relayedOnly {
 			upgrade.reset()
-		} else if m.h.HolePunch != nil && m.h.ID() < t.ID && upgrade.due(now) && upgrading.CompareAndSwap(false, true) {
+		} else if m.h.HolePunch != nil && best.conn.Stat().Direction == network.DirInbound && upgrade.due(now) && upgrading.CompareAndSwap(false, true) {
 			upgrade.fail(now) // the next attempt waits whatever happens
 			upgrades.Add(1)
 			m.wg.Add(1)
@@ -471,7 +473,7 @@ func better(a, b *probeRun, current network.Conn) bool {
 func (m *PathManager) dial(ctx context.Context, t *Target) error {
 	addrs := slices.Clone(t.Addrs)
 	for _, r := range m.relays() {
-		if r.ID == t.ID {
+		if r.ID == t.ID || !m.liveRelay(r.ID) {
 			continue
 		}
 		circuit := ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit")
@@ -488,6 +490,23 @@ func (m *PathManager) dial(ctx context.Context, t *Target) error {
 		return fmt.Errorf("connect to %s: %w", t.Node, err)
 	}
 	return nil
+}
+
+// liveRelay reports whether our connection to relay answers probes (a
+// relay killed without closing its connections still looks connected
+// until the probes give up on it; a circuit through it would hang).
+func (m *PathManager) liveRelay(relay peer.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, pp := range m.peers {
+		if pp.target.Load().ID == relay {
+			// Dead only once a path it had is gone; a relay still
+			// proving itself may carry circuits already.
+			c := pp.current.Load()
+			return c == nil || (c.conn != nil && !c.conn.IsClosed())
+		}
+	}
+	return true // not a target (yet): let libp2p try
 }
 
 // record publishes the peer's status and logs path changes.

@@ -18,4 +18,12 @@ EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin
 	go test -count=1 -timeout 30m -run TestBenchMetasync -v ./tests/bench/metasync 2>&1 \
 	| grep -vE '^\s*(I|W|E)[0-9]{4} |^=== RUN|^--- PASS|^PASS|^ok' || true
 echo
+echo "=== bench dataplane: pod-to-pod TCP/UDP/RTT and tunnel CPU per data path, beside veth (kernel routing) and wireguard-go"
+command -v iperf3 >/dev/null && command -v ping >/dev/null ||
+	(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iperf3 iputils-ping) >&2
+tests/tools/build.sh wireguard-go >/dev/null
+EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin" \
+	go test -count=1 -timeout 15m -run TestBenchDataplane -v ./tests/bench/dataplane 2>&1 \
+	| grep -vE '^\s*(=== RUN|--- PASS)|^PASS|^ok' || true
+echo
 echo "results: bench-results.json"

@@ -4,6 +4,7 @@
 #
 #   tests/tools/build.sh cnitool host-local bridge spiderpool
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
+#   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -26,7 +27,8 @@ spec() {
 	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore)" >&2; return 1 ;;
+	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore wireguard-go)" >&2; return 1 ;;
 	esac
 }
 

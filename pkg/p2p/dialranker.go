@@ -1,0 +1,58 @@
+package p2p
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Dial delays (DialRanker): TCP first, QUIC shortly after, circuits last.
+const (
+	quicDialDelay  = 50 * time.Millisecond
+	relayDialDelay = 500 * time.Millisecond
+)
+
+// dialRanker orders dials for tunnels: every direct TCP address at once,
+// direct QUIC ones quicDialDelay later, relay circuits after
+// relayDialDelay. libp2p's default prefers QUIC, but TCP+TLS carried about
+// twice QUIC's throughput on the data path (DESIGN.md), and where TCP
+// cannot connect (UDP-only paths) QUIC wins a moment later. The first
+// connection wins; the rest are cancelled.
+//
+// Addresses of quicFirst hosts (the relays) rank QUIC first instead: the
+// NAT mapping a relay observes on our connection is what hole punching
+// offers the other side, and UDP punches far more reliably than TCP
+// simultaneous open (measured: A-C punched every time over QUIC, and
+// missed for minutes over TCP in some runs).
+func dialRanker(quicFirst map[string]bool) network.DialRanker {
+	return func(addrs []ma.Multiaddr) []network.AddrDelay {
+		out := make([]network.AddrDelay, 0, len(addrs))
+		for _, a := range addrs {
+			var d time.Duration
+			k, _ := Classify(a)
+			switch {
+			case k == PathRelayed:
+				d = relayDialDelay
+			case quicFirst[hostOf(a)]:
+				if k == PathDirectTCP {
+					d = quicDialDelay
+				}
+			case k == PathDirectQUIC:
+				d = quicDialDelay
+			}
+			out = append(out, network.AddrDelay{Addr: a, Delay: d})
+		}
+		return out
+	}
+}
+
+// hostOf is an address's first IP or DNS component's value.
+func hostOf(a ma.Multiaddr) string {
+	for _, code := range []int{ma.P_IP4, ma.P_IP6, ma.P_DNS, ma.P_DNS4, ma.P_DNS6} {
+		if v, err := a.ValueForProtocol(code); err == nil {
+			return v
+		}
+	}
+	return ""
+}
