@@ -9,7 +9,7 @@ import (
 
 // Dial delays (DialRanker): TCP first, QUIC shortly after, circuits last.
 const (
-	quicDialDelay  = 50 * time.Millisecond
+	quicDialDelay  = 250 * time.Millisecond
 	relayDialDelay = 500 * time.Millisecond
 )
 

@@ -152,6 +152,9 @@ func (k *ReservationKeeper) reserve(ctx context.Context, node string, relearn bo
 		if err != nil {
 			return 0, id, fmt.Errorf("learning the peer ID of relay %s: %w", node, err)
 		}
+		if learned == k.h.ID() {
+			return 0, id, fmt.Errorf("relay %s's address %v answers with this node's own identity (is listenPort the same on every node?)", node, target.Addrs)
+		}
 		if learned != id {
 			klog.InfoS("Learned relay peer ID", "relay", node, "peer", learned)
 		}

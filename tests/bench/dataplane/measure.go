@@ -90,11 +90,13 @@ func Measure(ctx context.Context, e *Env, pids []int, s Settings) (Sample, error
 	}
 	out.TCP4 = tcp4.End.SumReceived.BitsPerSecond / 1e9
 
+	// udp64: 64-byte datagrams; udp1400: 1400-byte IP packets (1372
+	// bytes of payload), which fit the tunnels' 1420-byte MTU unfragmented.
 	for _, u := range []struct {
-		size      int
-		pps, loss *float64
-	}{{64, &out.UDP64PPS, &out.UDP64Loss}, {1400, &out.UDP1400PPS, &out.UDP1400Loss}} {
-		r, err := e.iperf(ctx, s, "-t", fmt.Sprint(s.UDPSeconds), "-u", "-b", "0", "-l", fmt.Sprint(u.size))
+		size, payload int
+		pps, loss     *float64
+	}{{64, 64, &out.UDP64PPS, &out.UDP64Loss}, {1400, 1372, &out.UDP1400PPS, &out.UDP1400Loss}} {
+		r, err := e.iperf(ctx, s, "-t", fmt.Sprint(s.UDPSeconds), "-u", "-b", "0", "-l", fmt.Sprint(u.payload))
 		if err != nil {
 			return out, fmt.Errorf("udp%d: %w", u.size, err)
 		}
