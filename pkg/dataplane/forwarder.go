@@ -105,6 +105,7 @@ func New(dev tun.Device, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
+	f.icmpTokens.Store(icmpRate)
 	f.batches.New = func() any { return newRxBatch(dev.BatchSize()) }
 	f.frames.New = func() any { b := make([]byte, 0, 256<<10); return &b }
 	f.wg.Add(2)

@@ -1,0 +1,76 @@
+package edgecni
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
+
+// A cluster with a cloud segment (two cloud nodes with pod CIDRs) and an
+// edge segment (edge pods with SpiderPool /32s on three edge nodes, two of
+// them on one LAN), seen from edge-a1.
+func goldenInput() Input {
+	snap := metadata.Empty()
+	node := func(name, internal string, cidrs ...string) {
+		n := &metadata.NodeInfo{Name: name, Addresses: []metadata.NodeAddress{{Type: "InternalIP", Address: ip(internal)}}}
+		for _, c := range cidrs {
+			n.PodCIDRs = append(n.PodCIDRs, pfx(c))
+		}
+		snap.Nodes[name] = n
+	}
+	pod := func(name, nodeName, addr string, hostNetwork bool) {
+		snap.Pods["default/"+name] = &metadata.PodInfo{Namespace: "default", Name: name, NodeName: nodeName, IPs: []netip.Addr{ip(addr)}, HostNetwork: hostNetwork}
+	}
+	node("cloud-1", "198.18.0.13", "10.244.1.0/24")
+	node("cloud-2", "198.18.0.14", "10.244.2.0/24")
+	node("edge-a1", "192.168.1.11")
+	node("edge-a2", "192.168.1.12")
+	node("edge-c1", "192.168.3.11")
+	pod("web-1", "cloud-1", "10.244.1.5", false)
+	pod("mine", "edge-a1", "10.245.5.2", false)
+	pod("lan-peer", "edge-a2", "10.245.6.2", false)
+	pod("other-site", "edge-c1", "10.245.7.2", false)
+	pod("host-net", "edge-c1", "192.168.3.11", true)
+	pod("outside-mesh", "edge-c1", "172.30.0.9", false)
+	return Input{
+		Node: "edge-a1", Cloud: []netip.Prefix{pfx("10.244.0.0/16")}, Edge: []netip.Prefix{pfx("10.245.0.0/16"), pfx("fd00:245::/48")},
+		Snapshot: snap, LocalNets: []netip.Prefix{pfx("192.168.1.0/24"), pfx("10.245.5.0/24")},
+	}
+}
+
+func TestPlanGolden(t *testing.T) {
+	got := Plan(goldenInput()).String()
+	path := filepath.Join("testdata", "plan.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("route plan differs from %s (go test -update to accept):\n%s", path, got)
+	}
+}
+
+// Until the node has a pod, its segment is unknown: every segment is
+// remote, and no same-segment routes exist.
+func TestPlanWithoutOwnPods(t *testing.T) {
+	in := goldenInput()
+	delete(in.Snapshot.Pods, "default/mine")
+	p := Plan(in)
+	if p.Segment.IsValid() || len(p.Kernel) != 3 {
+		t.Errorf("plan without own pods:\n%s", p)
+	}
+}

@@ -1,0 +1,234 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// fakeTUN is a TUN device for unit tests of the forwarder's logic: reads
+// come from in, writes are recorded.
+type fakeTUN struct {
+	in     chan []byte
+	closed chan struct{}
+	once   sync.Once
+
+	mu      sync.Mutex
+	written [][]byte
+}
+
+func newFakeTUN() *fakeTUN { return &fakeTUN{in: make(chan []byte, 16), closed: make(chan struct{})} }
+
+func (d *fakeTUN) File() *os.File { return nil }
+func (d *fakeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	select {
+	case p := <-d.in:
+		sizes[0] = copy(bufs[0][offset:], p)
+		return 1, nil
+	case <-d.closed:
+		return 0, os.ErrClosed
+	}
+}
+func (d *fakeTUN) Write(bufs [][]byte, offset int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, b := range bufs {
+		d.written = append(d.written, bytes.Clone(b[offset:]))
+	}
+	return len(bufs), nil
+}
+func (d *fakeTUN) MTU() (int, error)        { return 1420, nil }
+func (d *fakeTUN) Name() (string, error)    { return "fake0", nil }
+func (d *fakeTUN) Events() <-chan tun.Event { return nil }
+func (d *fakeTUN) BatchSize() int           { return 8 }
+func (d *fakeTUN) Close() error             { d.once.Do(func() { close(d.closed) }); return nil }
+func (d *fakeTUN) packets() [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([][]byte(nil), d.written...)
+}
+
+// fakeNet records what the forwarder sends per node.
+type fakeNet struct {
+	mu   sync.Mutex
+	sent map[string]*bytes.Buffer
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, uint64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sent[node] == nil {
+		n.sent[node] = &bytes.Buffer{}
+	}
+	return nopCloser{lockedWriter{&n.mu, n.sent[node]}}, 1, nil
+}
+func (n *fakeNet) PathGen(string) uint64       { return 1 }
+func (n *fakeNet) Count(string, uint64, uint64) {}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+var testPlan = &Plan{
+	Local: []netip.Prefix{pfx("10.244.1.0/24")},
+	Remote: map[string][]netip.Prefix{
+		"edge-2": {pfx("10.245.1.0/24"), pfx("10.244.9.7/32")},
+		"edge-3": {pfx("10.245.2.0/24")},
+	},
+}
+
+func newTestForwarder(t *testing.T) (*Forwarder, *fakeTUN, *fakeNet) {
+	dev, n := newFakeTUN(), &fakeNet{sent: map[string]*bytes.Buffer{}}
+	f := New(dev, n)
+	t.Cleanup(func() { dev.Close(); f.Close() })
+	f.SetPlan(testPlan)
+	return f, dev, n
+}
+
+// A frame from a peer is accepted only if its inner source is that peer's
+// and its destination is ours; everything else is dropped and counted.
+func TestReceiveAntiSpoofing(t *testing.T) {
+	f, dev, _ := newTestForwarder(t)
+	var stream []byte
+	good := ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60)
+	host := ipv4([4]byte{10, 244, 9, 7}, [4]byte{10, 244, 1, 2}, 60) // edge-2's /32
+	for _, p := range [][]byte{
+		good,
+		ipv4([4]byte{10, 245, 2, 5}, [4]byte{10, 244, 1, 2}, 60), // edge-3's source, sent by edge-2
+		ipv4([4]byte{10, 244, 1, 9}, [4]byte{10, 244, 1, 2}, 60), // our own pod's source
+		ipv4([4]byte{8, 8, 8, 8}, [4]byte{10, 244, 1, 2}, 60),    // nobody's
+		ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 245, 2, 1}, 60), // not for us: transit
+		host,
+	} {
+		stream = AppendFrame(stream, p)
+	}
+	f.Receive("edge-2", io.NopCloser(bytes.NewReader(stream)))
+	got := dev.packets()
+	if len(got) != 2 || !bytes.Equal(got[0], good) || !bytes.Equal(got[1], host) {
+		t.Fatalf("written to the TUN: %d packets, want the 2 legitimate ones", len(got))
+	}
+	s := f.Snapshot()
+	if s.DropSpoofed != 3 || s.DropNotLocal != 1 || s.RxPackets != 2 {
+		t.Errorf("counters: %+v", s)
+	}
+}
+
+// A stream breaking the framing is closed after what came before it.
+func TestReceiveClosesBadStream(t *testing.T) {
+	f, dev, _ := newTestForwarder(t)
+	stream := AppendFrame(nil, ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60))
+	stream = append(stream, 0x7f, 0, 0, 20)
+	stream = AppendFrame(stream, ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60))
+	f.Receive("edge-2", io.NopCloser(bytes.NewReader(stream)))
+	if n := len(dev.packets()); n != 1 {
+		t.Errorf("%d packets written, want only the one before the bad frame", n)
+	}
+	if s := f.Snapshot(); s.BadStreams != 1 {
+		t.Errorf("badStreams %d", s.BadStreams)
+	}
+}
+
+// Outbound: a packet goes to the node owning its destination (longest
+// prefix wins); an address nobody has gets ICMP host unreachable back.
+func TestSendAndUnreachable(t *testing.T) {
+	f, dev, n := newTestForwarder(t)
+	toEdge3 := ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, 9}, 100)
+	toHost := ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 244, 9, 7}, 100)
+	dev.in <- toEdge3
+	dev.in <- toHost
+	dev.in <- ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 246, 0, 1}, 100)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(dev.packets()) == 0 || f.Snapshot().TxPackets < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing sent or answered: %+v", f.Snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.mu.Lock()
+	e3, e2 := n.sent["edge-3"].Bytes(), n.sent["edge-2"].Bytes()
+	n.mu.Unlock()
+	if !bytes.Equal(e3, AppendFrame(nil, toEdge3)) || !bytes.Equal(e2, AppendFrame(nil, toHost)) {
+		t.Errorf("sent to edge-3 %d bytes, to edge-2 %d", len(e3), len(e2))
+	}
+	icmp := dev.packets()[0]
+	if icmp[9] != 1 || icmp[20] != 3 || icmp[21] != 1 || checksum(icmp[:20], 0) != 0 || checksum(icmp[20:], 0) != 0 {
+		t.Errorf("not a valid ICMP host unreachable: % x", icmp[:28])
+	}
+	if src, dst, _ := addrs(icmp); src != netip.MustParseAddr("10.246.0.1") || dst != netip.MustParseAddr("10.244.1.2") {
+		t.Errorf("ICMP from %s to %s", src, dst)
+	}
+}
+
+// Plans swap atomically under concurrent lookups: every lookup sees one
+// whole plan or the other, never a mix or nothing.
+func TestPlanSwapUnderLookups(t *testing.T) {
+	f, _, _ := newTestForwarder(t)
+	other := &Plan{Local: testPlan.Local, Remote: map[string][]netip.Prefix{"edge-3": {pfx("10.245.1.0/24")}, "edge-2": {pfx("10.245.2.0/24")}}}
+	a, b := netip.MustParseAddr("10.245.1.1"), netip.MustParseAddr("10.245.2.1")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				na, oka := f.Lookup(a)
+				nb, okb := f.Lookup(b)
+				if !oka || !okb || na == "" || nb == "" {
+					errs <- "a lookup found no route"
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 2000; i++ {
+		if i%2 == 0 {
+			f.SetPlan(other)
+		} else {
+			f.SetPlan(testPlan)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case e := <-errs:
+		t.Fatal(e)
+	default:
+	}
+	if node, _ := f.Lookup(a); node != "edge-2" {
+		t.Errorf("after the last swap 10.245.1.1 goes to %q", node)
+	}
+}
+
+func TestPlanString(t *testing.T) {
+	want := "local  10.244.1.0/24\nremote 10.244.9.7/32 via edge-2\nremote 10.245.1.0/24 via edge-2\nremote 10.245.2.0/24 via edge-3\n"
+	if got := testPlan.String(); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+}
