@@ -73,7 +73,7 @@ func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, uint64, 
 	}
 	return nopCloser{lockedWriter{&n.mu, n.sent[node]}}, 1, nil
 }
-func (n *fakeNet) PathGen(string) uint64       { return 1 }
+func (n *fakeNet) PathGen(string) uint64        { return 1 }
 func (n *fakeNet) Count(string, uint64, uint64) {}
 
 type lockedWriter struct {
