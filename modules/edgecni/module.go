@@ -58,11 +58,11 @@ func (m *Module) Start() {
 
 // Status is GET /v1/dataplane.
 type Status struct {
-	MTU     int                     `json:"mtu"`
-	Segment string                  `json:"segment"`
-	Plan    string                  `json:"plan"` // RoutePlan.String()
-	Errors  string                  `json:"errors,omitempty"`
-	Stats   dataplane.StatsSnapshot `json:"stats"`
+	MTU      int                     `json:"mtu"`
+	Segments []string                `json:"segments"`
+	Plan     string                  `json:"plan"` // RoutePlan.String()
+	Errors   string                  `json:"errors,omitempty"`
+	Stats    dataplane.StatsSnapshot `json:"stats"`
 }
 
 // RegisterStatus adds GET /v1/dataplane (503 until the TUN is up).
@@ -73,11 +73,11 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 			http.Error(w, "data plane is not up", http.StatusServiceUnavailable)
 			return
 		}
-		seg := ""
-		if st.plan.Segment.IsValid() {
-			seg = st.plan.Segment.String()
+		segs := []string{}
+		for _, s := range st.plan.Segments {
+			segs = append(segs, s.String())
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Status{MTU: st.mtu, Segment: seg, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
+		_ = json.NewEncoder(w).Encode(Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
 	})
 }

@@ -37,19 +37,22 @@ func (r KernelRoute) String() string {
 
 // RoutePlan is what the module makes of an Input.
 type RoutePlan struct {
-	Segment netip.Prefix // this node's segment; invalid until its pods tell
-	Forward dataplane.Plan
-	Kernel  []KernelRoute
+	// Segments are this node's segments (one per IP family in use);
+	// empty until its pods tell.
+	Segments []netip.Prefix
+	Forward  dataplane.Plan
+	Kernel   []KernelRoute
 }
 
 // String renders the plan as sorted text (golden tests, the status API).
 func (p *RoutePlan) String() string {
 	var b strings.Builder
-	seg := "unknown"
-	if p.Segment.IsValid() {
-		seg = p.Segment.String()
+	if len(p.Segments) == 0 {
+		b.WriteString("segment unknown\n")
 	}
-	fmt.Fprintf(&b, "segment %s\n", seg)
+	for _, s := range p.Segments {
+		fmt.Fprintf(&b, "segment %s\n", s)
+	}
 	for _, r := range p.Kernel {
 		fmt.Fprintf(&b, "kernel %s\n", r)
 	}
@@ -57,8 +60,9 @@ func (p *RoutePlan) String() string {
 	return b.String()
 }
 
-// Plan decides the node's segment (the configured CIDR holding its pod
-// CIDRs or pod IPs), routes every other segment into the TUN, and routes
+// Plan decides the node's segments (the configured CIDRs holding its pod
+// CIDRs or pod IPs: one per IP family), routes every other segment into
+// the TUN, and routes
 // pods of other nodes in the same segment via the node's address when it
 // shares our LAN (host-gw), through the TUN otherwise. The forwarder's
 // plan maps every remote pod prefix to its node and lists our own.
@@ -103,12 +107,14 @@ func Plan(in Input) *RoutePlan {
 	plan.Forward.Local = prefixesOf(in.Node)
 	for _, s := range segments {
 		if slices.ContainsFunc(plan.Forward.Local, func(p netip.Prefix) bool { return s.Contains(p.Addr()) }) {
-			plan.Segment = s
-			break
+			plan.Segments = append(plan.Segments, s)
 		}
 	}
+	own := func(a netip.Addr) bool {
+		return slices.ContainsFunc(plan.Segments, func(s netip.Prefix) bool { return s.Contains(a) })
+	}
 	for _, s := range segments {
-		if s != plan.Segment {
+		if !slices.Contains(plan.Segments, s) {
 			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment"})
 		}
 	}
@@ -131,14 +137,11 @@ func Plan(in Input) *RoutePlan {
 			continue
 		}
 		plan.Forward.Remote[n] = pfxs
-		if !plan.Segment.IsValid() {
-			continue
-		}
-		via := lanAddress(snap.Nodes[n], in.LocalNets)
 		for _, p := range pfxs {
-			if !plan.Segment.Contains(p.Addr()) {
+			if !own(p.Addr()) {
 				continue // covered by its segment's route
 			}
+			via := lanAddress(snap.Nodes[n], in.LocalNets, p.Addr().Is6())
 			if via.IsValid() {
 				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Via: via, Why: "same segment, same LAN: " + n})
 			} else {
@@ -150,13 +153,14 @@ func Plan(in Input) *RoutePlan {
 	return plan
 }
 
-// lanAddress is n's InternalIP when it lies in one of our subnets.
-func lanAddress(n *metadata.NodeInfo, local []netip.Prefix) netip.Addr {
+// lanAddress is n's InternalIP of the given family when it lies in one
+// of our subnets.
+func lanAddress(n *metadata.NodeInfo, local []netip.Prefix, v6 bool) netip.Addr {
 	if n == nil {
 		return netip.Addr{}
 	}
 	for _, a := range n.Addresses {
-		if a.Type != "InternalIP" {
+		if a.Type != "InternalIP" || a.Address.Is6() != v6 {
 			continue
 		}
 		for _, l := range local {

@@ -15,9 +15,9 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
-// A cluster with a cloud segment (two cloud nodes with pod CIDRs) and an
-// edge segment (edge pods with SpiderPool /32s on three edge nodes, two of
-// them on one LAN), seen from edge-a1.
+// A cluster with a cloud segment (two cloud nodes with pod CIDRs) and a
+// dual-stack edge segment (edge pods with SpiderPool /32s and /128s on
+// three edge nodes, two of them on one IPv4 LAN), seen from edge-a1.
 func goldenInput() Input {
 	snap := metadata.Empty()
 	node := func(name, internal string, cidrs ...string) {
@@ -27,8 +27,12 @@ func goldenInput() Input {
 		}
 		snap.Nodes[name] = n
 	}
-	pod := func(name, nodeName, addr string, hostNetwork bool) {
-		snap.Pods["default/"+name] = &metadata.PodInfo{Namespace: "default", Name: name, NodeName: nodeName, IPs: []netip.Addr{ip(addr)}, HostNetwork: hostNetwork}
+	pod := func(name, nodeName, addr string, hostNetwork bool, more ...string) {
+		p := &metadata.PodInfo{Namespace: "default", Name: name, NodeName: nodeName, IPs: []netip.Addr{ip(addr)}, HostNetwork: hostNetwork}
+		for _, m := range more {
+			p.IPs = append(p.IPs, ip(m))
+		}
+		snap.Pods["default/"+name] = p
 	}
 	node("cloud-1", "198.18.0.13", "10.244.1.0/24")
 	node("cloud-2", "198.18.0.14", "10.244.2.0/24")
@@ -36,13 +40,13 @@ func goldenInput() Input {
 	node("edge-a2", "192.168.1.12")
 	node("edge-c1", "192.168.3.11")
 	pod("web-1", "cloud-1", "10.244.1.5", false)
-	pod("mine", "edge-a1", "10.245.5.2", false)
-	pod("lan-peer", "edge-a2", "10.245.6.2", false)
+	pod("mine", "edge-a1", "10.245.5.2", false, "fd00:245:5::2")
+	pod("lan-peer", "edge-a2", "10.245.6.2", false, "fd00:245:6::2")
 	pod("other-site", "edge-c1", "10.245.7.2", false)
 	pod("host-net", "edge-c1", "192.168.3.11", true)
 	pod("outside-mesh", "edge-c1", "172.30.0.9", false)
 	return Input{
-		Node: "edge-a1", Cloud: []netip.Prefix{pfx("10.244.0.0/16")}, Edge: []netip.Prefix{pfx("10.245.0.0/16"), pfx("fd00:245::/48")},
+		Node: "edge-a1", Cloud: []netip.Prefix{pfx("10.244.0.0/16")}, Edge: []netip.Prefix{pfx("10.245.0.0/16"), pfx("fd00:245::/32")},
 		Snapshot: snap, LocalNets: []netip.Prefix{pfx("192.168.1.0/24"), pfx("10.245.5.0/24")},
 	}
 }
@@ -70,7 +74,7 @@ func TestPlanWithoutOwnPods(t *testing.T) {
 	in := goldenInput()
 	delete(in.Snapshot.Pods, "default/mine")
 	p := Plan(in)
-	if p.Segment.IsValid() || len(p.Kernel) != 3 {
+	if len(p.Segments) != 0 || len(p.Kernel) != 3 {
 		t.Errorf("plan without own pods:\n%s", p)
 	}
 }

@@ -73,13 +73,20 @@ func (cp *ControlPlane) ensureNamespace(ctx context.Context, ns string) error {
 }
 
 // SetPodIP writes the status a kubelet would for a started pod: phase
-// Running, podIP and podIPs = ip, hostIP = the node's InternalIP (for
+// Running, podIP = ips[0] and podIPs = ips (dual-stack: one per family), hostIP = the node's InternalIP (for
 // nodes made by AddEdgeNode), conditions Ready, a running container
 // status. It uses the status subresource.
-func (cp *ControlPlane) SetPodIP(t testing.TB, ns, name, ip string) {
+func (cp *ControlPlane) SetPodIP(t testing.TB, ns, name string, ips ...string) {
 	t.Helper()
-	if net.ParseIP(ip) == nil {
-		t.Fatalf("SetPodIP %s/%s: bad IP %q", ns, name, ip)
+	if len(ips) == 0 {
+		t.Fatalf("SetPodIP %s/%s: no IP", ns, name)
+	}
+	var podIPs []corev1.PodIP
+	for _, ip := range ips {
+		if net.ParseIP(ip) == nil {
+			t.Fatalf("SetPodIP %s/%s: bad IP %q", ns, name, ip)
+		}
+		podIPs = append(podIPs, corev1.PodIP{IP: ip})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -91,8 +98,8 @@ func (cp *ControlPlane) SetPodIP(t testing.TB, ns, name, ip string) {
 		now := metav1.Now()
 		st := &pod.Status
 		st.Phase = corev1.PodRunning
-		st.PodIP = ip
-		st.PodIPs = []corev1.PodIP{{IP: ip}}
+		st.PodIP = ips[0]
+		st.PodIPs = podIPs
 		if st.StartTime == nil {
 			st.StartTime = &now
 		}

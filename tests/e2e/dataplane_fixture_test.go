@@ -37,9 +37,10 @@ func ipIn(t *testing.T, netns string, args ...string) {
 	}
 }
 
-// addPod makes a pod namespace behind node e with address ip/24 (gateway
-// .1 on the node's side) and registers the pod with that IP in the API.
-func addPod(t *testing.T, cp *cluster.ControlPlane, e *cluster.EdgeNode, name string, ip netip.Addr) string {
+// addPod makes a pod namespace behind node e with addresses ip/24 and
+// ip6/64 (gateways .1 and ::1 on the node's side) and registers the pod
+// with those IPs in the API.
+func addPod(t *testing.T, cp *cluster.ControlPlane, e *cluster.EdgeNode, name string, ip, ip6 netip.Addr) string {
 	t.Helper()
 	podNS := e.NetNS + "-" + name
 	if len(podNS) > 40 {
@@ -59,8 +60,13 @@ func addPod(t *testing.T, cp *cluster.ControlPlane, e *cluster.EdgeNode, name st
 	ipIn(t, podNS, "addr", "add", ip.String()+"/24", "dev", "eth0")
 	ipIn(t, podNS, "link", "set", "eth0", "up")
 	ipIn(t, podNS, "route", "add", "default", "via", netip.AddrFrom4(gw).String())
+	gw6 := ip6.As16()
+	gw6[15] = 1
+	ipIn(t, e.NetNS, "addr", "add", netip.AddrFrom16(gw6).String()+"/64", "dev", host, "nodad")
+	ipIn(t, podNS, "addr", "add", ip6.String()+"/64", "dev", "eth0", "nodad")
+	ipIn(t, podNS, "-6", "route", "add", "default", "via", netip.AddrFrom16(gw6).String())
 	cp.CreatePod(t, "dataplane", name, e.Name, nil, nil)
-	cp.SetPodIP(t, "dataplane", name, ip.String())
+	cp.SetPodIP(t, "dataplane", name, ip.String(), ip6.String())
 	return podNS
 }
 

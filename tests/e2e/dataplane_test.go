@@ -18,9 +18,11 @@ import (
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
-// Pods on two edge nodes in different segments (cloudCIDR 10.244.0.0/16,
-// edgeCIDR 10.245.0.0/16) reach each other through the TUN and the
-// tunnel: ICMP, 1 GiB of TCP with its content checked, UDP; a spoofed
+// Dual-stack pods on two edge nodes in different segments (cloudCIDR
+// 10.244.0.0/16 and fd00:244::/32, edgeCIDR 10.245.0.0/16 and
+// fd00:245::/32) reach each other through the TUN and the tunnel: ICMP
+// over IPv4 and IPv6, 1 GiB of TCP with its content checked, TCP over
+// IPv6, UDP; a spoofed
 // inner source is dropped; an address no node has gets ICMP unreachable;
 // a DF packet over the TUN MTU gets "fragmentation needed" while TCP with
 // a larger MSS works (clamped); shutdown leaves no TUN, route or chain.
@@ -29,9 +31,10 @@ func TestDataplanePodToPod(t *testing.T) {
 	cp := cluster.Shared(t)
 	e1, e2 := cp.AddEdgeNode(t, "dp-edge-1"), cp.AddEdgeNode(t, "dp-edge-2")
 	relays := []v1.RelayNode{{NodeName: e1.Name, AdvertiseAddress: []string{e1.IP.String()}}}
-	cloud, edge := []string{"10.244.0.0/16"}, []string{"10.245.0.0/16"}
+	cloud, edge := []string{"10.244.0.0/16", "fd00:244::/32"}, []string{"10.245.0.0/16", "fd00:245::/32"}
 	ip1, ip2 := netip.MustParseAddr("10.244.1.2"), netip.MustParseAddr("10.245.1.2")
-	pod1, pod2 := addPod(t, cp, e1, "dpa", ip1), addPod(t, cp, e2, "dpb", ip2)
+	ip61, ip62 := netip.MustParseAddr("fd00:244:1::2"), netip.MustParseAddr("fd00:245:1::2")
+	pod1, pod2 := addPod(t, cp, e1, "dpa", ip1, ip61), addPod(t, cp, e2, "dpb", ip2, ip62)
 	a1 := testutil.NewAgent(t, agentConfig(t, e1, relays, cloud, edge), e1.NetNS)
 	a2 := testutil.NewAgent(t, agentConfig(t, e2, relays, cloud, edge), e2.NetNS)
 	a1.Start("Data plane up")
@@ -54,6 +57,22 @@ func TestDataplanePodToPod(t *testing.T) {
 			if out, err := execIn(c.from, "ping", "-c3", "-i0.2", "-W2", c.to.String()); err != nil {
 				t.Errorf("ping %s: %v\n%s", c.to, err, out)
 			}
+		}
+	})
+
+	t.Run("IPv6", func(t *testing.T) {
+		for _, c := range []struct {
+			from string
+			to   netip.Addr
+		}{{pod1, ip62}, {pod2, ip61}} {
+			if out, err := execIn(c.from, "ping", "-6", "-c3", "-i0.2", "-W2", c.to.String()); err != nil {
+				t.Errorf("ping %s: %v\n%s", c.to, err, out)
+			}
+		}
+		tcpTransfer(t, pod2, pod1, ip62, 64<<20)
+		out, err := execIn(pod1, "ping", "-6", "-c1", "-W5", "fd00:245:99::9")
+		if err == nil || !strings.Contains(out, "nreachable") {
+			t.Errorf("ping to an IPv6 address no node has: %v\n%s", err, out)
 		}
 	})
 
