@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -48,6 +49,10 @@ func newAgentCmd() *cobra.Command {
 				w.Header().Set("Content-Type", "application/json")
 				_ = json.NewEncoder(w).Encode(agentRuntime(c.NodeName))
 			})
+			// Profiles for operators and benchmarks; the socket is root-only.
+			status.HandleFunc("/debug/pprof/", pprof.Index)
+			status.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			status.HandleFunc("/debug/pprof/trace", pprof.Trace)
 			mods := agentModules(c, status)
 			stopStatus, err := serveStatus(c.StatusSocket, status)
 			if err != nil {
