@@ -1,6 +1,7 @@
 package edgecni
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -64,8 +66,10 @@ func (p *RoutePlan) String() string {
 // CIDRs or pod IPs: one per IP family), routes every other segment into
 // the TUN, and routes
 // pods of other nodes in the same segment via the node's address when it
-// shares our LAN (host-gw), through the TUN otherwise. The forwarder's
-// plan maps every remote pod prefix to its node and lists our own.
+// shares our LAN (host-gw), through the TUN otherwise. A node's prefixes
+// are its pod CIDRs, the SpiderIPPools pinned to it, and its pods' IPs
+// not covered by those. The forwarder's plan maps every remote prefix to
+// its node and lists our own.
 func Plan(in Input) *RoutePlan {
 	segments := append(slices.Clone(in.Cloud), in.Edge...)
 	inMesh := func(p netip.Prefix) bool {
@@ -86,6 +90,25 @@ func Plan(in Input) *RoutePlan {
 			}
 		}
 	}
+	// SpiderIPPools pinned to one node hold that node's pods to come:
+	// routing them means a new pod is reachable before its IP reaches
+	// the metadata, and a pod created while the cloud is away too.
+	poolsOf := map[string][]netip.Prefix{}
+	for _, pi := range snap.Pools {
+		var sp ipam.SpiderIPPool
+		if json.Unmarshal(pi.Object, &sp) != nil {
+			continue
+		}
+		pool, err := ipam.ParsePool(&sp)
+		if err != nil || pool.Disable || pool.PinnedNode() == "" {
+			continue
+		}
+		for _, p := range pool.Prefixes() {
+			if inMesh(p) {
+				poolsOf[pool.PinnedNode()] = append(poolsOf[pool.PinnedNode()], p)
+			}
+		}
+	}
 	prefixesOf := func(node string) []netip.Prefix {
 		var out []netip.Prefix
 		if n := snap.Nodes[node]; n != nil {
@@ -95,6 +118,7 @@ func Plan(in Input) *RoutePlan {
 				}
 			}
 		}
+		out = append(out, poolsOf[node]...)
 		for _, p := range podsOf[node] {
 			if !slices.ContainsFunc(out, func(c netip.Prefix) bool { return c.Contains(p.Addr()) }) {
 				out = append(out, p)
@@ -122,9 +146,11 @@ func Plan(in Input) *RoutePlan {
 	for n := range snap.Nodes {
 		nodes = append(nodes, n)
 	}
-	for n := range podsOf {
-		if snap.Nodes[n] == nil {
-			nodes = append(nodes, n)
+	for _, m := range []map[string][]netip.Prefix{podsOf, poolsOf} {
+		for n := range m {
+			if snap.Nodes[n] == nil && !slices.Contains(nodes, n) {
+				nodes = append(nodes, n)
+			}
 		}
 	}
 	sort.Strings(nodes)

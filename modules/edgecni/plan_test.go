@@ -1,7 +1,9 @@
 package edgecni
 
 import (
+	"encoding/json"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,6 +41,14 @@ func goldenInput() Input {
 	node("edge-a1", "192.168.1.11")
 	node("edge-a2", "192.168.1.12")
 	node("edge-c1", "192.168.3.11")
+	pool := func(name, subnet, ips, nodeName string) {
+		obj := fmt.Sprintf(`{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":%q},"spec":{"subnet":%q,"ips":[%q],"nodeName":[%q]}}`, name, subnet, ips, nodeName)
+		snap.Pools[name] = &metadata.PoolInfo{Name: name, Object: json.RawMessage(obj)}
+	}
+	// edge-c1's pool: its pods are routed before their IPs are known;
+	// edge-a1's own pool is local.
+	pool("c1-pool", "10.245.0.0/16", "10.245.7.0-10.245.7.255", "edge-c1")
+	pool("a1-pool", "10.245.0.0/16", "10.245.5.2-10.245.5.5", "edge-a1")
 	pod("web-1", "cloud-1", "10.244.1.5", false)
 	pod("mine", "edge-a1", "10.245.5.2", false, "fd00:245:5::2")
 	pod("lan-peer", "edge-a2", "10.245.6.2", false, "fd00:245:6::2")
@@ -74,6 +84,11 @@ func TestPlanWithoutOwnPods(t *testing.T) {
 	in := goldenInput()
 	delete(in.Snapshot.Pods, "default/mine")
 	p := Plan(in)
+	if len(p.Segments) != 1 {
+		t.Errorf("edge-a1's pool alone must tell its segment:\n%s", p)
+	}
+	delete(in.Snapshot.Pools, "a1-pool")
+	p = Plan(in)
 	if len(p.Segments) != 0 || len(p.Kernel) != 3 {
 		t.Errorf("plan without own pods:\n%s", p)
 	}

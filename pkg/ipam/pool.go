@@ -264,3 +264,57 @@ func rangeLen(r ipRange) *big.Int {
 
 // SizeString is Size as a decimal string, exact also for huge IPv6 pools.
 func (p *Pool) SizeString() string { return p.sizeBig }
+
+// PinnedNode is the one node the pool is pinned to by spec.nodeName, or
+// "" (several nodes, or nodeAffinity, which needs the nodes' labels).
+func (p *Pool) PinnedNode() string {
+	if len(p.nodeNames) == 1 {
+		return p.nodeNames[0]
+	}
+	return ""
+}
+
+// Prefixes covers the pool's allocatable addresses with the fewest CIDRs
+// (routes to the pods it will hold).
+func (p *Pool) Prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range p.ranges {
+		out = append(out, rangePrefixes(r.first, r.last)...)
+	}
+	return out
+}
+
+// rangePrefixes splits [first, last] into CIDRs: from first, the largest
+// aligned block that does not pass last, repeatedly.
+func rangePrefixes(first, last netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	bits := first.BitLen()
+	for first.IsValid() && first.Compare(last) <= 0 {
+		size := bits
+		for size > 0 {
+			cand := netip.PrefixFrom(first, size-1).Masked()
+			if cand.Addr() != first || lastOf(cand).Compare(last) > 0 {
+				break
+			}
+			size--
+		}
+		pfx := netip.PrefixFrom(first, size)
+		out = append(out, pfx)
+		end := lastOf(pfx)
+		if end == last {
+			break
+		}
+		first = end.Next()
+	}
+	return out
+}
+
+// lastOf is a prefix's last address.
+func lastOf(p netip.Prefix) netip.Addr {
+	a := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(a)*8; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	last, _ := netip.AddrFromSlice(a)
+	return last
+}
