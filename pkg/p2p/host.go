@@ -56,7 +56,8 @@ type Host struct {
 	// HolePunch is the DCUtR service (nil unless Config.HolePunching).
 	HolePunch *holepunch.Service
 
-	observed atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
+	observed  atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
+	quicFirst map[string]bool                // hosts dialed QUIC first (Config.QUICFirst)
 }
 
 // ResourceLimits is the explicit resource-manager budget: libp2p's scaled
@@ -145,7 +146,7 @@ func New(cfg Config) (*Host, error) {
 		h.Close()
 		return nil, err
 	}
-	hh := &Host{Host: h, Gate: g}
+	hh := &Host{Host: h, Gate: g, quicFirst: quicFirst}
 	g.Handle(ProbeProtocol, handleProbe)
 	if cfg.HolePunching {
 		ids, ok := h.(interface{ IDService() identify.IDService })

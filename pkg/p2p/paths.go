@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -287,6 +288,8 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	}()
 	dial := backoff{min: dialBackoffMin, max: dialBackoffMax}
 	upgrade := backoff{min: upgradeBackoffMin, max: upgradeBackoffMax}
+	toTCP := backoff{min: 5 * time.Second, max: 5 * time.Minute}
+	toTCP.fail(time.Now()) // first check after 5 s
 	var upgrading atomic.Bool
 	var lastErr atomic.Pointer[string]
 	var upgrades atomic.Int32
@@ -379,6 +382,19 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 					lastErr.Store(&msg)
 				}
 			}()
+		}
+
+		// A direct QUIC path to a peer that also listens on TCP at the
+		// same address (it was not up yet when we dialed TCP): the
+		// leader checks now and then whether TCP answers, and if so
+		// redials so that TCP, dialed first, carries the traffic.
+		if leader && best != nil && kindOf(best.conn) == PathDirectQUIC && toTCP.due(now) &&
+			now.Sub(time.Unix(0, best.lastOK.Load())) < 2*ProbeInterval {
+			toTCP.fail(now)
+			if m.tcpAnswers(ctx, t, best.conn) {
+				klog.InfoS("Peer answers on TCP; moving its direct path from QUIC to TCP", "node", t.Node)
+				_ = m.h.Network().ClosePeer(t.ID)
+			}
 		}
 
 		pruneDuplicates(probes, leader)
@@ -490,6 +506,34 @@ func (m *PathManager) dial(ctx context.Context, t *Target) error {
 		return fmt.Errorf("connect to %s: %w", t.Node, err)
 	}
 	return nil
+}
+
+// tcpAnswers reports whether t listens on TCP at the IP of conn (a direct
+// QUIC connection), on a TCP port it advertises: a plain connect and
+// close, no libp2p handshake.
+func (m *PathManager) tcpAnswers(ctx context.Context, t *Target, conn network.Conn) bool {
+	ip := hostOf(conn.RemoteMultiaddr())
+	if m.h.quicFirst[ip] {
+		return false // a relay: dialed QUIC first on purpose
+	}
+	for _, a := range append(slices.Clone(t.Addrs), m.h.Peerstore().Addrs(t.ID)...) {
+		if k, _ := Classify(a); k != PathDirectTCP || hostOf(a) != ip {
+			continue
+		}
+		hp, ok := tcpHostPort(a)
+		if !ok {
+			continue
+		}
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(dctx, "tcp", hp)
+		cancel()
+		if err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // liveRelay reports whether our connection to relay answers probes (a

@@ -156,9 +156,9 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 		if c.relayed {
 			return p.Path == p2p.PathRelayed
 		}
-		// TCP is preferred and usually wins; some runs end on QUIC (see
-		// the data plane notes): measure whichever direct path it is.
-		return p.Path == p2p.PathDirectTCP || p.Path == p2p.PathDirectQUIC
+		// When one agent dialed before the other listened, the path
+		// starts on QUIC and moves to TCP within seconds: wait for it.
+		return p.Path == p2p.PathDirectTCP
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
