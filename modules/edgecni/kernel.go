@@ -74,19 +74,12 @@ func (k *kernel) reconcileRoutes(want []KernelRoute) error {
 	if err != nil {
 		return fmt.Errorf("TUN %s: %w", k.tun, err)
 	}
-	var errs []error
+	routes, err := ourRoutes()
+	errs := []error{err}
 	have := map[string]netlink.Route{}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
-			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, r := range routes {
-			if r.Dst != nil {
-				have[r.Dst.String()] = r
-			}
+	for _, r := range routes {
+		if r.Dst != nil {
+			have[r.Dst.String()] = r
 		}
 	}
 	wanted := map[string]bool{}
@@ -220,9 +213,10 @@ func (k *kernel) removeIPTables() error {
 	return errors.Join(errs...)
 }
 
-// removeRoutes deletes every route of ours (also after a crash: they
-// outlive the TUN only when they use a gateway).
-func removeRoutes() error {
+// ourRoutes lists the routes of RouteProtocol in the main table, both
+// families (what it could list, and why it could not list the rest).
+func ourRoutes() ([]netlink.Route, error) {
+	var out []netlink.Route
 	var errs []error
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
@@ -231,10 +225,19 @@ func removeRoutes() error {
 			errs = append(errs, err)
 			continue
 		}
-		for _, r := range routes {
-			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, err)
-			}
+		out = append(out, routes...)
+	}
+	return out, errors.Join(errs...)
+}
+
+// removeRoutes deletes every route of ours (also after a crash: they
+// outlive the TUN only when they use a gateway).
+func removeRoutes() error {
+	routes, err := ourRoutes()
+	errs := []error{err}
+	for _, r := range routes {
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -237,18 +238,8 @@ func (m *PathManager) Status() []PeerStatus {
 		}
 		out = append(out, st)
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return cmpString(a.Node, b.Node) })
+	slices.SortFunc(out, func(a, b PeerStatus) int { return cmp.Compare(a.Node, b.Node) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Count adds traffic the data plane carried to or from node.
@@ -578,7 +569,7 @@ func (m *PathManager) record(pp *peerPath, t *Target, prev, cur network.Conn, pr
 		probeBytes += pr.bytes.Load()
 		lastOK = max(lastOK, pr.lastOK.Load())
 	}
-	slices.SortFunc(st.Conns, func(a, b ConnStatus) int { return cmpString(a.RemoteAddr, b.RemoteAddr) })
+	slices.SortFunc(st.Conns, func(a, b ConnStatus) int { return cmp.Compare(a.RemoteAddr, b.RemoteAddr) })
 	if lastOK > 0 {
 		st.LastActivity = time.Unix(0, lastOK)
 	}

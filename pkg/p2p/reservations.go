@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -88,7 +89,7 @@ func (k *ReservationKeeper) States() []ReservationState {
 	for _, e := range k.state {
 		out = append(out, e.ReservationState)
 	}
-	slices.SortFunc(out, func(a, b ReservationState) int { return cmpString(a.Node, b.Node) })
+	slices.SortFunc(out, func(a, b ReservationState) int { return cmp.Compare(a.Node, b.Node) })
 	return out
 }
 
@@ -209,15 +210,11 @@ func learnFrom(ctx context.Context, addrs []ma.Multiaddr) (peer.ID, error) {
 // tcpHostPort turns /ip4|ip6|dns*/HOST/tcp/PORT into HOST:PORT.
 func tcpHostPort(a ma.Multiaddr) (string, bool) {
 	port, err := a.ValueForProtocol(ma.P_TCP)
-	if err != nil {
+	h := hostOf(a)
+	if err != nil || h == "" {
 		return "", false
 	}
-	for _, code := range []int{ma.P_IP4, ma.P_IP6, ma.P_DNS, ma.P_DNS4, ma.P_DNS6} {
-		if h, err := a.ValueForProtocol(code); err == nil {
-			return net.JoinHostPort(h, port), true
-		}
-	}
-	return "", false
+	return net.JoinHostPort(h, port), true
 }
 
 // sleepOrDisconnect waits d, returning early (true) when the relay

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func newMesh(t *testing.T, spec topology.Spec, without ...string) *mesh {
 		}
 	}
 	for _, h := range tp.Hosts() {
-		if !containsStr(without, h.Name) {
+		if !slices.Contains(without, h.Name) {
 			m.agents[h.Name] = m.newAgent(h, "", "")
 		}
 	}
@@ -213,20 +214,11 @@ func relayedVia(relays ...string) pathCheck {
 			return "peer unknown"
 		case p.Path != p2p.PathRelayed:
 			return "not relayed"
-		case len(relays) > 0 && !containsStr(relays, p.Relay):
+		case len(relays) > 0 && !slices.Contains(relays, p.Relay):
 			return "relayed via " + p.Relay + ", want one of " + strings.Join(relays, ",")
 		}
 		return ""
 	}
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // fdCount is the number of open files of a process.

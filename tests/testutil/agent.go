@@ -29,22 +29,23 @@ type Agent struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *SyncBuffer
 	exited chan struct{}
 }
 
-type syncBuffer struct {
+// SyncBuffer collects a process's output; safe for concurrent use.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -104,7 +105,7 @@ func (a *Agent) launch() {
 	} else {
 		cmd = exec.Command(bin, args...)
 	}
-	a.log = &syncBuffer{}
+	a.log = &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = a.log, a.log
 	if err := cmd.Start(); err != nil {
 		a.t.Fatal(err)

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgelink/edgelink/tests/testutil"
 )
 
 // NetnsPrefix starts the `ip netns` name of every namespace this benchmark
@@ -165,7 +167,7 @@ func (e *Env) Exec(ctx context.Context, netns, name string, args ...string) (str
 type Proc struct {
 	Name string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 	once sync.Once
 }
@@ -176,7 +178,7 @@ type Proc struct {
 func (e *Env) Start(netns string, env []string, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", netns, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &Proc{Name: filepath.Base(name), cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Name: filepath.Base(name), cmd: cmd, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -241,23 +243,6 @@ func (p *Proc) Stop(grace time.Duration) {
 			<-p.done
 		}
 	})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // removeNetns kills every process still inside the namespace (by PID,
