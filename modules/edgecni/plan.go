@@ -64,9 +64,10 @@ func (p *RoutePlan) String() string {
 
 // Plan decides the node's segments (the configured CIDRs holding its pod
 // CIDRs or pod IPs: one per IP family), routes every other segment into
-// the TUN, and routes
-// pods of other nodes in the same segment via the node's address when it
-// shares our LAN (host-gw), through the TUN otherwise. A node's prefixes
+// the TUN, and routes pods of other nodes in the same edge segment via
+// the node's address when it shares our LAN (host-gw), through the TUN
+// otherwise. Within a cloud segment the cloud's own CNI routes between
+// nodes, so the plan adds no route there. A node's prefixes
 // are its pod CIDRs, the SpiderIPPools pinned to it, and its pods' IPs
 // not covered by those. The forwarder's plan maps every remote prefix to
 // its node and lists our own.
@@ -137,6 +138,9 @@ func Plan(in Input) *RoutePlan {
 	own := func(a netip.Addr) bool {
 		return slices.ContainsFunc(plan.Segments, func(s netip.Prefix) bool { return s.Contains(a) })
 	}
+	cloudOwn := func(a netip.Addr) bool {
+		return slices.ContainsFunc(plan.Segments, func(s netip.Prefix) bool { return s.Contains(a) && slices.Contains(in.Cloud, s) })
+	}
 	for _, s := range segments {
 		if !slices.Contains(plan.Segments, s) {
 			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment"})
@@ -166,6 +170,9 @@ func Plan(in Input) *RoutePlan {
 		for _, p := range pfxs {
 			if !own(p.Addr()) {
 				continue // covered by its segment's route
+			}
+			if cloudOwn(p.Addr()) {
+				continue // the cloud's own CNI (Flannel, Calico) routes its segment
 			}
 			via := lanAddress(snap.Nodes[n], in.LocalNets, p.Addr().Is6())
 			if via.IsValid() {

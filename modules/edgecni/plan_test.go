@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgelink/edgelink/pkg/metadata"
@@ -91,5 +92,20 @@ func TestPlanWithoutOwnPods(t *testing.T) {
 	p = Plan(in)
 	if len(p.Segments) != 0 || len(p.Kernel) != 3 {
 		t.Errorf("plan without own pods:\n%s", p)
+	}
+}
+
+// On a cloud node the cloud's CNI routes between cloud nodes (host-gw,
+// VXLAN); the plan only sends the edge segments into the TUN.
+func TestPlanCloudNode(t *testing.T) {
+	in := goldenInput()
+	in.Node, in.LocalNets = "cloud-1", []netip.Prefix{pfx("198.18.0.0/24"), pfx("10.244.1.0/24")}
+	p := Plan(in)
+	want := "segment 10.244.0.0/16\nkernel 10.245.0.0/16 dev tun (segment)\nkernel fd00:245::/32 dev tun (segment)\n"
+	if got := p.String(); !strings.HasPrefix(got, want) || strings.Count(got, "kernel") != 2 {
+		t.Errorf("cloud-1's plan: want only the edge segments routed:\n%s", got)
+	}
+	if got := p.Forward.Remote["cloud-2"]; len(got) != 1 || got[0] != pfx("10.244.2.0/24") {
+		t.Errorf("cloud-2's prefixes still belong to cloud-2 in the forwarder: %v", got)
 	}
 }

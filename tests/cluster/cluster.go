@@ -353,6 +353,14 @@ func (cp *ControlPlane) writeKubeconfig() error {
 	}, cp.Kubeconfig)
 }
 
+// CloudHubPorts are cloudcore's ports on BridgeIP: websocket, https
+// (certificate bootstrap) and the kube-apiserver's port on 127.0.0.1.
+// Forwarders that make the control plane reachable from other namespaces
+// listen on the same numbers.
+func (cp *ControlPlane) CloudHubPorts() (websocket, https, apiserver int) {
+	return cp.wsPort, cp.httpsPort, cp.apiPort
+}
+
 // StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after 10 s).
 func (cp *ControlPlane) StopAPIServer() {
 	cp.apiserver.stop(10 * time.Second)
@@ -501,7 +509,9 @@ func (cp *ControlPlane) Close() {
 		}
 		if cp.net != nil {
 			for _, e := range edges {
-				cp.net.delEdge(e.NetNS, e.veth)
+				if e.veth != "" { // not a namespace of AddEdgeNodeIn's caller
+					cp.net.delEdge(e.NetNS, e.veth)
+				}
 			}
 			cp.net.close()
 		}

@@ -27,11 +27,25 @@ type EdgeNode struct {
 	MetaServer string // http://127.0.0.1:10550, reachable only inside NetNS
 	Dir        string // config, certificates, sqlite cache
 
-	cp     *ControlPlane
-	veth   string
-	proc   *proc
-	config string
-	mu     sync.Mutex
+	cp        *ControlPlane
+	veth      string // "" when the namespace is not ours (AddEdgeNodeIn)
+	cloudHost string // cloudcore's address as this node dials it
+	proc      *proc
+	config    string
+	mu        sync.Mutex
+}
+
+// EdgeIn places an edge node in a network namespace someone else made
+// (a tests/topology host behind a NAT, say).
+type EdgeIn struct {
+	NetNS string // `ip netns` name; not created or removed by the control plane
+	IP    net.IP // the node's InternalIP in its Node object
+	// CloudHost is the address cloudcore is reached at from NetNS (for
+	// example a forwarder on a public host); cloudcore's ports are the
+	// same as on the bridge (CloudHubPorts). It must be one of cloudcore's
+	// certificate SANs: add it with Options.CloudcoreConfig
+	// ("modules.cloudHub.advertiseAddress").
+	CloudHost string
 }
 
 // AddEdgeNode creates Node name (label node-role.kubernetes.io/edge: "",
@@ -40,6 +54,19 @@ type EdgeNode struct {
 // metaServer answers through the cloud. In t.Cleanup it stops edgecore,
 // removes the namespace and deletes the Node.
 func (cp *ControlPlane) AddEdgeNode(t testing.TB, name string) *EdgeNode {
+	t.Helper()
+	return cp.addEdgeNode(t, name, nil)
+}
+
+// AddEdgeNodeIn is AddEdgeNode for a node whose namespace exists already
+// (in.NetNS): no namespace or veth is made or removed, and edgecore dials
+// cloudcore at in.CloudHost.
+func (cp *ControlPlane) AddEdgeNodeIn(t testing.TB, name string, in EdgeIn) *EdgeNode {
+	t.Helper()
+	return cp.addEdgeNode(t, name, &in)
+}
+
+func (cp *ControlPlane) addEdgeNode(t testing.TB, name string, in *EdgeIn) *EdgeNode {
 	t.Helper()
 	cp.mu.Lock()
 	if cp.closed {
@@ -50,20 +77,23 @@ func (cp *ControlPlane) AddEdgeNode(t testing.TB, name string) *EdgeNode {
 		cp.mu.Unlock()
 		t.Fatalf("edge node %s already exists", name)
 	}
-	host := cp.nextHost
-	cp.nextHost++
-	if host > 254 {
-		cp.mu.Unlock()
-		t.Fatal("no more addresses on the bridge /24")
-	}
 	e := &EdgeNode{
 		Name:       name,
-		NetNS:      cp.net.nsName(name),
-		IP:         cp.net.addr(host),
 		MetaServer: "http://127.0.0.1:10550",
 		Dir:        filepath.Join(cp.Dir, "edge-"+name),
 		cp:         cp,
-		veth:       cp.net.vethName(host),
+		cloudHost:  cp.BridgeIP.String(),
+	}
+	if in != nil {
+		e.NetNS, e.IP, e.cloudHost = in.NetNS, in.IP, in.CloudHost
+	} else {
+		host := cp.nextHost
+		cp.nextHost++
+		if host > 254 {
+			cp.mu.Unlock()
+			t.Fatal("no more addresses on the bridge /24")
+		}
+		e.NetNS, e.IP, e.veth = cp.net.nsName(name), cp.net.addr(host), cp.net.vethName(host)
 	}
 	e.NetNSPath = filepath.Join("/var/run/netns", e.NetNS)
 	e.config = filepath.Join(e.Dir, "edgecore.yaml")
@@ -87,8 +117,10 @@ func (cp *ControlPlane) AddEdgeNode(t testing.TB, name string) *EdgeNode {
 	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.net.addEdge(e.NetNS, e.veth, e.IP); err != nil {
-		t.Fatal(err)
+	if e.veth != "" {
+		if err := cp.net.addEdge(e.NetNS, e.veth, e.IP); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t0 := time.Now()
 	if err := e.Start(); err != nil {
@@ -198,7 +230,9 @@ func (e *EdgeNode) remove() {
 	if closed {
 		return // Close took care of it
 	}
-	cp.net.delEdge(e.NetNS, e.veth)
+	if e.veth != "" {
+		cp.net.delEdge(e.NetNS, e.veth)
+	}
 	_ = os.RemoveAll(e.Dir) // a node of the same name later starts with an empty cache
 	if cp.apiserver.running() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -147,7 +147,7 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 		return nil, fmt.Errorf("edgecore --defaultconfig: %w", err)
 	}
 	d := e.Dir
-	ip := cp.BridgeIP.String()
+	ip := e.cloudHost
 	ca, crt, key := filepath.Join(d, "ca", "rootCA.crt"), filepath.Join(d, "certs", "server.crt"), filepath.Join(d, "certs", "server.key")
 	for k, v := range map[string]any{
 		"database.dataSource":                              filepath.Join(d, "edgecore.db"),

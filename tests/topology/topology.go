@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -108,7 +109,8 @@ type Topology struct {
 	record  string
 
 	mu      sync.Mutex
-	created []string // namespaces created so far, deleted at cleanup
+	created []string    // namespaces created so far, deleted at cleanup
+	closers []io.Closer // forwarders, closed at cleanup
 }
 
 type site struct {
@@ -493,9 +495,12 @@ func setupAddrUpRoute(link string, addr netip.Prefix, gw netip.Addr) error {
 // record.
 func (tp *Topology) teardown() {
 	tp.mu.Lock()
-	created := tp.created
-	tp.created = nil
+	created, closers := tp.created, tp.closers
+	tp.created, tp.closers = nil, nil
 	tp.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
 	var failed []string
 	for i := len(created) - 1; i >= 0; i-- {
 		if err := deleteNetNS(created[i]); err != nil {
