@@ -5,6 +5,7 @@
 #   tests/tools/build.sh cnitool host-local bridge spiderpool
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
+#   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -28,7 +29,8 @@ spec() {
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore wireguard-go)" >&2; return 1 ;;
+	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore wireguard-go helm)" >&2; return 1 ;;
 	esac
 }
 
@@ -43,6 +45,16 @@ ldflags() {
 	cloudcore | edgecore)
 		local v="${2#v}"
 		echo "-X github.com/kubeedge/kubeedge/pkg/version.gitVersion=$2 -X github.com/kubeedge/kubeedge/pkg/version.gitMajor=${v%%.*} -X github.com/kubeedge/kubeedge/pkg/version.gitMinor=$(cut -d. -f2 <<<"$v") -X github.com/kubeedge/kubeedge/pkg/version.gitTreeState=clean"
+		;;
+	helm)
+		# as helm's Makefile: the default Kubernetes version (--kube-version,
+		# .Capabilities.KubeVersion, lint deprecations) is client-go's 0.x + 1
+		local cg major minor
+		cg="$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)"
+		cg="${cg#v}"
+		major=$(($(cut -d. -f1 <<<"$cg") + 1))
+		minor="$(cut -d. -f2 <<<"$cg")"
+		echo "-X helm.sh/helm/v3/internal/version.version=$2 -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 		;;
 	esac
 }

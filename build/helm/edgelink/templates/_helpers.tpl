@@ -1,0 +1,115 @@
+{{/* Names, labels and the agent config shared by both DaemonSets. */}}
+
+{{- define "edgelink.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "edgelink.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "edgelink.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "edgelink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* selectorLabels takes (dict "root" $ "role" "edge"|"cloud"). */}}
+{{- define "edgelink.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "edgelink.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .role }}-agent
+{{- end -}}
+
+{{- define "edgelink.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "edgelink.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "edgelink.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+edgelink.checks fails rendering on values that cannot work, each message
+naming the value to set. Every template that needs it includes it.
+*/}}
+{{- define "edgelink.checks" -}}
+{{- if hasKey .Values.agent "psk" -}}
+{{- fail "agent.psk: EdgeLink has no pre-shared key (unlike EdgeMesh); nodes prove membership with certificates: remove agent.psk and set membership.existingSecret (docs/install.md)" -}}
+{{- end -}}
+{{- if and (not .Values.edge.enabled) (not .Values.cloud.enabled) -}}
+{{- fail "edge.enabled and cloud.enabled are both false: enable at least one" -}}
+{{- end -}}
+{{- if include "edgelink.needsSecret" . -}}
+{{- required "membership.existingSecret is required: the name of an existing Secret holding ca.crt and, per node, <node>.crt, <node>.key and <node>.identity (create it with `edgelink ca init` / `edgelink ca issue`, see docs/install.md); the chart never creates a default one" .Values.membership.existingSecret | trunc 0 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* needsSecret is "true" when some DaemonSet reads membership from the Secret. */}}
+{{- define "edgelink.needsSecret" -}}
+{{- if or .Values.cloud.enabled (and .Values.edge.enabled (not .Values.membership.kubeEdgeCerts)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the membership files appear inside the container. */}}
+{{- define "edgelink.membershipDir" -}}/etc/edgelink/membership{{- end -}}
+
+{{/*
+edgelink.config renders one agent config (agent.edgelink.io/v1alpha1).
+Takes (dict "root" $ "role" "edge"|"cloud"). nodeName is left out: the
+agent takes it from $NODE_NAME (downward API).
+*/}}
+{{- define "edgelink.config" -}}
+{{- $v := .root.Values -}}
+{{- $a := $v.agent -}}
+{{- $edge := eq .role "edge" -}}
+{{- $mdir := include "edgelink.membershipDir" .root -}}
+{{- $cidrs := $a.meshCIDRConfig | default dict -}}
+{{- $cloudCIDR := $cidrs.cloudCIDR | default list -}}
+{{- $edgeCIDR := $cidrs.edgeCIDR | default list -}}
+{{- $relays := list -}}
+{{- range $a.relayNodes -}}
+{{- $relays = append $relays (dict "nodeName" .nodeName "advertiseAddress" (.advertiseAddress | default list)) -}}
+{{- end -}}
+{{- $metaSync := dict "enable" true -}}
+{{- if $edge -}}
+{{- $_ := set $metaSync "source" "metaServer" -}}
+{{- $_ := set $metaSync "metaServer" $a.metaServer -}}
+{{- else -}}
+{{- $_ := set $metaSync "source" "inCluster" -}}
+{{- end -}}
+{{- $tunnel := dict "enable" true "listenPort" (int $a.listenPort) "routableCIDRs" ($a.routableCIDRs | default list) "relayNodes" $relays -}}
+{{- if and $edge $v.membership.kubeEdgeCerts -}}
+{{- $_ := set $tunnel "identityFile" (printf "%s/tunnel/identity.key" $v.hostPaths.dataDir) -}}
+{{- $_ := set $tunnel "caFile" "/etc/kubeedge/ca/rootCA.crt" -}}
+{{- $_ := set $tunnel "certFile" "/etc/kubeedge/certs/server.crt" -}}
+{{- $_ := set $tunnel "keyFile" "/etc/kubeedge/certs/server.key" -}}
+{{- else -}}
+{{- $_ := set $tunnel "identityFile" (printf "%s/identity.key" $mdir) -}}
+{{- $_ := set $tunnel "caFile" (printf "%s/ca.crt" $mdir) -}}
+{{- $_ := set $tunnel "certFile" (printf "%s/node.crt" $mdir) -}}
+{{- $_ := set $tunnel "keyFile" (printf "%s/node.key" $mdir) -}}
+{{- end -}}
+{{- $cfg := dict
+  "apiVersion" "agent.edgelink.io/v1alpha1"
+  "kind" "EdgeLinkAgent"
+  "dataDir" $v.hostPaths.dataDir
+  "statusSocket" (printf "%s/agent.sock" $v.hostPaths.runDir)
+  "modules" (dict
+    "metaSync" $metaSync
+    "ipam" (dict "enable" $edge "socketPath" (printf "%s/ipam.sock" $v.hostPaths.runDir))
+    "edgeCNI" (dict "enable" (or (gt (len $cloudCIDR) 0) (gt (len $edgeCIDR) 0)) "tunName" $a.tunName "mtu" (int $a.mtu)
+      "meshCIDRConfig" (dict "cloudCIDR" $cloudCIDR "edgeCIDR" $edgeCIDR))
+    "tunnel" $tunnel)
+-}}
+{{- toYaml $cfg -}}
+{{- end -}}
