@@ -120,3 +120,9 @@ func PluginDir(t testing.TB, toolNames ...string) string {
 	}
 	return dir
 }
+
+// EdgelinkCmd is a command running the built edgelink binary with args.
+func EdgelinkCmd(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.Command(filepath.Join(Binaries(t), "edgelink"), args...)
+}

@@ -1,0 +1,97 @@
+// Package demo is `make demo`: the simulated cloud-edge cluster of
+// tests/simcluster brought up, shown working, and torn down. It is a Go
+// test so that every namespace, process and file it makes is cleaned up
+// by the same machinery as the end-to-end tests, also on Ctrl-C.
+package demo
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgelink/edgelink/tests/simcluster"
+	"github.com/edgelink/edgelink/tests/testutil"
+)
+
+func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+
+// TestDemo runs only when EDGELINK_DEMO=1 (make demo sets it).
+func TestDemo(t *testing.T) {
+	if os.Getenv("EDGELINK_DEMO") != "1" {
+		t.Skip("the demo runs through `make demo` (EDGELINK_DEMO=1)")
+	}
+	start := time.Now()
+	say("==> bringing up the cluster: etcd, kube-apiserver, cloudcore; 2 relays, 2 cloud nodes, sites A (2 nodes), C, B (symmetric NAT); an edgecore and an agent per node")
+	c := simcluster.New(t, simcluster.Default)
+	pods := map[string]*simcluster.Pod{}
+	for _, n := range c.PodNodes() {
+		pods[n.Name] = n.AddPod(t, "")
+	}
+	say("    up in %s", time.Since(start).Round(time.Second))
+	say("\n==> pods (cloud: bridge + host-local; edge: edgelink-cni + spiderpool from pinned SpiderIPPools)")
+	for _, n := range c.PodNodes() {
+		say("    %-8s %-7s %s", n.Name, n.Kind, pods[n.Name].IP)
+	}
+
+	say("\n==> pinging across segments (first answer may take a few seconds: paths are being set up)")
+	pairs := [][2]string{{"cloud-1", "a1"}, {"cloud-2", "b1"}, {"a1", "a2"}, {"a1", "c1"}, {"a2", "b1"}, {"b1", "c1"}, {"c1", "cloud-2"}}
+	for _, pr := range pairs {
+		from, to := pods[pr[0]], pods[pr[1]]
+		var out string
+		var err error
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, err = from.Exec("ping", "-c1", "-W1", to.IP.String())
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		rtt := "no answer"
+		if i := strings.Index(out, "time="); err == nil && i >= 0 {
+			rtt = strings.Fields(out[i+5:])[0] + " ms"
+		}
+		say("    %-8s -> %-8s %-12s %s", pr[0], pr[1], to.IP, rtt)
+	}
+
+	say("\n==> status per node (edgelink status)")
+	for _, n := range c.Nodes() {
+		say("--- %s", n.Name)
+		out, err := exec.Command("ip", "netns", "exec", n.Host.NetNS, filepath.Join(testutil.Binaries(t), "edgelink"), "status", "--socket", n.Agent.Config.StatusSocket).CombinedOutput()
+		if err != nil {
+			say("    (edgelink status: %v)", err)
+		}
+		say("%s", strings.TrimRight(string(out), "\n"))
+	}
+
+	say("\n==> throughput: 64 MiB TCP from a pod on cloud-1 to a pod on a1, and a1 to c1 (hole-punched)")
+	for _, pr := range [][2]string{{"cloud-1", "a1"}, {"a1", "c1"}} {
+		took, err := simcluster.Transfer(pods[pr[0]], pods[pr[1]], 64<<20)
+		if err != nil {
+			say("    %s -> %s: %v", pr[0], pr[1], err)
+			continue
+		}
+		say("    %s -> %s: %.2f Gbit/s (content checked)", pr[0], pr[1], float64(64<<20)*8/took.Seconds()/1e9)
+	}
+
+	if os.Getenv("KEEP") == "1" {
+		say("\n==> KEEP=1: the cluster stays up until you press Ctrl-C. Try:")
+		for _, n := range c.Nodes() {
+			say("    ip netns exec %s %s status --socket %s", n.Host.NetNS, filepath.Join(testutil.Binaries(t), "edgelink"), n.Agent.Config.StatusSocket)
+		}
+		for _, n := range c.PodNodes() {
+			say("    ip netns exec %s ping %s    # a pod on %s", filepath.Base(pods[n.Name].NS.Path()), pods["a1"].IP, n.Name)
+		}
+		say("    kubeconfig: %s", c.CP.Kubeconfig)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		signal.Stop(sig)
+	}
+	say("\n==> tearing down")
+}
