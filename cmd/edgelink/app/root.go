@@ -36,6 +36,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	klog.InitFlags(klogFlags)
 	root.PersistentFlags().AddGoFlagSet(klogFlags)
 
-	root.AddCommand(newAgentCmd(), newConfigCmd(), newCNICmd(), newCACmd(), newIdentityCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newConfigCmd(), newCNICmd(), newCACmd(), newIdentityCmd(), newInstallCmd(), newVersionCmd())
 	return root
 }
