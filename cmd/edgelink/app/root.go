@@ -37,5 +37,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().AddGoFlagSet(klogFlags)
 
 	root.AddCommand(newAgentCmd(), newConfigCmd(), newCNICmd(), newCACmd(), newIdentityCmd(), newInstallCmd(), newVersionCmd())
+	root.AddCommand(opsCommands()...) // status, ping, routes, diagnose (ops.go)
 	return root
 }
