@@ -119,7 +119,7 @@ func TestHumanAndAgo(t *testing.T) {
 
 func TestFatalPingError(t *testing.T) {
 	for err, want := range map[error]bool{
-		&statusclient.NotRunningError{Socket: "/x", Err: errors.New("no")}:                   true,
+		&statusclient.NotRunningError{Socket: "/x", Err: errors.New("no")}:                    true,
 		&statusclient.HTTPError{Status: http.StatusNotFound}:                                  true,
 		&statusclient.HTTPError{Status: http.StatusConflict}:                                  true,
 		fmt.Errorf("wrapped: %w", &statusclient.HTTPError{Status: http.StatusGatewayTimeout}): false,
