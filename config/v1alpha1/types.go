@@ -24,6 +24,10 @@ type AgentConfig struct {
 	// StatusSocket is the unix socket on which the agent answers status
 	// queries (the CLI, tests): one small HTTP API, read-only.
 	StatusSocket string `json:"statusSocket"`
+	// MetricsAddress, when set ("127.0.0.1:9091"), also serves the
+	// Prometheus metrics (always on the status socket at /metrics) over
+	// plain HTTP on this TCP address. Empty: off.
+	MetricsAddress string `json:"metricsAddress"`
 
 	Modules Modules `json:"modules"`
 }

@@ -2,10 +2,12 @@ package v1alpha1
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -127,6 +129,7 @@ func (v *validator) config(c *AgentConfig) {
 	}
 	v.duration("shutdownTimeout", c.ShutdownTimeout, 0, DefaultShutdownTimeout)
 	v.socketPath("statusSocket", c.StatusSocket)
+	v.listenAddress("metricsAddress", c.MetricsAddress)
 	v.metaSync(&c.Modules.MetaSync)
 	v.ipam(&c.Modules.IPAM)
 	v.edgeCNI(&c.Modules.EdgeCNI)
@@ -296,5 +299,21 @@ func (v *validator) tunnel(m *Tunnel) {
 				v.add(fmt.Sprintf("%s.advertiseAddress[%d]", rp, j), a, "is neither an IP address nor a DNS name")
 			}
 		}
+	}
+}
+
+// listenAddress checks an optional TCP listen address: empty, or
+// host:port with a port from 1 to 65535.
+func (v *validator) listenAddress(path, value string) {
+	if value == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(value)
+	if err != nil {
+		v.add(path, value, "must be host:port such as %q (empty: off)", "127.0.0.1:9091")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(path, value, "has port %q; want 1-65535", port)
 	}
 }

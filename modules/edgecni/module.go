@@ -80,4 +80,5 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
 	})
+	s.registerOps(mux) // ops.go
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
@@ -28,6 +29,9 @@ type KernelRoute struct {
 	Dst netip.Prefix
 	Via netip.Addr // a peer node's address (host-gw); invalid: into the TUN
 	Why string
+	// Node owns Dst (empty for a segment); Kind is why Dst is routed
+	// (agentapi.KindSegment, KindNode, KindPool, KindPod).
+	Node, Kind string
 }
 
 func (r KernelRoute) String() string {
@@ -44,6 +48,9 @@ type RoutePlan struct {
 	Segments []netip.Prefix
 	Forward  dataplane.Plan
 	Kernel   []KernelRoute
+	// Origin tells where each node prefix in Forward comes from
+	// (agentapi.KindNode, KindPool, KindPod), for `edgelink routes`.
+	Origin map[netip.Prefix]string
 }
 
 // String renders the plan as sorted text (golden tests, the status API).
@@ -110,25 +117,32 @@ func Plan(in Input) *RoutePlan {
 			}
 		}
 	}
+	plan := &RoutePlan{Forward: dataplane.Plan{Remote: map[string][]netip.Prefix{}}, Origin: map[netip.Prefix]string{}}
 	prefixesOf := func(node string) []netip.Prefix {
 		var out []netip.Prefix
 		if n := snap.Nodes[node]; n != nil {
 			for _, c := range n.PodCIDRs {
 				if inMesh(c) {
 					out = append(out, c)
+					plan.Origin[c] = agentapi.KindNode
 				}
 			}
 		}
 		out = append(out, poolsOf[node]...)
+		for _, p := range poolsOf[node] {
+			if _, ok := plan.Origin[p]; !ok {
+				plan.Origin[p] = agentapi.KindPool
+			}
+		}
 		for _, p := range podsOf[node] {
 			if !slices.ContainsFunc(out, func(c netip.Prefix) bool { return c.Contains(p.Addr()) }) {
 				out = append(out, p)
+				plan.Origin[p] = agentapi.KindPod
 			}
 		}
 		return out
 	}
 
-	plan := &RoutePlan{Forward: dataplane.Plan{Remote: map[string][]netip.Prefix{}}}
 	plan.Forward.Local = prefixesOf(in.Node)
 	for _, s := range segments {
 		if slices.ContainsFunc(plan.Forward.Local, func(p netip.Prefix) bool { return s.Contains(p.Addr()) }) {
@@ -143,7 +157,7 @@ func Plan(in Input) *RoutePlan {
 	}
 	for _, s := range segments {
 		if !slices.Contains(plan.Segments, s) {
-			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment"})
+			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment", Kind: agentapi.KindSegment})
 		}
 	}
 	nodes := make([]string, 0, len(snap.Nodes)+len(podsOf))
@@ -176,9 +190,9 @@ func Plan(in Input) *RoutePlan {
 			}
 			via := lanAddress(snap.Nodes[n], in.LocalNets, p.Addr().Is6())
 			if via.IsValid() {
-				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Via: via, Why: "same segment, same LAN: " + n})
+				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Via: via, Why: "same segment, same LAN: " + n, Node: n, Kind: plan.Origin[p]})
 			} else {
-				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Why: "same segment, other site: " + n})
+				plan.Kernel = append(plan.Kernel, KernelRoute{Dst: p, Why: "same segment, other site: " + n, Node: n, Kind: plan.Origin[p]})
 			}
 		}
 	}

@@ -16,7 +16,8 @@ const maxBody = 1 << 20
 
 // handler serves SpiderPool's agent API from an allocator.
 type handler struct {
-	alloc *ipam.Allocator
+	alloc  *ipam.Allocator
+	counts *Counts // may be nil
 }
 
 func newMux(h *handler) *http.ServeMux {
@@ -63,9 +64,11 @@ func (h *handler) add(w http.ResponseWriter, r *http.Request) {
 	lease, err := h.alloc.Allocate(req)
 	if err != nil {
 		logFailure("allocate", err, "pod", req.PodNamespace+"/"+req.PodName, "uid", req.PodUID)
+		h.counts.allocFailed(err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	h.counts.allocated()
 	klog.V(2).InfoS("Allocated", "pod", req.PodNamespace+"/"+req.PodName, "uid", req.PodUID, "ifName", req.IfName, "ips", lease.IPs)
 	writeJSON(w, http.StatusOK, AddResponse(lease))
 }
@@ -86,6 +89,7 @@ func (h *handler) del(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	h.counts.released(freed)
 	klog.V(2).InfoS("Released", "pod", *args.PodNamespace+"/"+*args.PodName, "uid", *args.PodUID, "ifName", *args.IfName, "freed", freed)
 	w.WriteHeader(http.StatusOK)
 }
@@ -106,6 +110,7 @@ func (h *handler) batchDel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	h.counts.releasedN(n)
 	klog.V(2).InfoS("Released pod", "pod", *args.PodNamespace+"/"+*args.PodName, "uid", *args.PodUID, "leases", n)
 	w.WriteHeader(http.StatusOK)
 }

@@ -48,6 +48,9 @@ type Service struct {
 	rebuildMu sync.Mutex
 	saved     *ipam.Objects
 	savedJSON []byte
+
+	counts Counts                         // metrics.go
+	live   atomic.Pointer[ipam.Allocator] // the allocator while serving
 }
 
 // Notify tells the service the metadata picture changed; synced means it
@@ -113,6 +116,8 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	if s.Metadata != nil {
 		s.alloc.PodWait = 3 * time.Second
 	}
+	s.live.Store(s.alloc)
+	defer s.live.Store(nil)
 	logView(s.alloc.View())
 
 	ln, err := unixsock.Listen(s.SocketPath, "ipam socket", "modules.ipam.socketPath")
@@ -120,7 +125,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newMux(&handler{alloc: s.alloc}),
+		Handler:           newMux(&handler{alloc: s.alloc, counts: &s.counts}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -301,6 +301,7 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 		s.cache.Retain(keys)
 		s.mu.Lock()
 		s.status.Synced, s.status.Connected = true, true
+		s.status.LastSync = time.Now()
 		s.mu.Unlock()
 		klog.InfoS("Metadata synced", "source", s.Source, "server", s.server(), "pods", len(keys.Pods), "nodes", len(keys.Nodes), "pools", len(keys.Pools))
 		close(syncedCh)
@@ -335,6 +336,9 @@ func (s *Service) auditLoop(ctx context.Context, client kubernetes.Interface, dy
 			}
 			continue
 		}
+		s.mu.Lock()
+		s.status.LastSync, s.status.Connected = time.Now(), true
+		s.mu.Unlock()
 		if n, example := s.cache.ApplyListing(listing, since); n > 0 {
 			klog.InfoS("Metadata audit corrected changes the watches missed", "objects", n, "example", example)
 			changed()

@@ -97,6 +97,8 @@ type link struct {
 	cancel  context.CancelFunc
 	pending *[]byte // filled by the TUN reader only
 	packets int
+	c       peerCounters
+	pfxs    int // prefixes routed to it (SetPlan)
 }
 
 // New starts forwarding between dev and tr. Give it routes with SetPlan;
@@ -154,6 +156,7 @@ func (f *Forwarder) SetPlan(p *Plan) {
 		for _, pfx := range pfxs {
 			t.Insert(pfx, dest{link: l})
 		}
+		l.pfxs = len(pfxs)
 	}
 	f.tbl.Store(&table{t: t})
 	for node, l := range f.links {
@@ -227,6 +230,7 @@ func (f *Forwarder) readTUN() {
 			case l.ch <- l.pending:
 			default:
 				f.Stats.DropQueue.Add(uint64(l.packets))
+				l.c.dropQueue.Add(uint64(l.packets))
 				f.putFrames(l.pending)
 			}
 			l.pending, l.packets = nil, 0
@@ -272,6 +276,7 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 		}
 		if w == nil {
 			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
+			l.c.dropQueue.Add(uint64(countFrames(*b)))
 			f.putFrames(b)
 			continue
 		}
@@ -281,9 +286,12 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			_ = w.Close()
 			w = nil
 			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
+			l.c.dropQueue.Add(uint64(countFrames(*b)))
 		} else {
-			f.Stats.TxPackets.Add(uint64(countFrames(*b)))
+			frames := uint64(countFrames(*b))
+			f.Stats.TxPackets.Add(frames)
 			f.Stats.TxBytes.Add(uint64(n))
+			l.c.tx(frames, uint64(n))
 			f.tr.Count(l.node, 0, uint64(n))
 		}
 		f.putFrames(b)
@@ -341,8 +349,9 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 // batch is full, then writes the accepted packets to the TUN at once.
 func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) error {
 	b.write = b.write[:0]
-	var bytes uint64
+	var bytes, spoofed uint64
 	var rerr error
+	var from *link // the sender's link, from the first accepted packet
 	tbl := f.tbl.Load()
 	for i := 0; i < len(b.bufs); i++ {
 		if i > 0 && br.Buffered() < frameHeader {
@@ -359,8 +368,10 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 			f.Stats.DropMalformed.Add(1)
 			continue
 		}
-		if d, found := tbl.lookup(src); !found || d.link == nil || d.link.node != node {
+		sd, found := tbl.lookup(src)
+		if !found || sd.link == nil || sd.link.node != node {
 			f.Stats.DropSpoofed.Add(1)
+			spoofed++
 			continue
 		}
 		if d, found := tbl.lookup(dst); !found || d.link != nil {
@@ -369,6 +380,7 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		}
 		b.write = append(b.write, b.bufs[i][:Offset+n])
 		bytes += uint64(n)
+		from = sd.link
 	}
 	if len(b.write) > 0 {
 		if _, err := f.dev.Write(b.write, Offset); err != nil && f.ctx.Err() == nil {
@@ -376,7 +388,11 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		}
 		f.Stats.RxPackets.Add(uint64(len(b.write)))
 		f.Stats.RxBytes.Add(bytes)
+		from.c.rx(uint64(len(b.write)), bytes)
 		f.tr.Count(node, bytes, 0)
+	}
+	if spoofed > 0 {
+		f.countSpoofed(node, spoofed)
 	}
 	return rerr
 }

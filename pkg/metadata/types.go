@@ -127,6 +127,7 @@ type Status struct {
 	Connected  bool      `json:"connected"`           // the last list/watch succeeded
 	Synced     bool      `json:"synced"`              // every informer has listed once
 	LastEvent  time.Time `json:"lastEvent,omitempty"` // last change or watch event
+	LastSync   time.Time `json:"lastSync,omitzero"`   // last complete listing (first sync or audit)
 	LastError  string    `json:"lastError,omitempty"` // last list/watch error
 	FromDisk   bool      `json:"fromDisk"`            // started from the on-disk snapshot
 	Pods       int       `json:"pods"`

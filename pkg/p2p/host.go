@@ -55,6 +55,8 @@ type Host struct {
 	Gate *Gate
 	// HolePunch is the DCUtR service (nil unless Config.HolePunching).
 	HolePunch *holepunch.Service
+	// Punches counts what HolePunch did.
+	Punches HolePunchStats
 
 	observed  atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
 	quicFirst map[string]bool                // hosts dialed QUIC first (Config.QUICFirst)
@@ -158,7 +160,7 @@ func New(cfg Config) (*Host, error) {
 		// the path manager needs DirectConnect to retry upgrades, and the
 		// addresses we punch from include the NAT mappings our relays
 		// observed (SetObserved).
-		if hh.HolePunch, err = holepunch.NewService(h, ids.IDService(), hh.holePunchAddrs); err != nil {
+		if hh.HolePunch, err = holepunch.NewService(h, ids.IDService(), hh.holePunchAddrs, holepunch.WithTracer(&hh.Punches)); err != nil {
 			hh.Close()
 			return nil, fmt.Errorf("hole punching: %w", err)
 		}

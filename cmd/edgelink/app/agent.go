@@ -53,12 +53,21 @@ func newAgentCmd() *cobra.Command {
 			status.HandleFunc("/debug/pprof/", pprof.Index)
 			status.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			status.HandleFunc("/debug/pprof/trace", pprof.Trace)
-			mods := agentModules(c, status)
+			mods, ops := agentModules(c, status)
+			reg := newRegistry(ops)
+			registerOps(c, status, reg, ops) // agentops.go: /metrics, ping, diagnose
 			stopStatus, err := serveStatus(c.StatusSocket, status)
 			if err != nil {
 				return err
 			}
 			defer stopStatus()
+			if c.MetricsAddress != "" {
+				stopMetrics, err := serveMetrics(c.MetricsAddress, reg)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+			}
 			return agenthost.Run(ctx, mods, timeout)
 		},
 	}
@@ -68,19 +77,16 @@ func newAgentCmd() *cobra.Command {
 
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
-func agentModules(c *v1.AgentConfig, status *http.ServeMux) []core.Module {
+func agentModules(c *v1.AgentConfig, status *http.ServeMux) ([]core.Module, opsModules) {
 	var subscribers []string
 	if c.Modules.IPAM.Enable {
 		subscribers = append(subscribers, ipam.ModuleName)
 	}
 	meta := metasync.New(c, subscribers)
 	tun := tunnel.New(c, meta.Reader(), status)
-	return []core.Module{
-		meta,
-		ipam.New(c, meta.Reader()),
-		tun,
-		edgecni.New(c, meta.Reader(), tun.Packets(), status),
-	}
+	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun,
+		cni: edgecni.New(c, meta.Reader(), tun.Packets(), status)}
+	return []core.Module{ops.meta, ops.ipam, ops.tun, ops.cni}, ops
 }
 
 // serveStatus answers the status API (read-only JSON over HTTP) on the

@@ -1,0 +1,131 @@
+// Package agentapi holds the wire types of the agent's operations
+// endpoints on its status socket (the ones `edgelink status`, `ping`,
+// `routes` and `diagnose` read), shared by the agent that serves them and
+// pkg/statusclient that reads them. Everything is JSON over HTTP on the
+// root-only unix socket (statusSocket):
+//
+//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why
+//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters
+//	GET  /v1/metasync          metadata source status (pkg/metadata.Status)
+//	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh
+//	GET  /v1/diagnose          Diagnosis: every check, OK, FAIL or SKIP
+//	GET  /metrics              Prometheus text format
+//
+// Errors are HTTP status codes with a plain-text body meant for the user
+// (404: unknown pod IP or node; 409: the target is on this node; 503: a
+// module is not up or has no path).
+package agentapi
+
+import "time"
+
+// Route kinds: why a prefix is routed.
+const (
+	KindSegment = "segment" // another mesh segment (cloudCIDR/edgeCIDR), into the TUN
+	KindNode    = "node"    // a node's pod CIDR (Node.spec.podCIDRs)
+	KindPool    = "pool"    // a SpiderIPPool pinned to one node
+	KindPod     = "pod"     // one pod's IP not covered by the above
+	KindLocal   = "local"   // this node's own pods (not routed away)
+)
+
+// Route is one prefix the agent routes.
+type Route struct {
+	Dst string `json:"dst"`
+	// Via is a gateway (host-gw to a peer on our LAN); empty: Dev.
+	Via  string `json:"via,omitempty"`
+	Dev  string `json:"dev,omitempty"`
+	Kind string `json:"kind"`
+	// Node owns the prefix (empty for a segment route).
+	Node string `json:"node,omitempty"`
+	Why  string `json:"why"`
+	// InKernel tells whether the kernel's main table holds the route as
+	// planned (kernel routes only; always false in Forward).
+	InKernel bool `json:"inKernel"`
+}
+
+// Routes is GET /v1/dataplane/routes.
+type Routes struct {
+	TUN      string   `json:"tun"`
+	Segments []string `json:"segments"`
+	// Local are this node's pod prefixes (pod CIDRs, pinned pools, pods).
+	Local []Route `json:"local"`
+	// Kernel are the routes in the main table (protocol 77).
+	Kernel []Route `json:"kernel"`
+	// Forward is the forwarder's table inside the TUN: every remote
+	// prefix and the node whose tunnel carries it.
+	Forward []Route `json:"forward"`
+	// Errors is what the last reconcile could not do.
+	Errors string `json:"errors,omitempty"`
+}
+
+// PeerTraffic is the forwarder's pod traffic with one peer node since the
+// peer entered the route plan.
+type PeerTraffic struct {
+	Node      string    `json:"node"`
+	TxPackets uint64    `json:"txPackets"`
+	TxBytes   uint64    `json:"txBytes"`
+	RxPackets uint64    `json:"rxPackets"`
+	RxBytes   uint64    `json:"rxBytes"`
+	DropQueue uint64    `json:"dropQueue"`   // peer too slow or no path
+	DropSpoof uint64    `json:"dropSpoofed"` // inner source not the peer's
+	LastTx    time.Time `json:"lastTx,omitzero"`
+	LastRx    time.Time `json:"lastRx,omitzero"`
+	Prefixes  int       `json:"prefixes"`
+}
+
+// PingRequest is POST /v1/ping: target is a pod IP or a node name.
+type PingRequest struct {
+	Target string `json:"target"`
+	// TimeoutMillis bounds the probe (default 5000).
+	TimeoutMillis int `json:"timeoutMs,omitempty"`
+}
+
+// PingResult is one probe's answer.
+type PingResult struct {
+	Target     string  `json:"target"`
+	Node       string  `json:"node"`
+	Path       string  `json:"path"` // direct-tcp, direct-quic, relayed
+	Relay      string  `json:"relay,omitempty"`
+	RemoteAddr string  `json:"remoteAddr"`
+	RTTMillis  float64 `json:"rttMs"`
+}
+
+// Check results.
+const (
+	CheckOK   = "OK"
+	CheckFail = "FAIL"
+	CheckSkip = "SKIP" // the module it checks is disabled
+)
+
+// Check is one diagnose check.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// Detail says what was found, with the offending values.
+	Detail string `json:"detail"`
+	// Fix suggests what to do (FAIL only).
+	Fix string `json:"fix,omitempty"`
+}
+
+// Diagnosis is GET /v1/diagnose.
+type Diagnosis struct {
+	Node   string    `json:"node"`
+	Time   time.Time `json:"time"`
+	Checks []Check   `json:"checks"`
+}
+
+// Failed reports whether any check failed.
+func (d *Diagnosis) Failed() bool {
+	for _, c := range d.Checks {
+		if c.Status == CheckFail {
+			return true
+		}
+	}
+	return false
+}
+
+// OK, Fail and Skip build checks.
+func OK(name, detail string) Check { return Check{Name: name, Status: CheckOK, Detail: detail} }
+func Fail(name, detail, fix string) Check {
+	return Check{Name: name, Status: CheckFail, Detail: detail, Fix: fix}
+}
+func Skip(name, detail string) Check { return Check{Name: name, Status: CheckSkip, Detail: detail} }

@@ -1,0 +1,405 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/tests/cluster"
+	"github.com/edgelink/edgelink/tests/testutil"
+)
+
+// The chart's tests run the real helm (built from the module proxy by
+// tests/tools/build.sh) on build/helm/edgelink with the sample values a user
+// would start from (ci/sample-values.yaml).
+
+const helmNamespace = "edgelink-helm"
+
+func chartDir() string { return filepath.Join(testutil.RepoRoot(), "build", "helm", "edgelink") }
+
+func sampleValues() string { return filepath.Join(chartDir(), "ci", "sample-values.yaml") }
+
+// helm runs helm with args and returns stdout, stderr and the error.
+func helm(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(testutil.Tool(t, "helm"), args...)
+	// keep helm away from the user's repositories, caches and kubeconfig
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config",
+		"HELM_DATA_HOME="+home+"/data", "KUBECONFIG="+home+"/none")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// renderChart runs helm template and decodes every manifest.
+func renderChart(t *testing.T, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	out, stderr, err := helm(t, append([]string{"template", "edgelink", chartDir(), "--namespace", helmNamespace}, args...)...)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("helm template printed invalid YAML: %v\n%s", err, out)
+		}
+		if len(m) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
+	return objs
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+// podSpec decodes a DaemonSet's pod spec.
+func podSpec(t *testing.T, ds *unstructured.Unstructured) corev1.PodSpec {
+	t.Helper()
+	m, _, _ := unstructured.NestedMap(ds.Object, "spec", "template", "spec")
+	b, _ := json.Marshal(m)
+	var s corev1.PodSpec
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestHelmLint(t *testing.T) {
+	for _, values := range []string{"", sampleValues()} {
+		args := []string{"lint", "--strict", chartDir()}
+		if values != "" {
+			args = append(args, "--values", values)
+		}
+		out, stderr, err := helm(t, args...)
+		if err != nil || !strings.Contains(out, "1 chart(s) linted, 0 chart(s) failed") {
+			t.Errorf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+		}
+	}
+}
+
+// The agent configs the chart renders pass the agent's own validation and
+// say what the values say; the DaemonSets land on the right nodes with the
+// privileges the agent needs and no more; the CNI init container's command
+// installs a conflist that points at the agent's IPAM socket.
+func TestHelmTemplate(t *testing.T) {
+	var values struct {
+		Agent struct {
+			RelayNodes     []v1.RelayNode    `json:"relayNodes"`
+			MeshCIDRConfig v1.MeshCIDRConfig `json:"meshCIDRConfig"`
+			RoutableCIDRs  []string          `json:"routableCIDRs"`
+		} `json:"agent"`
+		Membership struct {
+			ExistingSecret string `json:"existingSecret"`
+		} `json:"membership"`
+	}
+	b, err := os.ReadFile(sampleValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	objs := renderChart(t, "--values", sampleValues())
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.GetKind()+"/"+o.GetName())
+	}
+	t.Logf("rendered: %s", strings.Join(kinds, " "))
+
+	cm := find(objs, "ConfigMap", "edgelink")
+	if cm == nil {
+		t.Fatalf("no ConfigMap edgelink among %v", kinds)
+	}
+	bin := testutil.Binaries(t)
+	dir := t.TempDir()
+	configs := map[string]*v1.AgentConfig{}
+	for _, role := range []string{"edge", "cloud"} {
+		data, _, _ := unstructured.NestedString(cm.Object, "data", role+".yaml")
+		if data == "" {
+			t.Fatalf("ConfigMap lacks %s.yaml", role)
+		}
+		path := filepath.Join(dir, role+".yaml")
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// As the agent will see it: nodeName from $NODE_NAME.
+		cmd := exec.Command(filepath.Join(bin, "edgelink"), "config", "validate", path)
+		cmd.Env = append(os.Environ(), "NODE_NAME="+role+"-node-1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("edgelink config validate %s.yaml: %v\n%s\n%s", role, err, out, data)
+		}
+		t.Setenv("NODE_NAME", role+"-node-1")
+		c, _, err := v1.Load(path)
+		if err != nil {
+			t.Fatalf("%s.yaml: %v", role, err)
+		}
+		configs[role] = c
+		if c.NodeName != role+"-node-1" {
+			t.Errorf("%s.yaml: nodeName %q, want it from $NODE_NAME", role, c.NodeName)
+		}
+		mc := c.Modules.EdgeCNI.MeshCIDRConfig
+		if !slices.Equal(mc.CloudCIDR, values.Agent.MeshCIDRConfig.CloudCIDR) || !slices.Equal(mc.EdgeCIDR, values.Agent.MeshCIDRConfig.EdgeCIDR) {
+			t.Errorf("%s.yaml: meshCIDRConfig %+v, values say %+v", role, mc, values.Agent.MeshCIDRConfig)
+		}
+		if !c.Modules.EdgeCNI.Enable {
+			t.Errorf("%s.yaml: edgeCNI disabled although mesh CIDRs are set", role)
+		}
+		if !slices.EqualFunc(c.Modules.Tunnel.RelayNodes, values.Agent.RelayNodes, func(a, b v1.RelayNode) bool {
+			return a.NodeName == b.NodeName && slices.Equal(a.AdvertiseAddress, b.AdvertiseAddress)
+		}) {
+			t.Errorf("%s.yaml: relayNodes %+v, values say %+v", role, c.Modules.Tunnel.RelayNodes, values.Agent.RelayNodes)
+		}
+		if !slices.Equal(c.Modules.Tunnel.RoutableCIDRs, values.Agent.RoutableCIDRs) {
+			t.Errorf("%s.yaml: routableCIDRs %v, values say %v", role, c.Modules.Tunnel.RoutableCIDRs, values.Agent.RoutableCIDRs)
+		}
+		if !c.Modules.Tunnel.Enable || !c.Modules.MetaSync.Enable {
+			t.Errorf("%s.yaml: tunnel %v, metaSync %v; want both on", role, c.Modules.Tunnel.Enable, c.Modules.MetaSync.Enable)
+		}
+	}
+	if c := configs["edge"]; c.Modules.MetaSync.Source != v1.SourceMetaServer || !c.Modules.IPAM.Enable {
+		t.Errorf("edge.yaml: source %s, ipam %v; want the metaServer and IPAM on", c.Modules.MetaSync.Source, c.Modules.IPAM.Enable)
+	}
+	if c := configs["cloud"]; c.Modules.MetaSync.Source != v1.SourceInCluster || c.Modules.IPAM.Enable {
+		t.Errorf("cloud.yaml: source %s, ipam %v; want inCluster and IPAM off", c.Modules.MetaSync.Source, c.Modules.IPAM.Enable)
+	}
+
+	for role, wantOp := range map[string]corev1.NodeSelectorOperator{"edge": corev1.NodeSelectorOpExists, "cloud": corev1.NodeSelectorOpDoesNotExist} {
+		ds := find(objs, "DaemonSet", "edgelink-"+role)
+		if ds == nil {
+			t.Fatalf("no DaemonSet edgelink-%s among %v", role, kinds)
+		}
+		s := podSpec(t, ds)
+		if !s.HostNetwork {
+			t.Errorf("%s: not on the host network", role)
+		}
+		var op corev1.NodeSelectorOperator
+		if a := s.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+			for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+				for _, e := range term.MatchExpressions {
+					if e.Key == "node-role.kubernetes.io/edge" {
+						op = e.Operator
+					}
+				}
+			}
+		}
+		if op != wantOp {
+			t.Errorf("%s: node-role.kubernetes.io/edge affinity %q, want %q", role, op, wantOp)
+		}
+		if !slices.ContainsFunc(s.Tolerations, func(tl corev1.Toleration) bool { return tl.Operator == corev1.TolerationOpExists && tl.Key == "" }) {
+			t.Errorf("%s: does not tolerate every taint: %+v", role, s.Tolerations)
+		}
+		for _, c := range append(slices.Clone(s.InitContainers), s.Containers...) {
+			sc := c.SecurityContext
+			if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("%s/%s: securityContext %+v; want unprivileged, dropping ALL", role, c.Name, sc)
+				continue
+			}
+			want := []corev1.Capability{}
+			if c.Name == "agent" {
+				want = []corev1.Capability{"NET_ADMIN", "NET_RAW"}
+			}
+			if got := sc.Capabilities.Add; !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+				t.Errorf("%s/%s: adds capabilities %v, want %v", role, c.Name, got, want)
+			}
+		}
+		agent := s.Containers[0]
+		if agent.Resources.Requests.Cpu().IsZero() || agent.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s: agent without resource requests/limits: %+v", role, agent.Resources)
+		}
+		// The hostPaths the agent and the CNI plugin on the host share.
+		hostPaths := map[string]string{}
+		for _, v := range s.Volumes {
+			if v.HostPath != nil {
+				hostPaths[v.Name] = v.HostPath.Path
+			}
+			if v.Secret != nil && v.Secret.SecretName != values.Membership.ExistingSecret {
+				t.Errorf("%s: secret volume %q, want membership.existingSecret %q", role, v.Secret.SecretName, values.Membership.ExistingSecret)
+			}
+		}
+		mounted := map[string]string{} // mountPath -> host path
+		for _, m := range agent.VolumeMounts {
+			if hp, ok := hostPaths[m.Name]; ok {
+				mounted[m.MountPath] = hp
+			}
+		}
+		c := configs[role]
+		for what, p := range map[string]string{"/dev/net/tun": "/dev/net/tun", "statusSocket": filepath.Dir(c.StatusSocket),
+			"dataDir": c.DataDir, "ipam socket": filepath.Dir(c.Modules.IPAM.SocketPath)} {
+			if mounted[p] != p {
+				t.Errorf("%s: %s %s is not the host's (mounts %v)", role, what, p, mounted)
+			}
+		}
+	}
+
+	// Run the edge init container's `edgelink cni install` as written,
+	// with its host directories redirected into a temporary root.
+	s := podSpec(t, find(objs, "DaemonSet", "edgelink-edge"))
+	i := slices.IndexFunc(s.InitContainers, func(c corev1.Container) bool { return slices.Contains(c.Command, "cni") })
+	if i < 0 {
+		t.Fatalf("edge DaemonSet has no init container running edgelink cni install: %+v", s.InitContainers)
+	}
+	cmdline := s.InitContainers[i].Command
+	if !slices.Equal(cmdline[:3], []string{"edgelink", "cni", "install"}) {
+		t.Fatalf("init container runs %v", cmdline)
+	}
+	root := t.TempDir()
+	plugin := filepath.Join(bin, "edgelink-cni")
+	r := strings.NewReplacer("/etc/edgelink/edgelink.yaml", filepath.Join(dir, "edge.yaml"), "/host/", root+"/")
+	args := []string{"--plugin=" + plugin}
+	for _, a := range cmdline[3:] {
+		args = append(args, r.Replace(a))
+	}
+	cmd := exec.Command(filepath.Join(bin, "edgelink"), append([]string{"cni", "install"}, args...)...)
+	cmd.Env = append(os.Environ(), "NODE_NAME=edge-node-1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("init container command %v: %v\n%s", args, err, out)
+	}
+	var conf struct {
+		Plugins []struct {
+			Type string         `json:"type"`
+			IPAM map[string]any `json:"ipam"`
+		} `json:"plugins"`
+	}
+	b, err = os.ReadFile(filepath.Join(root, "cni", "net.d", "10-edgelink.conflist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) != 1 {
+		t.Fatalf("conflist: %v\n%s", err, b)
+	}
+	ipam := conf.Plugins[0].IPAM
+	if ipam["ipam_unix_socket_path"] != configs["edge"].Modules.IPAM.SocketPath || ipam["type"] != "spiderpool" {
+		t.Errorf("conflist IPAM %v, want spiderpool at the agent's socket %s", ipam, configs["edge"].Modules.IPAM.SocketPath)
+	}
+	if pools, _ := ipam["default_ipv4_ippool"].([]any); len(pools) != 1 || pools[0] != "edge-pool-v4" {
+		t.Errorf("conflist default_ipv4_ippool %v, want [edge-pool-v4] from edge.cni.defaultIPv4IPPool", ipam["default_ipv4_ippool"])
+	}
+	if _, err := os.Stat(filepath.Join(root, "cni", "bin", "edgelink-cni")); err != nil {
+		t.Errorf("edgelink-cni not installed: %v", err)
+	}
+}
+
+// Values that cannot work stop rendering with a message naming the value.
+func TestHelmRefusesBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no membership secret", nil, "membership.existingSecret is required"},
+		{"no membership secret, edge with KubeEdge certs and cloud", []string{"--set", "membership.kubeEdgeCerts=true"}, "membership.existingSecret is required"},
+		{"EdgeMesh PSK", []string{"--set", "membership.existingSecret=s", "--set", "agent.psk=secret"}, "agent.psk: EdgeLink has no pre-shared key"},
+		{"relay without address", []string{"--set", "membership.existingSecret=s", "--set", "agent.relayNodes[0].nodeName=r1"}, "advertiseAddress"},
+		{"misspelt key", []string{"--set", "membership.existingSecret=s", "--set", "agent.meshCidrConfig.edgeCIDR={10.244.5.0/24}"}, "meshCidrConfig"},
+		{"not a CIDR", []string{"--set", "membership.existingSecret=s", "--set", "agent.meshCIDRConfig.edgeCIDR={10.244.5.0}"}, "edgeCIDR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, err := helm(t, append([]string{"template", "edgelink", chartDir()}, tc.args...)...)
+			if err == nil || !strings.Contains(stderr, tc.want) {
+				t.Errorf("helm template %v: err %v, stderr %q; want a failure naming %q", tc.args, err, stderr, tc.want)
+			}
+		})
+	}
+	// Edge nodes alone on KubeEdge's certificates need no Secret.
+	objs := renderChart(t, "--set", "membership.kubeEdgeCerts=true", "--set", "cloud.enabled=false")
+	if ds := find(objs, "DaemonSet", "edgelink-edge"); ds == nil || find(objs, "DaemonSet", "edgelink-cloud") != nil {
+		t.Errorf("edge-only KubeEdge-certificate install rendered %d objects, want the edge DaemonSet only", len(objs))
+	} else {
+		for _, v := range podSpec(t, ds).Volumes {
+			if v.Secret != nil {
+				t.Errorf("edge DaemonSet on KubeEdge certificates mounts secret %q", v.Secret.SecretName)
+			}
+		}
+	}
+}
+
+// The rendered manifests pass the real kube-apiserver's validation
+// (server-side dry run, unknown fields refused), and that check has teeth:
+// a misspelt field is refused.
+func TestHelmDryRunApply(t *testing.T) {
+	cp := cluster.Shared(t)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: helmNamespace}}
+	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.CoreV1().Namespaces().Delete(context.Background(), helmNamespace, metav1.DeleteOptions{})
+	})
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cp.Client.Discovery()))
+	dryRun := func(o *unstructured.Unstructured) error {
+		m, err := mapper.RESTMapping(o.GroupVersionKind().GroupKind(), o.GroupVersionKind().Version)
+		if err != nil {
+			return err
+		}
+		opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict}
+		if m.Scope.Name() == "namespace" {
+			_, err = cp.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace()).Create(ctx, o, opts)
+		} else {
+			_, err = cp.Dynamic.Resource(m.Resource).Create(ctx, o, opts)
+		}
+		return err
+	}
+
+	for _, values := range [][]string{
+		{"--values", sampleValues()},
+		{"--set", "membership.kubeEdgeCerts=true", "--set", "cloud.enabled=false"},
+	} {
+		objs := renderChart(t, values...)
+		if len(objs) < 6 && values[0] == "--values" {
+			t.Errorf("only %d objects rendered from the sample values", len(objs))
+		}
+		for _, o := range objs {
+			if err := dryRun(o); err != nil {
+				t.Errorf("%v: dry-run create %s %s/%s: %v", values, o.GetKind(), o.GetNamespace(), o.GetName(), err)
+			} else {
+				t.Logf("%v: %s %s accepted", values, o.GetKind(), o.GetName())
+			}
+		}
+		// Dry run means nothing was created.
+		if _, err := cp.Client.AppsV1().DaemonSets(helmNamespace).Get(ctx, "edgelink-edge", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("dry run created the DaemonSet (get: %v)", err)
+		}
+	}
+
+	ds := find(renderChart(t, "--values", sampleValues()), "DaemonSet", "edgelink-edge")
+	containers, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
+	containers[0].(map[string]any)["securityContext"].(map[string]any)["privilegd"] = true
+	if err := unstructured.SetNestedSlice(ds.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dryRun(ds); err == nil || !strings.Contains(err.Error(), "privilegd") {
+		t.Errorf("a misspelt field passed the dry run (err %v)", err)
+	}
+}
