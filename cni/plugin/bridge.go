@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +20,9 @@ import (
 // the loser finds the winner's bridge.
 func ensureBridge(name string, mtu int) (*netlink.Bridge, error) {
 	if br, err := bridgeByName(name); err == nil {
+		if err := pinBridgeMAC(br); err != nil { // bridges of older versions, too
+			return nil, err
+		}
 		return br, netlink.LinkSetUp(br)
 	} else if !isNotFound(err) {
 		return nil, err
@@ -35,10 +40,33 @@ func ensureBridge(name string, mtu int) (*netlink.Bridge, error) {
 	}
 	// The bridge owns gateway addresses; it must not autoconfigure its own.
 	_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_ra", name), "0")
+	if err := pinBridgeMAC(got); err != nil {
+		return nil, err
+	}
 	if err := netlink.LinkSetUp(got); err != nil {
 		return nil, fmt.Errorf("set bridge %q up: %w", name, err)
 	}
 	return got, nil
+}
+
+// pinBridgeMAC sets the bridge's MAC address explicitly. A bridge whose
+// address was never set takes the lowest MAC among its ports, so it would
+// change as pods come and go, and every pod's ARP entry for its gateway
+// would go stale: traffic stalls for seconds until the pod re-resolves.
+// A freshly made bridge has a random address; it is kept.
+func pinBridgeMAC(br *netlink.Bridge) error {
+	mac := br.HardwareAddr
+	if len(mac) != 6 || bytes.Equal(mac, make([]byte, 6)) {
+		mac = make(net.HardwareAddr, 6)
+		if _, err := rand.Read(mac); err != nil {
+			return err
+		}
+		mac[0] = mac[0]&0xfe | 0x02 // unicast, locally administered
+	}
+	if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
+		return fmt.Errorf("pin the MAC of bridge %q: %w", br.Name, err)
+	}
+	return nil
 }
 
 func bridgeByName(name string) (*netlink.Bridge, error) {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -452,4 +453,53 @@ func TestCNIWithCnitool(t *testing.T) {
 		t.Fatalf("cnitool gc: %v", err)
 	}
 	n.assertClean()
+}
+
+// The bridge keeps its MAC address as pods come and go: a port with a
+// lower MAC would otherwise become the bridge's address, and every pod's
+// ARP entry for its gateway would go stale (traffic stalls for seconds).
+func TestCNIBridgeMACStaysPut(t *testing.T) {
+	n := newCNINode(t, install.Options{Subnets: []string{"10.244.6.0/24"}})
+	n.mustAdd("first", testutil.NewNS(t))
+	mac := func() string {
+		var s string
+		if err := n.inNode(func() error {
+			br, err := netlink.LinkByName("edgelink-br0")
+			if err == nil {
+				s = br.Attrs().HardwareAddr.String()
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := mac()
+	// A port with the lowest possible unicast MAC joins the bridge, as a
+	// new pod's veth might.
+	if err := n.inNode(func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name, la.HardwareAddr = "ellow0", net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "ellow1"}); err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName("edgelink-br0")
+		if err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName("ellow0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMaster(l, br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n.mustAdd("second", testutil.NewNS(t))
+	if after := mac(); after != before {
+		t.Errorf("the bridge's MAC changed from %s to %s when ports joined", before, after)
+	}
 }

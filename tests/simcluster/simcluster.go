@@ -42,7 +42,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -64,6 +66,7 @@ import (
 	"github.com/edgelink/edgelink/cni/install"
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/modules/edgecni"
+	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -139,6 +142,9 @@ type Pod struct {
 	NS   ns.NetNS
 	IP   netip.Addr
 	UID  string
+
+	nsName string
+	once   sync.Once
 }
 
 // New builds spec (Default if it has no hosts): the network, the control
@@ -421,9 +427,18 @@ func (n *Node) TryAddPod(t testing.TB, name string) (*Pod, error) {
 		n.mu.Unlock()
 	}
 	obj := n.c.CP.CreatePod(t, PodNamespace, name, n.Name, map[string]string{"app": "sim"}, nil)
-	p := &Pod{Name: name, Node: n, NS: testutil.NewNS(t), UID: string(obj.UID)}
+	nsName, path, err := n.c.TP.NewNamespace(name)
+	if err != nil {
+		return nil, err
+	}
+	netns, err := ns.GetNS(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pod{Name: name, Node: n, NS: netns, UID: string(obj.UID), nsName: nsName}
+	t.Cleanup(func() { _ = p.release() })
 	var res *current.Result
-	err := n.Host.Do(func() error {
+	err = n.Host.Do(func() error {
 		r, err := n.cni.AddNetworkList(context.Background(), n.list, n.rt(p))
 		if err != nil {
 			return err
@@ -434,7 +449,6 @@ func (n *Node) TryAddPod(t testing.TB, name string) (*Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CNI ADD %s on %s: %w", name, n.Name, err)
 	}
-	t.Cleanup(func() { _ = n.delCNI(p) })
 	for _, ipc := range res.IPs {
 		if a, ok := netip.AddrFromSlice(ipc.Address.IP.To4()); ok && !p.IP.IsValid() {
 			p.IP = a
@@ -461,10 +475,20 @@ func (p *Pod) Delete(t testing.TB) {
 	if err := p.Node.c.CP.Client.CoreV1().Pods(PodNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Errorf("delete pod %s: %v", p.Name, err)
 	}
-	if err := p.Node.delCNI(p); err != nil {
+	if err := p.release(); err != nil {
 		t.Errorf("CNI DEL %s: %v", p.Name, err)
 	}
-	_ = p.NS.Close()
+}
+
+// release runs the CNI DEL and deletes the pod's namespace, once; it
+// returns the DEL's error.
+func (p *Pod) release() (err error) {
+	p.once.Do(func() {
+		err = p.Node.delCNI(p)
+		_ = p.NS.Close()
+		_ = p.Node.c.TP.DeleteNamespace(p.nsName)
+	})
+	return err
 }
 
 // Exec runs a command inside the pod's namespace.
@@ -510,6 +534,11 @@ func (c *Cluster) Dump(t testing.TB) {
 			}
 		}
 		log := n.Agent.Log()
+		if dir := os.Getenv("SIMCLUSTER_LOGDIR"); dir != "" {
+			// The whole log, for a debugging session that asked for it.
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(filepath.Join(dir, n.Name+".log"), []byte(log), 0o644)
+		}
 		if i := len(log) - 3000; i > 0 {
 			log = log[i:]
 		}
@@ -561,4 +590,26 @@ func Transfer(from, to *Pod, size int64) (time.Duration, error) {
 		return 0, fmt.Errorf("%s -> %s: the bytes that arrived differ from those sent", from, to)
 	}
 	return time.Since(start), nil
+}
+
+// Leases lists the IPAM leases an edge node's agent holds (the ipam
+// module's own listing on its socket).
+func (n *Node) Leases(t testing.TB) []ipam.Lease {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", n.Agent.Config.Modules.IPAM.SocketPath)
+		}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://ipam/v1/edgelink/leases")
+	if err != nil {
+		t.Fatalf("%s leases: %v", n.Name, err)
+	}
+	defer resp.Body.Close()
+	var leases []ipam.Lease
+	if err := json.NewDecoder(resp.Body).Decode(&leases); err != nil {
+		t.Fatalf("%s leases: %v", n.Name, err)
+	}
+	return leases
 }

@@ -110,6 +110,7 @@ type Topology struct {
 
 	mu      sync.Mutex
 	created []string    // namespaces created so far, deleted at cleanup
+	extra   []string    // NewNamespace's, also in the owner record
 	closers []io.Closer // forwarders, closed at cleanup
 }
 
@@ -515,4 +516,41 @@ func (tp *Topology) teardown() {
 	if err := os.Remove(tp.record); err != nil && !os.IsNotExist(err) {
 		tp.t.Errorf("topology %s: remove owner record: %v", tp.id, err)
 	}
+}
+
+// NewNamespace creates an extra, empty namespace "elt-<id>-x-<name>" with
+// loopback up (a pod's, say), owned by the topology like its hosts: in the
+// owner record, so a killed test binary's next Sweep removes it, and
+// deleted at teardown. It returns the `ip netns` name and its path.
+// DeleteNamespace removes it earlier.
+func (tp *Topology) NewNamespace(name string) (nsName, path string, err error) {
+	if !nameRE.MatchString(name) {
+		return "", "", fmt.Errorf("namespace name %q: want [A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name)
+	}
+	nsName = nsPrefix + tp.id + "-x-" + name
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	tp.extra = append(tp.extra, nsName)
+	// Record first: a binary killed right after `ip netns add` leaves
+	// nothing the next Sweep does not know.
+	if _, err := writeRecord(tp.id, append(tp.Namespaces(), tp.extra...)); err != nil {
+		return "", "", fmt.Errorf("topology: owner record: %w", err)
+	}
+	if out, err := exec.Command("ip", "netns", "add", nsName).CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("ip netns add %s: %v: %s", nsName, err, strings.TrimSpace(string(out)))
+	}
+	tp.created = append(tp.created, nsName)
+	if out, err := exec.Command("ip", "-n", nsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("%s: lo up: %v: %s", nsName, err, strings.TrimSpace(string(out)))
+	}
+	return nsName, filepath.Join(nsRunDir, nsName), nil
+}
+
+// DeleteNamespace deletes a namespace made by NewNamespace (its links go
+// with it).
+func (tp *Topology) DeleteNamespace(nsName string) error {
+	if !strings.HasPrefix(nsName, nsPrefix+tp.id+"-x-") {
+		return fmt.Errorf("%s is not an extra namespace of topology %s", nsName, tp.id)
+	}
+	return deleteNetNS(nsName)
 }
