@@ -27,7 +27,7 @@ package ipam
 // /v1/workloadendpoint, /v1/coordinator/config).
 //
 // The structs below match SpiderPool's generated models field for field
-// (tests/tools/spiderpool/wire_test.go checks them against the real package).
+// (tests/tools/spiderpool-wire/wire_test.go checks them against the real package).
 
 // IpamAddArgs is the body of POST /v1/ipam/ip.
 type IpamAddArgs struct {

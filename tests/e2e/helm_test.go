@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -260,7 +261,9 @@ func TestHelmTemplate(t *testing.T) {
 				t.Errorf("%s: %s %s is not the host's (mounts %v)", role, what, p, mounted)
 			}
 		}
+		checkProbes(t, role, agent, c.StatusSocket)
 	}
+	runProbe(t, podSpec(t, find(objs, "DaemonSet", "edgelink-edge")).Containers[0], configs["edge"].StatusSocket)
 
 	// Run the edge init container's `edgelink cni install` as written,
 	// with its host directories redirected into a temporary root.
@@ -307,6 +310,70 @@ func TestHelmTemplate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "cni", "bin", "edgelink-cni")); err != nil {
 		t.Errorf("edgelink-cni not installed: %v", err)
+	}
+}
+
+// checkProbes: the agent container has startup, readiness and liveness
+// probes, each running `edgelink status` on the status socket its config
+// names, and liveness gives a slow agent at least a minute.
+func checkProbes(t *testing.T, role string, agent corev1.Container, socket string) {
+	t.Helper()
+	want := []string{"edgelink", "status", "--socket", socket, "-o", "json"}
+	for name, p := range map[string]*corev1.Probe{"startupProbe": agent.StartupProbe, "readinessProbe": agent.ReadinessProbe, "livenessProbe": agent.LivenessProbe} {
+		switch {
+		case p == nil || p.Exec == nil:
+			t.Errorf("%s: agent has no exec %s: %+v", role, name, p)
+		case !slices.Equal(p.Exec.Command, want):
+			t.Errorf("%s: %s runs %q, want %q", role, name, p.Exec.Command, want)
+		case p.TimeoutSeconds < 5 || p.PeriodSeconds < 1 || p.FailureThreshold < 1:
+			t.Errorf("%s: %s timeout %ds, period %ds, threshold %d: too tight", role, name, p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold)
+		}
+	}
+	if l := agent.LivenessProbe; l != nil && l.PeriodSeconds*l.FailureThreshold < 60 {
+		t.Errorf("%s: liveness restarts the agent after %ds without an answer; give it at least 60s", role, l.PeriodSeconds*l.FailureThreshold)
+	}
+	if s := agent.StartupProbe; s != nil && s.PeriodSeconds*s.FailureThreshold < 60 {
+		t.Errorf("%s: startup probe gives the agent only %ds to start", role, s.PeriodSeconds*s.FailureThreshold)
+	}
+}
+
+// runProbe runs the agent container's liveness command, as written but on
+// a real agent's socket in a temporary directory: it must exit 0 while
+// the agent answers and fail once the agent is gone.
+func runProbe(t *testing.T, agent corev1.Container, socket string) {
+	t.Helper()
+	if agent.LivenessProbe == nil || agent.LivenessProbe.Exec == nil {
+		return // reported by checkProbes
+	}
+	c := v1.NewDefault()
+	c.NodeName = "probe-node"
+	c.DataDir = t.TempDir()
+	c.StatusSocket = filepath.Join(t.TempDir(), "agent.sock")
+	c.Modules.MetaSync.Enable, c.Modules.IPAM.Enable, c.Modules.EdgeCNI.Enable, c.Modules.Tunnel.Enable = false, false, false, false
+	a := testutil.NewAgent(t, c, "")
+	probe := func() error {
+		cmdline := slices.Clone(agent.LivenessProbe.Exec.Command)
+		for i, arg := range cmdline {
+			if arg == socket {
+				cmdline[i] = c.StatusSocket
+			}
+		}
+		cmd := exec.Command(filepath.Join(testutil.Binaries(t), cmdline[0]), cmdline[1:]...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %w\n%s", cmdline, err, out)
+		}
+		return nil
+	}
+	a.Start("Agent running")
+	if err := probe(); err != nil {
+		t.Errorf("probe fails on a running agent: %v", err)
+	}
+	a.Stop()
+	if err := probe(); err == nil {
+		t.Errorf("probe passes with no agent on %s", c.StatusSocket)
+	} else {
+		t.Logf("probe %q: passes on a running agent; without one: %v", agent.LivenessProbe.Exec.Command, err)
 	}
 }
 

@@ -53,11 +53,12 @@ func newRegistry(m opsModules) *prometheus.Registry {
 }
 
 // registerOps adds the operations endpoints (pkg/agentapi) to the status
-// API: /metrics, /v1/metasync, POST /v1/ping, GET /v1/diagnose. The data
-// plane and tunnel add their own (/v1/dataplane/..., /v1/tunnel/...).
+// API: /metrics, /v1/metasync, /v1/ipam, POST /v1/ping, GET /v1/diagnose.
+// The data plane and tunnel add their own (/v1/dataplane/..., /v1/tunnel/...).
 func registerOps(c *v1.AgentConfig, mux *http.ServeMux, reg *prometheus.Registry, m opsModules) {
 	mux.Handle("GET /metrics", metricsHandler(reg))
 	m.meta.RegisterStatus(mux)
+	m.ipam.RegisterStatus(mux)
 	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.PingRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {

@@ -60,6 +60,9 @@ naming the value to set. Every template that needs it includes it.
 {{- if or .Values.cloud.enabled (and .Values.edge.enabled (not .Values.membership.kubeEdgeCerts)) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The agent's status socket (statusSocket), on the host's runDir; the probes ask it. */}}
+{{- define "edgelink.statusSocket" -}}{{ printf "%s/agent.sock" .Values.hostPaths.runDir }}{{- end -}}
+
 {{/* Where the membership files appear inside the container. */}}
 {{- define "edgelink.membershipDir" -}}/etc/edgelink/membership{{- end -}}
 
@@ -103,7 +106,7 @@ agent takes it from $NODE_NAME (downward API).
   "apiVersion" "agent.edgelink.io/v1alpha1"
   "kind" "EdgeLinkAgent"
   "dataDir" $v.hostPaths.dataDir
-  "statusSocket" (printf "%s/agent.sock" $v.hostPaths.runDir)
+  "statusSocket" (include "edgelink.statusSocket" .root)
   "modules" (dict
     "metaSync" $metaSync
     "ipam" (dict "enable" $edge "socketPath" (printf "%s/ipam.sock" $v.hostPaths.runDir))

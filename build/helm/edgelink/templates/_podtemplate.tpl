@@ -144,6 +144,24 @@ spec:
         capabilities:
           drop: [ALL]
           add: [NET_ADMIN, NET_RAW]
+      # Probes ask the agent on its status socket: `edgelink status` exits 0
+      # when the agent answers, 1 when nothing listens. The socket is served
+      # once the config is loaded, before the modules are up (a module that
+      # fails stops the agent, and the pod restarts anyway), so these catch
+      # a hung or wedged agent, not a slow tunnel. Liveness is generous: a
+      # node under load must not have its network restarted for a slow answer.
+      startupProbe:
+        {{- include "edgelink.statusProbe" $root | nindent 8 }}
+        periodSeconds: 5
+        failureThreshold: 24    # up to 2 minutes to start
+      readinessProbe:
+        {{- include "edgelink.statusProbe" $root | nindent 8 }}
+        periodSeconds: 10
+        failureThreshold: 3
+      livenessProbe:
+        {{- include "edgelink.statusProbe" $root | nindent 8 }}
+        periodSeconds: 30
+        failureThreshold: 4     # restarted after about 2 minutes without an answer
       {{- with $v.agent.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -243,6 +261,19 @@ spec:
         path: {{ $v.edge.cni.confDir }}
         type: DirectoryOrCreate
     {{- end }}
+{{- end -}}
+
+{{/* The exec probe of the agent container: `edgelink status` on the status socket. */}}
+{{- define "edgelink.statusProbe" -}}
+exec:
+  command:
+    - edgelink
+    - status
+    - --socket
+    - {{ include "edgelink.statusSocket" . }}
+    - -o
+    - json
+timeoutSeconds: 10
 {{- end -}}
 
 {{/* The CNI installers only write files under the host's CNI dirs. */}}
