@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: help build test e2e bench demo lint clean
+.PHONY: help build test e2e bench demo demo-cni lint clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ e2e: build ## end-to-end tests only (root)
 bench: build ## benchmarks; prints a table and writes bench-results.json
 	tests/bench/run.sh
 
-demo: build ## two pods on one node pinging through edgelink-cni (root)
+demo: ## the simulated cloud-edge cluster: pods pinging across NATs, status, throughput (root; KEEP=1 stays up)
+	tests/demo/run.sh
+
+demo-cni: build ## two pods on one node pinging through edgelink-cni (root)
 	tests/demo/cni-demo.sh
 
 lint: ## gofmt check and go vet

@@ -3,6 +3,8 @@ package statusclient
 import (
 	"cmp"
 	"context"
+	"errors"
+	"net/http"
 	"slices"
 	"time"
 
@@ -65,7 +67,12 @@ func (c *Client) Overview(ctx context.Context) (*Overview, error) {
 		if err == nil {
 			return true
 		}
-		o.Unavailable[section] = err.Error()
+		var he *HTTPError
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			o.Unavailable[section] = "module not enabled on this node"
+		} else {
+			o.Unavailable[section] = err.Error()
+		}
 		return false
 	}
 	ts, err := c.TunnelStatus(ctx)

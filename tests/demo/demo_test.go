@@ -26,6 +26,21 @@ func TestDemo(t *testing.T) {
 	if os.Getenv("EDGELINK_DEMO") != "1" {
 		t.Skip("the demo runs through `make demo` (EDGELINK_DEMO=1)")
 	}
+	// Ctrl-C at any point ends the demo at the next step, through the
+	// normal teardown (the default would kill the process and leave the
+	// cluster for the next run's sweep).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	interrupted := func() bool {
+		select {
+		case <-sig:
+			say("\n==> interrupted: tearing down")
+			return true
+		default:
+			return false
+		}
+	}
 	start := time.Now()
 	say("==> bringing up the cluster: etcd, kube-apiserver, cloudcore; 2 relays, 2 cloud nodes, sites A (2 nodes), C, B (symmetric NAT); an edgecore and an agent per node")
 	c := simcluster.New(t, simcluster.Default)
@@ -34,6 +49,9 @@ func TestDemo(t *testing.T) {
 		pods[n.Name] = n.AddPod(t, "")
 	}
 	say("    up in %s", time.Since(start).Round(time.Second))
+	if interrupted() {
+		return
+	}
 	say("\n==> pods (cloud: bridge + host-local; edge: edgelink-cni + spiderpool from pinned SpiderIPPools)")
 	for _, n := range c.PodNodes() {
 		say("    %-8s %-7s %s", n.Name, n.Kind, pods[n.Name].IP)
@@ -59,6 +77,9 @@ func TestDemo(t *testing.T) {
 		say("    %-8s -> %-8s %-12s %s", pr[0], pr[1], to.IP, rtt)
 	}
 
+	if interrupted() {
+		return
+	}
 	say("\n==> status per node (edgelink status)")
 	for _, n := range c.Nodes() {
 		say("--- %s", n.Name)
@@ -88,10 +109,7 @@ func TestDemo(t *testing.T) {
 			say("    ip netns exec %s ping %s    # a pod on %s", filepath.Base(pods[n.Name].NS.Path()), pods["a1"].IP, n.Name)
 		}
 		say("    kubeconfig: %s", c.CP.Kubeconfig)
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		<-sig
-		signal.Stop(sig)
 	}
 	say("\n==> tearing down")
 }

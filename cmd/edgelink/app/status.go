@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -55,7 +56,7 @@ func writeStatus(w io.Writer, o *statusclient.Overview, now time.Time) error {
 		fmt.Fprintf(w, "Peer ID:    %s (reachability %s)\n", o.PeerID, strings.ToLower(orDash(o.Reachability)))
 	}
 	fmt.Fprintf(w, "Segments:   %s\n", orDash(strings.Join(o.Segments, ", ")))
-	fmt.Fprintf(w, "Pod CIDRs:  %s\n", orDash(strings.Join(o.PodCIDRs, ", ")))
+	fmt.Fprintf(w, "Pod CIDRs:  %s\n", orDash(strings.Join(addrRanges(o.PodCIDRs), ", ")))
 	if o.TUN != "" {
 		fmt.Fprintf(w, "TUN:        %s, MTU %d\n", o.TUN, o.MTU)
 	}
@@ -132,4 +133,60 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// addrRanges renders prefixes for people: contiguous prefixes (a pool's
+// range split into CIDRs, say) become one "first-last" range; a prefix
+// that stands alone stays a CIDR. Unparsable entries pass through.
+func addrRanges(cidrs []string) []string {
+	type span struct{ first, last netip.Addr }
+	var spans []span
+	var out []string
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			out = append(out, c)
+			continue
+		}
+		p = p.Masked()
+		spans = append(spans, span{p.Addr(), lastAddr(p)})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.first.Compare(b.first) })
+	var merged []span
+	for _, s := range spans {
+		if n := len(merged); n > 0 && merged[n-1].last.Next() == s.first {
+			merged[n-1].last = s.last
+			continue
+		}
+		merged = append(merged, s)
+	}
+	for _, s := range merged {
+		if p, ok := prefixOf(s.first, s.last); ok {
+			out = append(out, p.String())
+		} else {
+			out = append(out, s.first.String()+"-"+s.last.String())
+		}
+	}
+	return out
+}
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// prefixOf is the prefix spanning exactly first..last, if there is one.
+func prefixOf(first, last netip.Addr) (netip.Prefix, bool) {
+	for bits := 0; bits <= first.BitLen(); bits++ {
+		p := netip.PrefixFrom(first, bits)
+		if p.Masked().Addr() == first && lastAddr(p) == last {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }
