@@ -167,6 +167,19 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 		for _, p := range peers {
 			if p.Node == nodes[1].name && want(p) {
 				t.Logf("%s: A->B path %s %s", c.Name(), p.Path, p.RemoteAddr)
+				if c.relayed {
+					// Which transport each end uses to the relay: the
+					// relayed results vary with it.
+					for i, a := range agents[:2] {
+						var rp []p2p.PeerStatus
+						_ = a.GetJSON("/v1/tunnel/peers", &rp)
+						for _, q := range rp {
+							if q.Node == "bench-relay" {
+								t.Logf("%s: %s->relay path %s %s", c.Name(), nodes[i].name, q.Path, q.RemoteAddr)
+							}
+						}
+					}
+				}
 				return pids, nil, nil
 			}
 		}
