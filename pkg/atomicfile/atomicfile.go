@@ -6,8 +6,11 @@ package atomicfile
 
 import (
 	"bytes"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -53,4 +56,55 @@ func Write(path string, r io.Reader, mode os.FileMode) error {
 // WriteBytes is Write for a byte slice.
 func WriteBytes(path string, data []byte, mode os.FileMode) error {
 	return Write(path, bytes.NewReader(data), mode)
+}
+
+// WriteIn is Write for name inside root: every component of name is
+// resolved within root (os.Root), so a symlink leading out of it makes the
+// write fail instead of being followed. name is relative to root; the
+// directory is created (0755) if missing.
+func WriteIn(root *os.Root, name string, r io.Reader, mode os.FileMode) error {
+	dir := filepath.Dir(name)
+	if err := root.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	var (
+		tmp     *os.File
+		tmpName string
+		err     error
+	)
+	for range 10 {
+		tmpName = filepath.Join(dir, "."+filepath.Base(name)+".tmp-"+rand.Text()[:10])
+		tmp, err = root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	defer root.Remove(tmpName) // no-op after the rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := root.Rename(tmpName, name); err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	d, err := root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

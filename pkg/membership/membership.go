@@ -31,6 +31,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -248,15 +249,54 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 	if !namesNode(leaf, p.Node) {
 		return fail("certificate names node %q, proof claims %q", leaf.Subject.CommonName, p.Node)
 	}
-	for _, u := range leaf.URIs {
-		if s := u.String(); len(s) > len(PeerURIPrefix) && s[:len(PeerURIPrefix)] == PeerURIPrefix && s[len(PeerURIPrefix):] != remote.String() {
-			return fail("certificate of %q is bound to peer %s, presented by %s", p.Node, s[len(PeerURIPrefix):], remote)
-		}
+	bound, err := BoundPeer(leaf)
+	if err != nil {
+		return fail("certificate of %q: %v", p.Node, err)
+	}
+	if bound != "" && bound != remote {
+		return fail("certificate of %q is bound to peer %s, presented by %s", p.Node, bound, remote)
 	}
 	if !verifySig(leaf.PublicKey, SigningInput(p.Node, remote, p.Expires), p.Sig) {
 		return fail("signature does not verify with the certificate of %q", p.Node)
 	}
 	return p.Node, nil
+}
+
+// BoundPeer returns the libp2p peer ID cert is bound to by its URI SAN
+// "edgelink:peer:<id>" (certificates from `edgelink ca issue`), or "" when
+// it binds none (KubeEdge's certificates). A malformed peer ID, or URIs
+// binding different peers, is an error.
+func BoundPeer(cert *x509.Certificate) (peer.ID, error) {
+	var bound peer.ID
+	for _, u := range cert.URIs {
+		s, ok := strings.CutPrefix(u.String(), PeerURIPrefix)
+		if !ok {
+			continue
+		}
+		id, err := peer.Decode(s)
+		if err != nil {
+			return "", fmt.Errorf("URI SAN %q: not a peer ID: %w", u, err)
+		}
+		if bound != "" && id != bound {
+			return "", fmt.Errorf("bound to two peers, %s and %s", bound, id)
+		}
+		bound = id
+	}
+	return bound, nil
+}
+
+// ParseLeaf returns the first certificate of a PEM certificate file's
+// content (a chain, leaf first).
+func ParseLeaf(certPEM []byte) (*x509.Certificate, error) {
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil, errors.New("no PEM certificate")
+		}
+		if b.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(b.Bytes)
+		}
+	}
 }
 
 // KubeEdgeNodePrefix starts the common name of the certificates cloudcore

@@ -2,7 +2,10 @@ package membership
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,4 +157,50 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("error does not wrap ErrNotMember: %v", err)
 		}
 	})
+}
+
+func TestBoundPeer(t *testing.T) {
+	a, b := newPeer(t), newPeer(t)
+	uri := func(s string) *url.URL { u, _ := url.Parse(s); return u }
+	for _, tc := range []struct {
+		name string
+		uris []*url.URL
+		want peer.ID
+		err  string
+	}{
+		{"none (KubeEdge)", nil, "", ""},
+		{"other URIs", []*url.URL{uri("spiffe://x/y")}, "", ""},
+		{"bound", []*url.URL{uri("spiffe://x/y"), uri(PeerURIPrefix + a.String())}, a, ""},
+		{"twice the same", []*url.URL{uri(PeerURIPrefix + a.String()), uri(PeerURIPrefix + a.String())}, a, ""},
+		{"two peers", []*url.URL{uri(PeerURIPrefix + a.String()), uri(PeerURIPrefix + b.String())}, "", "bound to two peers"},
+		{"malformed", []*url.URL{uri(PeerURIPrefix + "nope")}, "", "not a peer ID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := BoundPeer(&x509.Certificate{URIs: tc.uris})
+			if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("BoundPeer = %q, %v; want %q, error containing %q", got, err, tc.want, tc.err)
+			}
+		})
+	}
+	// Issued certificates are bound to the peer they were issued for.
+	dir := t.TempDir()
+	ca, err := InitCA(filepath.Join(dir, "ca"), "test-ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, _, err := ca.Issue("edge-1", a, time.Hour, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(crt)
+	leaf, err := ParseLeaf(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := BoundPeer(leaf); got != a || err != nil {
+		t.Errorf("issued certificate bound to %q (%v), want %s", got, err, a)
+	}
+	if _, err := ParseLeaf([]byte("not PEM")); err == nil {
+		t.Error("ParseLeaf accepted non-PEM input")
+	}
 }

@@ -33,21 +33,16 @@ func LoadOrCreateIdentity(path string) (crypto.PrivKey, peer.ID, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, "", fmt.Errorf("identity key %s is readable by others (mode %o); run chmod 600 %s", path, fi.Mode().Perm(), path)
 		}
-		key, err := crypto.UnmarshalPrivateKey(data)
+		key, id, err := ParseIdentity(data)
 		if err != nil {
-			return nil, "", fmt.Errorf("identity key %s is not a libp2p private key: %w (move it away to generate a new identity)", path, err)
+			return nil, "", fmt.Errorf("identity key %s %w (move it away to generate a new identity)", path, err)
 		}
-		id, err := peer.IDFromPrivateKey(key)
-		return key, id, err
+		return key, id, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, "", fmt.Errorf("identity key: %w", err)
 	}
 
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		return nil, "", err
-	}
-	data, err = crypto.MarshalPrivateKey(key)
+	key, data, err := NewIdentity()
 	if err != nil {
 		return nil, "", err
 	}
@@ -59,4 +54,28 @@ func LoadOrCreateIdentity(path string) (crypto.PrivKey, peer.ID, error) {
 	}
 	id, err := peer.IDFromPrivateKey(key)
 	return key, id, err
+}
+
+// ParseIdentity parses an identity key file's content.
+func ParseIdentity(data []byte) (crypto.PrivKey, peer.ID, error) {
+	key, err := crypto.UnmarshalPrivateKey(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("is not a libp2p private key: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	return key, id, err
+}
+
+// NewIdentity makes a fresh Ed25519 identity key (from crypto/rand) and
+// returns it with the content of its key file.
+func NewIdentity() (crypto.PrivKey, []byte, error) {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, data, nil
 }

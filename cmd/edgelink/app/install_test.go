@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/membership"
 	"github.com/edgelink/edgelink/pkg/p2p"
@@ -76,7 +78,8 @@ func TestInstallLaysOutNode(t *testing.T) {
 	args := []string{"--root", root, "--binary", self, "--plugin", cni, "--ipam-plugin", ipamPlugin,
 		"--node-name", "edge-1", "--cloud-cidr", "10.244.1.0/24", "--edge-cidr", "10.244.5.0/24,10.244.6.0/24",
 		"--relay-node", "relay-1=198.18.0.10,relay.example.com",
-		"--ca-file", filepath.Join(caDir, membership.CACertFile), "--cert-file", crt, "--key-file", key}
+		"--ca-file", filepath.Join(caDir, membership.CACertFile), "--cert-file", crt, "--key-file", key,
+		"--identity-file", idFile}
 	out, err := runInstall(t, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +96,7 @@ func TestInstallLaysOutNode(t *testing.T) {
 		"/etc/edgelink/membership/ca.crt":       0o644,
 		"/etc/edgelink/membership/node.crt":     0o644,
 		"/etc/edgelink/membership/node.key":     0o600,
+		"/etc/edgelink/membership":              0o700,
 		"/var/lib/edgelink/tunnel/identity.key": 0o600,
 		"/etc/systemd/system/edgelink.service":  0o644,
 	} {
@@ -140,6 +144,19 @@ func TestInstallLaysOutNode(t *testing.T) {
 	}
 	if !strings.Contains(out, "peer ID: "+installedID.String()) {
 		t.Errorf("output does not print the peer ID %s:\n%s", installedID, out)
+	}
+	// ... the one the certificate is bound to, so peers accept it.
+	if bound, err := membership.BoundPeer(creds.Chain[0]); err != nil || bound != installedID {
+		t.Errorf("installed certificate is bound to peer %q (%v), the installed identity is %s", bound, err, installedID)
+	}
+	if installedID != id {
+		t.Errorf("installed identity %s is not --identity-file's %s", installedID, id)
+	}
+	// The report lists node paths.
+	for _, want := range []string{"\n  /opt/cni/bin/edgelink-cni\n", "\n  /etc/cni/net.d/10-edgelink.conflist\n", "\n  /var/lib/edgelink/tunnel/identity.key\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not list %q:\n%s", strings.TrimSpace(want), out)
+		}
 	}
 
 	// The conflist points edgelink-cni's IPAM at the agent's socket.
@@ -252,5 +269,163 @@ func TestSystemdUnitFileMatches(t *testing.T) {
 	}
 	if want := renderUnit(DefaultInstallBinDir, DefaultConfigPath); !bytes.Equal(b, want) {
 		t.Errorf("build/systemd/edgelink.service differs from the unit edgelink install writes; regenerate it:\n%s", want)
+	}
+}
+
+// issued makes a CA, an identity key and a certificate for node bound to
+// it, the way docs/install.md shows (`edgelink identity`, `edgelink ca
+// issue --identity`).
+func issued(t *testing.T, node string) (caFile, crt, key, idFile string, id peer.ID) {
+	t.Helper()
+	caDir := t.TempDir()
+	ca, err := membership.InitCA(caDir, "test-ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile = filepath.Join(t.TempDir(), node+".identity")
+	if _, id, err = p2p.LoadOrCreateIdentity(idFile); err != nil {
+		t.Fatal(err)
+	}
+	if crt, key, err = ca.Issue(node, id, time.Hour, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(caDir, membership.CACertFile), crt, key, idFile, id
+}
+
+// A certificate bound to another peer ID than the identity the node will
+// have is refused before anything is written, naming both IDs and the
+// fix; an installed identity is replaced only with --force.
+func TestInstallCertificateMustMatchIdentity(t *testing.T) {
+	self, cni, _ := fakeBinaries(t)
+	caFile, crt, key, idFile, id := issued(t, "edge-1")
+	base := func(root string) []string {
+		return []string{"--root", root, "--binary", self, "--plugin", cni, "--node-name", "edge-1", "--skip-cni", "--systemd=false"}
+	}
+	certArgs := []string{"--ca-file", caFile, "--cert-file", crt, "--key-file", key}
+	const idPath = "/var/lib/edgelink/tunnel/identity.key"
+
+	// No identity installed and none given: a new one cannot match.
+	root := t.TempDir()
+	_, err := runInstall(t, append(base(root), certArgs...)...)
+	if err == nil || !strings.Contains(err.Error(), "is bound to peer "+id.String()) || !strings.Contains(err.Error(), "--identity-file") {
+		t.Errorf("certificate without its identity: error %v", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("files written despite the error: %v", entries)
+	}
+
+	// An identity installed earlier (no certificate yet), then the
+	// certificate issued for another one.
+	out, err := runInstall(t, base(root)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, installed, err := p2p.LoadOrCreateIdentity(filepath.Join(root, idPath))
+	if err != nil || !strings.Contains(out, "peer ID: "+installed.String()) {
+		t.Fatalf("first install: identity %s (%v), output:\n%s", installed, err, out)
+	}
+	_, err = runInstall(t, append(base(root), certArgs...)...)
+	for _, want := range []string{"is bound to peer " + id.String(), "this node's identity is peer " + installed.String(),
+		"--identity-file", "edgelink ca issue --node edge-1 --peer-id " + installed.String()} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("mismatched certificate: error %v, want one containing %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "/etc/edgelink/membership/node.crt")); !os.IsNotExist(err) {
+		t.Errorf("mismatched certificate installed (%v)", err)
+	}
+
+	// --identity-file does not silently replace the installed identity ...
+	_, err = runInstall(t, append(base(root), append(certArgs, "--identity-file", idFile)...)...)
+	if err == nil || !strings.Contains(err.Error(), "already has identity "+installed.String()) || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("replacing the identity without --force: error %v", err)
+	}
+	// ... but does with --force, and then the pair matches.
+	out, err = runInstall(t, append(base(root), append(certArgs, "--identity-file", idFile, "--force")...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, now, err := p2p.LoadOrCreateIdentity(filepath.Join(root, idPath))
+	if err != nil || now != id || !strings.Contains(out, "peer ID: "+id.String()) {
+		t.Errorf("after --force: identity %s (%v), want %s; output:\n%s", now, err, id, out)
+	}
+	if m := mode(t, filepath.Join(root, idPath)); m != 0o600 {
+		t.Errorf("identity mode %o", m)
+	}
+	// Re-running with the same files is fine without --force.
+	if _, err := runInstall(t, append(base(root), append(certArgs, "--identity-file", idFile)...)...); err != nil {
+		t.Errorf("re-run: %v", err)
+	}
+
+	// A key that is not the certificate's.
+	_, _, otherKey, _, _ := issued(t, "edge-1")
+	_, err = runInstall(t, append(base(t.TempDir()), "--cert-file", crt, "--key-file", otherKey, "--identity-file", idFile)...)
+	if err == nil || !strings.Contains(err.Error(), "does not belong to certificate") {
+		t.Errorf("key of another certificate: error %v", err)
+	}
+}
+
+// With --kubeedge-certs the config's membership files are EdgeCore's:
+// install refuses to write them (or anything else under /etc/kubeedge).
+func TestInstallRefusesKubeEdgeDir(t *testing.T) {
+	self, cni, _ := fakeBinaries(t)
+	caFile, crt, key, idFile, _ := issued(t, "edge-1")
+	for name, extra := range map[string][]string{
+		"ca":       {"--ca-file", caFile},
+		"cert":     {"--cert-file", crt, "--identity-file", idFile},
+		"key":      {"--key-file", key},
+		"bin dir":  {"--bin-dir", "/etc/kubeedge/bin"},
+		"unit dir": {"--unit-path", "/etc/kubeedge/../kubeedge/edgelink.service"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			_, err := runInstall(t, append([]string{"--root", root, "--binary", self, "--plugin", cni,
+				"--node-name", "edge-1", "--kubeedge-certs"}, extra...)...)
+			if err == nil || !strings.Contains(err.Error(), "/etc/kubeedge, which EdgeCore owns") {
+				t.Fatalf("error %v", err)
+			}
+			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+				t.Errorf("files written despite the error: %v", entries)
+			}
+		})
+	}
+}
+
+// With --root, a symlink in the image leading out of the root is refused,
+// naming the path, and nothing is written outside the root.
+func TestInstallStaysInRoot(t *testing.T) {
+	self, cni, _ := fakeBinaries(t)
+	for _, link := range []string{"/etc", "/var/lib/edgelink", "/opt/cni/bin"} {
+		t.Run(link, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			at := filepath.Join(root, link)
+			if err := os.MkdirAll(filepath.Dir(at), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, at); err != nil {
+				t.Fatal(err)
+			}
+			_, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--node-name", "edge-1", "--edge-cidr", "10.244.5.0/24")
+			if err == nil || !strings.Contains(err.Error(), "leads out of --root "+root) || !strings.Contains(err.Error(), root+link) {
+				t.Errorf("error %v", err)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+				t.Errorf("written outside the root: %v", entries)
+			}
+		})
+	}
+	// A symlink that stays inside the root is followed.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("usr/bin", filepath.Join(root, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--node-name", "edge-1", "--bin-dir", "/bin", "--skip-cni"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/edgelink")); err != nil {
+		t.Error(err)
 	}
 }
