@@ -278,9 +278,15 @@ func TestCLIAgainstAgents(t *testing.T) {
 				t.Errorf("no %s in the metrics", name)
 			}
 		}
-		// Bounded labels: no pod IP is ever a label value.
-		if l := grepLines(after, `="10.24`); l != "" {
-			t.Errorf("pod IPs in labels:\n%s", l)
+		// Bounded labels: no label value is an address or a prefix (pod
+		// IPs, CIDRs, endpoints).
+		for _, v := range labelValues(after) {
+			_, aerr := netip.ParseAddr(v)
+			_, perr := netip.ParsePrefix(v)
+			_, aperr := netip.ParseAddrPort(v)
+			if aerr == nil || perr == nil || aperr == nil {
+				t.Errorf("label value %q is an address:\n%s", v, grepLines(after, `"`+v+`"`))
+			}
 		}
 		// Edge 2 holds a reservation on edge 1 (the relay).
 		m2, err := statusclient.New(sock2).Metrics(t.Context())
@@ -290,26 +296,42 @@ func TestCLIAgainstAgents(t *testing.T) {
 		if v := metricValue(t, m2, "edgelink_tunnel_relay_reservation", map[string]string{"relay": e1.Name}); v != 1 {
 			t.Errorf("edge 2's reservation on %s: %v", e1.Name, v)
 		}
-		// metricsAddress: the same over TCP inside edge 1's namespace.
-		var body string
-		if err := inNS(t, e1.NetNS, func() error {
-			conn, err := net.DialTimeout("tcp", c1.MetricsAddress, 5*time.Second)
-			if err != nil {
+		// metricsAddress: the same over TCP inside edge 1's namespace, and
+		// nothing else of the status API (which stays on the unix socket).
+		overTCP := func(method, path string) string {
+			var body string
+			if err := inNS(t, e1.NetNS, func() error {
+				conn, err := net.DialTimeout("tcp", c1.MetricsAddress, 5*time.Second)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				req := method + " " + path + " HTTP/1.0\r\nHost: x\r\n"
+				if method == "POST" {
+					req += "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+				} else {
+					req += "\r\n"
+				}
+				if _, err := io.WriteString(conn, req); err != nil {
+					return err
+				}
+				b, err := io.ReadAll(conn)
+				body = string(b)
 				return err
+			}); err != nil {
+				t.Fatalf("metricsAddress %s: %s %s: %v", c1.MetricsAddress, method, path, err)
 			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
-				return err
-			}
-			b, err := io.ReadAll(conn)
-			body = string(b)
-			return err
-		}); err != nil {
-			t.Fatalf("metricsAddress %s: %v", c1.MetricsAddress, err)
+			return body
 		}
+		body := overTCP("GET", "/metrics")
 		if !strings.HasPrefix(body, "HTTP/1.0 200") || metricValue(t, body, "edgelink_dataplane_peer_bytes_total", map[string]string{"peer": e2.Name, "direction": "tx"}) < tx {
 			t.Errorf("metrics on %s:\n%.600s", c1.MetricsAddress, body)
+		}
+		for _, r := range []struct{ method, path string }{{"GET", "/debug/pprof/"}, {"GET", "/v1/diagnose"}, {"GET", "/v1/agent"}, {"POST", "/v1/ping"}} {
+			if body := overTCP(r.method, r.path); !strings.HasPrefix(body, "HTTP/1.0 404") {
+				t.Errorf("%s %s on metricsAddress %s answers, want 404:\n%.300s", r.method, r.path, c1.MetricsAddress, body)
+			}
 		}
 	})
 }
@@ -365,6 +387,23 @@ func metricValue(t *testing.T, text, name string, want map[string]string) float6
 	}
 	t.Fatalf("no %s%v in the metrics:\n%s", name, want, grepLines(text, name))
 	return 0
+}
+
+// labelRE matches one label value of a Prometheus text exposition.
+var labelRE = regexp.MustCompile(`[a-zA-Z_][a-zA-Z0-9_]*="((?:[^"\\]|\\.)*)"`)
+
+// labelValues lists every label value in a Prometheus text exposition.
+func labelValues(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		for _, m := range labelRE.FindAllStringSubmatch(l, -1) {
+			out = append(out, m[1])
+		}
+	}
+	return out
 }
 
 func grepLines(text, sub string) string {

@@ -56,7 +56,7 @@ func newRegistry(m opsModules) *prometheus.Registry {
 // API: /metrics, /v1/metasync, /v1/ipam, POST /v1/ping, GET /v1/diagnose.
 // The data plane and tunnel add their own (/v1/dataplane/..., /v1/tunnel/...).
 func registerOps(c *v1.AgentConfig, mux *http.ServeMux, reg *prometheus.Registry, m opsModules) {
-	mux.Handle("GET /metrics", metricsHandler(reg))
+	mux.Handle("GET /metrics", metricsHandler(reg, 0))
 	m.meta.RegisterStatus(mux)
 	m.ipam.RegisterStatus(mux)
 	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
@@ -77,8 +77,11 @@ func registerOps(c *v1.AgentConfig, mux *http.ServeMux, reg *prometheus.Registry
 	})
 }
 
-func metricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: klogErrors{}, ErrorHandling: promhttp.ContinueOnError, Timeout: 10 * time.Second})
+// metricsHandler serves reg; maxInFlight > 0 answers 503 to scrapes beyond
+// that many at once.
+func metricsHandler(reg *prometheus.Registry, maxInFlight int) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: klogErrors{}, ErrorHandling: promhttp.ContinueOnError,
+		Timeout: 10 * time.Second, MaxRequestsInFlight: maxInFlight})
 }
 
 type klogErrors struct{}
@@ -205,6 +208,30 @@ func ipamCheck(ctx context.Context, c *v1.AgentConfig) agentapi.Check {
 	return agentapi.OK(name, path+" answers")
 }
 
+// Limits of the metricsAddress listener, which anyone who can reach the
+// address may use: a slow or greedy client cannot hold connections or
+// goroutines, and at most metricsMaxInFlight scrapes run at once (the
+// rest get 503).
+const (
+	metricsReadHeaderTimeout = 5 * time.Second
+	metricsReadTimeout       = 10 * time.Second
+	metricsWriteTimeout      = 15 * time.Second
+	metricsIdleTimeout       = 60 * time.Second
+	metricsMaxHeaderBytes    = 8 << 10
+	metricsMaxInFlight       = 2
+)
+
+// newMetricsServer is the metricsAddress server: GET /metrics only (the
+// status API's other endpoints stay on the unix socket).
+func newMetricsServer(reg *prometheus.Registry) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler(reg, metricsMaxInFlight))
+	return &http.Server{Handler: mux,
+		ReadHeaderTimeout: metricsReadHeaderTimeout, ReadTimeout: metricsReadTimeout,
+		WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout,
+		MaxHeaderBytes: metricsMaxHeaderBytes}
+}
+
 // serveMetrics serves /metrics (only) over plain HTTP on addr
 // (metricsAddress) until the returned stop is called.
 func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
@@ -212,9 +239,7 @@ func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error
 	if err != nil {
 		return nil, fmt.Errorf("metricsAddress %s: %w", addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(reg))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newMetricsServer(reg)
 	done := make(chan struct{})
 	go func() { // routineMetrics
 		defer close(done)
