@@ -1,14 +1,18 @@
 package edgecni
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -72,7 +76,10 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 	for _, l := range sortedPrefixes(p.Forward.Local) {
 		rs.Local = append(rs.Local, agentapi.Route{Dst: l.String(), Kind: p.Origin[l], Node: s.cfg.NodeName, Why: "this node's pods"})
 	}
-	missing := missingRoutes(tunName, p.Kernel)
+	missing, err := missingRoutes(tunName, p.Kernel)
+	if err != nil {
+		return agentapi.Routes{}, err
+	}
 	for _, k := range p.Kernel {
 		r := agentapi.Route{Dst: k.Dst.String(), Kind: k.Kind, Node: k.Node, Why: k.Why, InKernel: !slices.Contains(missing, k)}
 		if k.Via.IsValid() {
@@ -91,10 +98,23 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 				Why: fmt.Sprintf("%s of %s: frames go over the tunnel to %s", kindNoun(p.Origin[pfx]), node, node)})
 		}
 	}
-	slices.SortFunc(rs.Forward, func(a, b agentapi.Route) int {
-		return netip.MustParsePrefix(a.Dst).Addr().Compare(netip.MustParsePrefix(b.Dst).Addr())
-	})
+	sortForward(rs.Forward)
 	return rs, nil
+}
+
+// sortForward orders forward routes by address, prefix length, then node,
+// so the output is the same every time (the plan is a map).
+func sortForward(rs []agentapi.Route) {
+	slices.SortStableFunc(rs, func(a, b agentapi.Route) int {
+		pa, pb := netip.MustParsePrefix(a.Dst), netip.MustParsePrefix(b.Dst)
+		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+			return c
+		}
+		if c := pa.Bits() - pb.Bits(); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
 }
 
 func kindNoun(kind string) string {
@@ -121,9 +141,13 @@ func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 }
 
 // missingRoutes lists the planned routes the main table lacks or holds
-// differently (another gateway or device).
-func missingRoutes(tunName string, want []KernelRoute) []KernelRoute {
-	have, _ := ourRoutes()
+// differently (another gateway or device). An error means the main table
+// could not be read, not that routes are missing.
+func missingRoutes(tunName string, want []KernelRoute) ([]KernelRoute, error) {
+	have, err := ourRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("cannot list routes: %w", err)
+	}
 	idx := -1
 	if l, err := netlink.LinkByName(tunName); err == nil {
 		idx = l.Attrs().Index
@@ -147,7 +171,7 @@ func missingRoutes(tunName string, want []KernelRoute) []KernelRoute {
 		}
 		out = append(out, w)
 	}
-	return out
+	return out, nil
 }
 
 // Lookup says where the forwarder sends a packet for a: a remote node
@@ -164,15 +188,17 @@ func (m *Module) Lookup(a netip.Addr) (node string, local, ok, up bool) {
 
 // Diagnose runs the data plane's checks (`edgelink diagnose`): TUN up,
 // planned routes in the kernel, MTU consistent with the underlay, the
-// iptables chains (SNAT exemption, MSS clamp, forward accept) in place.
-func (m *Module) Diagnose() []agentapi.Check {
+// TUN's reverse-path filter, the iptables chains (SNAT exemption, MSS
+// clamp, forward accept) in place. The iptables checks give up after
+// iptablesTimeout or when ctx ends.
+func (m *Module) Diagnose(ctx context.Context) []agentapi.Check {
 	if !m.enable {
 		return []agentapi.Check{agentapi.Skip("data plane", "the edgeCNI module is disabled")}
 	}
-	return m.svc.diagnose()
+	return m.svc.diagnose(ctx)
 }
 
-func (s *Service) diagnose() []agentapi.Check {
+func (s *Service) diagnose(ctx context.Context) []agentapi.Check {
 	st := s.state.Load()
 	c := s.cfg.Modules.EdgeCNI
 	if st == nil {
@@ -195,17 +221,8 @@ func (s *Service) diagnose() []agentapi.Check {
 	}
 
 	// Routes
-	if missing := missingRoutes(c.TunName, st.plan.Kernel); len(missing) > 0 {
-		var ms []string
-		for _, r := range missing {
-			ms = append(ms, r.String())
-		}
-		out = append(out, agentapi.Fail("routes present", fmt.Sprintf("%d of %d planned routes missing or different: %s",
-			len(missing), len(st.plan.Kernel), strings.Join(ms, "; ")),
-			"the agent puts them back within 10 s; if they keep disappearing, another program (NetworkManager, a CNI) removes routes of protocol 77: `ip route show proto 77`"))
-	} else {
-		out = append(out, agentapi.OK("routes present", fmt.Sprintf("all %d planned routes in the main table", len(st.plan.Kernel))))
-	}
+	missing, err := missingRoutes(c.TunName, st.plan.Kernel)
+	out = append(out, routesCheck(st.plan.Kernel, missing, err))
 	if st.errs != "" {
 		out = append(out, agentapi.Fail("last reconcile", st.errs, "read the agent's log; the agent retries every 10 s"))
 	}
@@ -213,9 +230,84 @@ func (s *Service) diagnose() []agentapi.Check {
 	// MTU
 	out = append(out, mtuCheck(link, st.mtu, c.MTU, underlayMTU()))
 
+	// Reverse-path filter
+	all, dev, err := readRPFilter(c.TunName)
+	if err != nil {
+		out = append(out, agentapi.Fail(rpFilterName, err.Error(), "read the value by hand: sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf."+c.TunName+".rp_filter"))
+	} else {
+		out = append(out, rpFilterCheck(c.TunName, all, dev))
+	}
+
 	// iptables
 	cloud, edge := mustPrefixes(c.MeshCIDRConfig.CloudCIDR), mustPrefixes(c.MeshCIDRConfig.EdgeCIDR)
 	mesh := append(cloud, edge...)
+	return append(out, s.iptablesChecks(ctx, mesh)...)
+}
+
+// routesCheck reports the planned routes missing from the main table, or
+// that the table could not be read (err).
+func routesCheck(planned, missing []KernelRoute, err error) agentapi.Check {
+	const name = "routes present"
+	switch {
+	case err != nil:
+		return agentapi.Fail(name, err.Error(),
+			"the agent could not read the main routing table over netlink: read its log, and check `ip route show proto 77` by hand")
+	case len(missing) > 0:
+		var ms []string
+		for _, r := range missing {
+			ms = append(ms, r.String())
+		}
+		return agentapi.Fail(name, fmt.Sprintf("%d of %d planned routes missing or different: %s", len(missing), len(planned), strings.Join(ms, "; ")),
+			"the agent puts them back within 10 s; if they keep disappearing, another program (NetworkManager, a CNI) removes routes of protocol 77: `ip route show proto 77`")
+	}
+	return agentapi.OK(name, fmt.Sprintf("all %d planned routes in the main table", len(planned)))
+}
+
+// iptablesTimeout bounds the iptables checks of one diagnose: iptables
+// waits for the xtables lock, which another program may hold for long.
+const iptablesTimeout = 5 * time.Second
+
+// iptablesChecks checks the chains in a goroutine and waits for it until
+// iptablesTimeout or ctx ends; then it reports the timeout. The goroutine
+// cannot be interrupted (go-iptables runs the iptables binary without a
+// context) but ends by itself: every iptables call waits at most 5 s for
+// the lock (newIPT). While one is still running, the next diagnose does
+// not start another.
+func (s *Service) iptablesChecks(ctx context.Context, mesh []netip.Prefix) []agentapi.Check {
+	const name = "iptables"
+	if !s.iptBusy.CompareAndSwap(false, true) {
+		return []agentapi.Check{agentapi.Fail(name, "an earlier check is still waiting for iptables (xtables lock held?)", iptablesLockFix)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, iptablesTimeout)
+	defer cancel()
+	done := make(chan []agentapi.Check, 1)
+	go func() { // routineIPTablesCheck
+		defer s.iptBusy.Store(false)
+		done <- s.checkChains(mesh)
+	}()
+	select {
+	case out := <-done:
+		return out
+	case <-ctx.Done():
+		detail := "timed out waiting for iptables (xtables lock held?)"
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			detail = "gave up waiting for iptables: " + ctx.Err().Error()
+		}
+		return []agentapi.Check{agentapi.Fail(name, detail, iptablesLockFix)}
+	}
+}
+
+const iptablesLockFix = "another program holds the xtables lock (/run/xtables.lock): find it with `fuser -v /run/xtables.lock`; " +
+	"the agent's own rules wait for it too"
+
+// checkChains compares every chain the agent keeps with the kernel's.
+func (s *Service) checkChains(mesh []netip.Prefix) []agentapi.Check {
+	c := s.cfg.Modules.EdgeCNI
+	newLister := s.newIPT
+	if newLister == nil {
+		newLister = func(v6 bool) (iptablesLister, error) { return newIPT(v6) }
+	}
+	var out []agentapi.Check
 	k := &kernel{tun: c.TunName}
 	names := map[string]string{chainNAT: "SNAT exemption", chainMSS: "MSS clamp", chainForward: "forward accept"}
 	for _, v6 := range []bool{false, true} {
@@ -226,7 +318,7 @@ func (s *Service) diagnose() []agentapi.Check {
 		if v6 {
 			fam = "ip6tables"
 		}
-		ipt, err := newIPT(v6)
+		ipt, err := newLister(v6)
 		if err != nil {
 			out = append(out, agentapi.Fail(fam, err.Error(), "install iptables (nft or legacy, the same the host's other rules use)"))
 			continue
@@ -242,6 +334,53 @@ func (s *Service) diagnose() []agentapi.Check {
 		}
 	}
 	return out
+}
+
+const rpFilterName = "reverse-path filter"
+
+// readRPFilter reads net.ipv4.conf.all.rp_filter and the TUN's.
+func readRPFilter(tun string) (all, dev int, err error) {
+	read := func(iface string) (int, error) {
+		p := "/proc/sys/net/ipv4/conf/" + iface + "/rp_filter"
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return 0, err
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", p, err)
+		}
+		return v, nil
+	}
+	if all, err = read("all"); err != nil {
+		return 0, 0, err
+	}
+	if dev, err = read(tun); err != nil {
+		return 0, 0, err
+	}
+	return all, dev, nil
+}
+
+// rpFilterCheck evaluates the TUN's reverse-path filter. The kernel uses
+// the larger of conf/all and conf/<tun> (0 off, 1 strict, 2 loose).
+// Strict drops replies from remote pods that arrive on the TUN while the
+// route back to their source is another one; loose and off let them in.
+// The systemd agent sets the TUN's to 2 itself, which fixes a strict
+// device value but not a strict "all"; a containerized agent cannot write
+// /proc/sys at all.
+func rpFilterCheck(tun string, all, dev int) agentapi.Check {
+	eff := max(all, dev)
+	if eff == 1 {
+		return agentapi.Fail(rpFilterName,
+			fmt.Sprintf("strict on %s (net.ipv4.conf.all.rp_filter=%d, net.ipv4.conf.%s.rp_filter=%d; the kernel uses the larger): replies from remote pods are dropped", tun, all, tun, dev),
+			fmt.Sprintf("on the host: sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv4.conf.%s.rp_filter=2, "+
+				"and persist it in /etc/sysctl.d/90-edgelink.conf (docs/install.md)", tun))
+	}
+	mode := map[int]string{0: "off", 2: "loose"}[eff]
+	if mode == "" {
+		mode = strconv.Itoa(eff)
+	}
+	return agentapi.OK(rpFilterName, fmt.Sprintf("%s on %s (all %d, %s %d)", mode, tun, all, tun, dev))
 }
 
 // mtuCheck compares the TUN's MTU with the one planned (mtu), the

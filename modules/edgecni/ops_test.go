@@ -1,13 +1,17 @@
 package edgecni
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 )
@@ -151,3 +155,113 @@ type collectFunc func(ch chan<- prometheus.Metric)
 
 func (f collectFunc) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(f, ch) }
 func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// blockingIPT is iptables whose every call waits for release (the xtables
+// lock held by another program).
+type blockingIPT struct{ release chan struct{} }
+
+func (b blockingIPT) ChainExists(string, string) (bool, error) { <-b.release; return false, nil }
+func (b blockingIPT) List(string, string) ([]string, error)    { <-b.release; return nil, nil }
+func (b blockingIPT) Exists(string, string, ...string) (bool, error) {
+	<-b.release
+	return false, nil
+}
+
+var _ iptablesLister = blockingIPT{}
+
+// A diagnose whose iptables calls block reports a timeout instead of
+// hanging, does not start a second check while the first still waits,
+// and checks again once iptables answers.
+func TestIPTablesChecksTimeout(t *testing.T) {
+	c := v1.NewDefault()
+	c.Modules.EdgeCNI.MeshCIDRConfig.CloudCIDR = []string{"10.244.1.0/24"}
+	c.Modules.EdgeCNI.MeshCIDRConfig.EdgeCIDR = []string{"10.244.5.0/24"}
+	release := make(chan struct{})
+	s := NewService(c, nil, nil)
+	s.newIPT = func(bool) (iptablesLister, error) { return blockingIPT{release}, nil }
+	mesh := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.5.0/24")}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	out := s.iptablesChecks(ctx, mesh)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v with a 50ms deadline", d)
+	}
+	if len(out) != 1 || out[0].Status != agentapi.CheckFail || !strings.Contains(out[0].Detail, "timed out waiting for iptables (xtables lock held?)") {
+		t.Fatalf("blocked iptables: %+v", out)
+	}
+	// The first check still waits: the next one does not pile up.
+	out = s.iptablesChecks(t.Context(), mesh)
+	if len(out) != 1 || out[0].Status != agentapi.CheckFail || !strings.Contains(out[0].Detail, "still waiting for iptables") {
+		t.Errorf("second check while the first waits: %+v", out)
+	}
+	// iptables answers: the goroutine ends and checks run again.
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.iptBusy.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the iptables check goroutine did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	out = s.iptablesChecks(t.Context(), mesh)
+	if len(out) != 3 || !strings.Contains(out[0].Detail, "missing") {
+		t.Errorf("checks after release: %+v", out)
+	}
+}
+
+func TestRPFilterCheck(t *testing.T) {
+	for _, tc := range []struct {
+		all, dev int
+		status   string
+		detail   string
+	}{
+		{0, 0, agentapi.CheckOK, "off on edgelink0"},
+		{0, 2, agentapi.CheckOK, "loose"},
+		{2, 1, agentapi.CheckOK, "loose"}, // the larger wins
+		{2, 0, agentapi.CheckOK, "loose"},
+		{1, 0, agentapi.CheckFail, "strict"},
+		{0, 1, agentapi.CheckFail, "strict"},
+		{1, 1, agentapi.CheckFail, "net.ipv4.conf.all.rp_filter=1, net.ipv4.conf.edgelink0.rp_filter=1"},
+	} {
+		got := rpFilterCheck("edgelink0", tc.all, tc.dev)
+		if got.Status != tc.status || !strings.Contains(got.Detail, tc.detail) {
+			t.Errorf("all %d, dev %d: %+v, want %s %q", tc.all, tc.dev, got, tc.status, tc.detail)
+		}
+		if got.Status == agentapi.CheckFail && !strings.Contains(got.Fix, "net.ipv4.conf.all.rp_filter=2") {
+			t.Errorf("all %d, dev %d: fix %q does not say what to set", tc.all, tc.dev, got.Fix)
+		}
+	}
+}
+
+func TestRoutesCheck(t *testing.T) {
+	planned := []KernelRoute{{Dst: netip.MustParsePrefix("10.244.5.0/24"), Why: "segment"}}
+	if c := routesCheck(planned, nil, errors.New("netlink dump interrupted")); c.Status != agentapi.CheckFail ||
+		c.Detail != "netlink dump interrupted" {
+		t.Errorf("list error: %+v", c)
+	}
+	if c := routesCheck(planned, planned, nil); c.Status != agentapi.CheckFail || !strings.Contains(c.Detail, "1 of 1 planned routes missing") {
+		t.Errorf("missing: %+v", c)
+	}
+	if c := routesCheck(planned, nil, nil); c.Status != agentapi.CheckOK {
+		t.Errorf("present: %+v", c)
+	}
+}
+
+// Forward routes come out in one order: address, prefix length, node.
+func TestSortForward(t *testing.T) {
+	rs := []agentapi.Route{
+		{Dst: "10.244.6.0/24", Node: "b"}, {Dst: "10.244.5.7/32", Node: "b"}, {Dst: "10.244.5.0/24", Node: "c"},
+		{Dst: "10.244.5.0/32", Node: "a"}, {Dst: "10.244.5.0/24", Node: "a"},
+	}
+	sortForward(rs)
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Dst+" "+r.Node)
+	}
+	want := "10.244.5.0/24 a,10.244.5.0/24 c,10.244.5.0/32 a,10.244.5.7/32 b,10.244.6.0/24 b"
+	if strings.Join(got, ",") != want {
+		t.Errorf("order %s, want %s", strings.Join(got, ","), want)
+	}
+}

@@ -39,6 +39,11 @@ type Service struct {
 	net dataplane.Network
 
 	state atomic.Pointer[state] // nil until up
+
+	// iptBusy is set while a diagnose's iptables check runs; newIPT, if
+	// set, replaces the real iptables in tests.
+	iptBusy atomic.Bool
+	newIPT  func(v6 bool) (iptablesLister, error)
 }
 
 type state struct {

@@ -183,7 +183,7 @@ func TestCLIAgainstAgents(t *testing.T) {
 				}
 				return nil
 			})
-			for _, want := range []string{"OK    TUN up", "OK    routes present", "OK    MTU consistent", "OK    SNAT exemption (iptables)",
+			for _, want := range []string{"OK    TUN up", "OK    routes present", "OK    MTU consistent", "OK    reverse-path filter", "OK    SNAT exemption (iptables)",
 				"OK    SNAT exemption (ip6tables)", "OK    MSS clamp (iptables)", "OK    metadata fresh", "OK    relays reachable",
 				"SKIP  IPAM socket answering", "All "} {
 				if !strings.Contains(out, want) {
@@ -233,6 +233,28 @@ func TestCLIAgainstAgents(t *testing.T) {
 	t.Run("diagnose finds a deleted SNAT jump", func(t *testing.T) {
 		breakAndDiagnose(t, []string{"FAIL  SNAT exemption (iptables): no jump from nat POSTROUTING to EDGELINK-POSTROUTING", "OK    routes present"},
 			"iptables", "-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment", "edgelink", "-j", "EDGELINK-POSTROUTING")
+	})
+
+	t.Run("diagnose finds strict rp_filter", func(t *testing.T) {
+		// The agent sets its TUN's rp_filter once, at start: strict
+		// stays until someone fixes it.
+		tun := c1.Modules.EdgeCNI.TunName
+		sysctl := func(kv string) {
+			t.Helper()
+			if b, err := exec.Command("ip", "netns", "exec", e1.NetNS, "sysctl", "-w", kv).CombinedOutput(); err != nil {
+				t.Fatalf("sysctl %s: %v %s", kv, err, b)
+			}
+		}
+		sysctl("net.ipv4.conf." + tun + ".rp_filter=1")
+		defer sysctl("net.ipv4.conf." + tun + ".rp_filter=2")
+		out, code := diagnose(sock1)
+		if code == 0 || !strings.Contains(out, "FAIL  reverse-path filter: strict on "+tun) || !strings.Contains(out, "net.ipv4.conf.all.rp_filter=2") {
+			t.Errorf("diagnose with strict rp_filter on %s (exit %d):\n%s", tun, code, out)
+		}
+		sysctl("net.ipv4.conf." + tun + ".rp_filter=2")
+		if out, code := diagnose(sock1); code != 0 || !strings.Contains(out, "OK    reverse-path filter: loose on "+tun) {
+			t.Errorf("diagnose with loose rp_filter (exit %d):\n%s", code, out)
+		}
 	})
 
 	t.Run("metrics", func(t *testing.T) {

@@ -174,7 +174,7 @@ func nodeOfIP(snap *metadata.Snapshot, a netip.Addr) string {
 // diagnose runs every module's checks, and the IPAM socket's.
 func diagnose(ctx context.Context, c *v1.AgentConfig, m opsModules) agentapi.Diagnosis {
 	d := agentapi.Diagnosis{Node: c.NodeName, Time: time.Now()}
-	d.Checks = append(d.Checks, m.cni.Diagnose()...)
+	d.Checks = append(d.Checks, m.cni.Diagnose(ctx)...)
 	d.Checks = append(d.Checks, ipamCheck(ctx, c))
 	d.Checks = append(d.Checks, m.meta.Diagnose()...)
 	d.Checks = append(d.Checks, m.tun.Diagnose()...)
