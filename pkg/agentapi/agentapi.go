@@ -75,9 +75,16 @@ type PeerTraffic struct {
 // PingRequest is POST /v1/ping: target is a pod IP or a node name.
 type PingRequest struct {
 	Target string `json:"target"`
-	// TimeoutMillis bounds the probe (default 5000).
+	// TimeoutMillis bounds the probe (default 5000; the agent caps it at
+	// MaxPingTimeout).
 	TimeoutMillis int `json:"timeoutMs,omitempty"`
 }
+
+// Bounds of a ping's timeout.
+const (
+	MinPingTimeout = time.Millisecond
+	MaxPingTimeout = time.Minute
+)
 
 // PingResult is one probe's answer.
 type PingResult struct {

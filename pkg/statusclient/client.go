@@ -59,15 +59,24 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &he) && (he.Status == http.StatusServiceUnavailable || he.Status == http.StatusNotFound)
 }
 
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 30 * time.Second
+
+// pingMargin is how much longer than its probe a ping request may take.
+const pingMargin = 5 * time.Second
+
 // Client talks to one agent.
 type Client struct {
 	Socket string
-	hc     *http.Client
+	// Timeout bounds a request whose context has no deadline
+	// (DefaultTimeout); a request with a deadline (Ping) has its own.
+	Timeout time.Duration
+	hc      *http.Client
 }
 
 // New returns a client for the agent serving socket.
 func New(socket string) *Client {
-	return &Client{Socket: socket, hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	return &Client{Socket: socket, Timeout: DefaultTimeout, hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
@@ -78,6 +87,11 @@ func New(socket string) *Client {
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
 func (c *Client) do(ctx context.Context, method, path string, body, v any) error {
+	if _, ok := ctx.Deadline(); !ok && c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -185,10 +199,26 @@ func (c *Client) Metadata(ctx context.Context) (metadata.Status, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/metasync", nil, &v)
 }
 
-// Ping sends one probe to target (a pod IP or a node name).
+// Ping sends one probe to target (a pod IP or a node name) and waits for
+// it at most timeout (between agentapi.MinPingTimeout and MaxPingTimeout)
+// plus a margin for the request itself.
 func (c *Client) Ping(ctx context.Context, target string, timeout time.Duration) (agentapi.PingResult, error) {
 	var v agentapi.PingResult
+	if err := CheckPingTimeout(timeout); err != nil {
+		return v, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout+pingMargin)
+	defer cancel()
 	return v, c.do(ctx, http.MethodPost, "/v1/ping", agentapi.PingRequest{Target: target, TimeoutMillis: int(timeout / time.Millisecond)}, &v)
+}
+
+// CheckPingTimeout says what is wrong with a ping timeout outside
+// [agentapi.MinPingTimeout, agentapi.MaxPingTimeout].
+func CheckPingTimeout(timeout time.Duration) error {
+	if timeout < agentapi.MinPingTimeout || timeout > agentapi.MaxPingTimeout {
+		return fmt.Errorf("ping timeout %s: give between %s and %s", timeout, agentapi.MinPingTimeout, agentapi.MaxPingTimeout)
+	}
+	return nil
 }
 
 func (c *Client) Diagnose(ctx context.Context) (agentapi.Diagnosis, error) {

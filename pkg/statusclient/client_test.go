@@ -111,3 +111,51 @@ func TestMergePeers(t *testing.T) {
 		t.Errorf("tunnel counts: %+v", got[0])
 	}
 }
+
+// A ping waits as long as its own timeout (plus a margin), not the
+// client's default request timeout; timeouts out of bounds are refused.
+func TestPingTimeout(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(300 * time.Millisecond) // a slow probe
+		_, _ = w.Write([]byte(`{"target":"edge-2","node":"edge-2","path":"direct-tcp"}`))
+	})
+	mux.HandleFunc("GET /v1/agent", func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = w.Write([]byte(`{"node":"edge-1"}`))
+	})
+	c := New(serve(t, mux))
+	defer c.Close()
+	c.Timeout = 100 * time.Millisecond // stands in for the 30 s default
+	if _, err := c.Agent(context.Background()); err == nil {
+		t.Error("a request without deadline outlived the client's timeout")
+	}
+	res, err := c.Ping(context.Background(), "edge-2", 200*time.Millisecond)
+	if err != nil || res.Node != "edge-2" {
+		t.Errorf("ping longer than the client's timeout: %+v, %v", res, err)
+	}
+	for _, bad := range []time.Duration{0, 500 * time.Microsecond, 61 * time.Second} {
+		if _, err := c.Ping(context.Background(), "edge-2", bad); err == nil || !strings.Contains(err.Error(), "give between 1ms and 1m0s") {
+			t.Errorf("timeout %s: error %v", bad, err)
+		}
+	}
+}
+
+// An error from the peers request is reported, not dropped.
+func TestOverviewNotesPeersError(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/agent", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"node":"edge-1"}`)) })
+	mux.HandleFunc("GET /v1/tunnel/status", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"peer":"12D3KooW"}`)) })
+	mux.HandleFunc("GET /v1/tunnel/peers", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "peer table locked", http.StatusInternalServerError)
+	})
+	c := New(serve(t, mux))
+	defer c.Close()
+	o, err := c.Overview(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Unavailable["peers"] != "peer table locked" {
+		t.Errorf("unavailable %v, want the peers error", o.Unavailable)
+	}
+}

@@ -82,9 +82,13 @@ func (c *Client) Overview(ctx context.Context) (*Overview, error) {
 			o.Reservations = ts.Reservations
 		}
 	}
+	// The peers' error is the tunnel's when that failed too: noted once.
 	peers, err := c.Peers(ctx)
 	if err != nil {
 		peers = nil
+		if _, down := o.Unavailable["tunnel"]; !down {
+			note("peers", err)
+		}
 	}
 	var traffic []agentapi.PeerTraffic
 	var dpOK bool

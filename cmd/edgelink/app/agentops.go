@@ -113,7 +113,7 @@ func ping(ctx context.Context, c *v1.AgentConfig, m opsModules, req agentapi.Pin
 	}
 	timeout := 5 * time.Second
 	if req.TimeoutMillis > 0 {
-		timeout = min(time.Duration(req.TimeoutMillis)*time.Millisecond, time.Minute)
+		timeout = min(time.Duration(req.TimeoutMillis)*time.Millisecond, agentapi.MaxPingTimeout)
 	}
 	res, err := m.tun.Ping(ctx, node, timeout)
 	out := agentapi.PingResult{Target: target, Node: node, Path: string(res.Path), Relay: res.Relay,

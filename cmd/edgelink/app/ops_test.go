@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,23 @@ func TestNodeOfIP(t *testing.T) {
 	for ip, want := range map[string]string{"10.245.7.9": "edge-4", "10.245.7.1": "edge-3", "10.245.1.1": "edge-2", "10.9.9.9": ""} {
 		if got := nodeOfIP(b, netip.MustParseAddr(ip)); got != want {
 			t.Errorf("nodeOfIP(%s) = %q, want %q", ip, got, want)
+		}
+	}
+}
+
+// `edgelink ping --timeout` outside 1ms..60s is refused before asking the
+// agent.
+func TestPingTimeoutFlag(t *testing.T) {
+	for _, tc := range []struct{ timeout, want string }{
+		{"2m", "--timeout 2m0s: give between 1ms and 1m0s"},
+		{"0s", "--timeout 0s: give between 1ms and 1m0s"},
+		{"100us", "--timeout 100µs: give between 1ms and 1m0s"},
+	} {
+		var out, errb bytes.Buffer
+		root := newRoot(&out, &errb)
+		root.SetArgs([]string{"ping", "--socket", filepath.Join(t.TempDir(), "none.sock"), "--timeout", tc.timeout, "edge-2"})
+		if err := root.Execute(); err == nil || err.Error() != tc.want {
+			t.Errorf("--timeout %s: error %v, want %q", tc.timeout, err, tc.want)
 		}
 	}
 }

@@ -30,6 +30,9 @@ the tunnel, not the pod itself: use ping inside a pod for that.`,
 			if count < 1 {
 				return fmt.Errorf("-c %d: give at least 1", count)
 			}
+			if timeout < agentapi.MinPingTimeout || timeout > agentapi.MaxPingTimeout {
+				return fmt.Errorf("--timeout %s: give between %s and %s", timeout, agentapi.MinPingTimeout, agentapi.MaxPingTimeout)
+			}
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
@@ -79,7 +82,7 @@ the tunnel, not the pod itself: use ping inside a pod for that.`,
 	f.add(cmd, true)
 	cmd.Flags().IntVarP(&count, "count", "c", 3, "number of probes")
 	cmd.Flags().DurationVarP(&interval, "interval", "i", time.Second, "time between probes")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for each answer")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for each answer (1ms to 60s)")
 	return cmd
 }
 
