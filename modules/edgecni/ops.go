@@ -365,9 +365,9 @@ func readRPFilter(tun string) (all, dev int, err error) {
 // the larger of conf/all and conf/<tun> (0 off, 1 strict, 2 loose).
 // Strict drops replies from remote pods that arrive on the TUN while the
 // route back to their source is another one; loose and off let them in.
-// The systemd agent sets the TUN's to 2 itself, which fixes a strict
-// device value but not a strict "all"; a containerized agent cannot write
-// /proc/sys at all.
+// The systemd agent sets the TUN's to 2 itself (loose whatever "all" is);
+// a containerized agent cannot write /proc/sys, so the TUN keeps the
+// host's conf/default.
 func rpFilterCheck(tun string, all, dev int) agentapi.Check {
 	eff := max(all, dev)
 	if eff == 1 {

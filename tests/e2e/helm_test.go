@@ -460,6 +460,33 @@ func TestHelmDryRunApply(t *testing.T) {
 		}
 	}
 
+	// NOTES.txt (which helm template does not render; a dry-run install
+	// against the control plane does) warns that edge nodes mounting the
+	// membership Secret can read every node's key, unless edge nodes use
+	// KubeEdge's certificates.
+	const secretWarning = "WARNING: edge agents mount the membership Secret"
+	for _, tc := range []struct {
+		values []string
+		warn   bool
+	}{
+		{[]string{"--values", sampleValues()}, true},
+		{[]string{"--values", sampleValues(), "--set", "membership.kubeEdgeCerts=true"}, false},
+		{[]string{"--values", sampleValues(), "--set", "edge.enabled=false"}, false},
+	} {
+		out, stderr, err := helm(t, append([]string{"install", "edgelink", chartDir(), "--namespace", helmNamespace,
+			"--dry-run=server", "--kubeconfig", cp.Kubeconfig}, tc.values...)...)
+		if err != nil {
+			t.Fatalf("helm install --dry-run %v: %v\n%s", tc.values, err, stderr)
+		}
+		_, notes, _ := strings.Cut(out, "\nNOTES:\n")
+		if got := strings.Contains(notes, secretWarning); got != tc.warn {
+			t.Errorf("%v: NOTES warn about the membership Secret: %v, want %v:\n%s", tc.values, got, tc.warn, notes)
+		}
+		if tc.warn && !strings.Contains(notes, "membership.kubeEdgeCerts=true") {
+			t.Errorf("%v: the warning does not say what to set:\n%s", tc.values, notes)
+		}
+	}
+
 	ds := find(renderChart(t, "--values", sampleValues()), "DaemonSet", "edgelink-edge")
 	containers, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
 	containers[0].(map[string]any)["securityContext"].(map[string]any)["privilegd"] = true

@@ -13,7 +13,10 @@ It does not need privileged: true. The one thing a privileged container
 could do that it cannot is write /proc/sys (read-only in containers): the
 node must have net.ipv4.ip_forward=1 already (Kubernetes requires it; the
 agent exits saying so otherwise), and the TUN's rp_filter is left as the
-host set it (docs/install.md).
+host set it: the kernel uses the larger of net.ipv4.conf.all.rp_filter and
+the TUN's own, and 1 (strict) drops replies from remote pods, so the node
+needs all and default (which the TUN gets when created) at 2 or 0
+(docs/install.md; `edgelink diagnose` checks it).
 */}}
 {{- define "edgelink.podTemplate" -}}
 {{- $root := .root -}}
@@ -180,6 +183,8 @@ spec:
           readOnly: true
         {{- else }}
         # This node's files from the membership Secret, picked by node name.
+        # Not a boundary: the kubelet fetches the whole Secret (every node's
+        # key) onto the node; membership.kubeEdgeCerts keeps edge keys off it.
         - name: membership
           mountPath: {{ $mdir }}/ca.crt
           subPath: ca.crt
