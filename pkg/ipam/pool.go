@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"go4.org/netipx"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -284,37 +285,7 @@ func (p *Pool) Prefixes() []netip.Prefix {
 	return out
 }
 
-// rangePrefixes splits [first, last] into CIDRs: from first, the largest
-// aligned block that does not pass last, repeatedly.
+// rangePrefixes splits [first, last] into the fewest CIDRs.
 func rangePrefixes(first, last netip.Addr) []netip.Prefix {
-	var out []netip.Prefix
-	bits := first.BitLen()
-	for first.IsValid() && first.Compare(last) <= 0 {
-		size := bits
-		for size > 0 {
-			cand := netip.PrefixFrom(first, size-1).Masked()
-			if cand.Addr() != first || lastOf(cand).Compare(last) > 0 {
-				break
-			}
-			size--
-		}
-		pfx := netip.PrefixFrom(first, size)
-		out = append(out, pfx)
-		end := lastOf(pfx)
-		if end == last {
-			break
-		}
-		first = end.Next()
-	}
-	return out
-}
-
-// lastOf is a prefix's last address.
-func lastOf(p netip.Prefix) netip.Addr {
-	a := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(a)*8; i++ {
-		a[i/8] |= 0x80 >> (i % 8)
-	}
-	last, _ := netip.AddrFromSlice(a)
-	return last
+	return netipx.IPRangeFrom(first, last).Prefixes()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go4.org/netipx"
 	"github.com/spf13/cobra"
 
 	"github.com/edgelink/edgelink/pkg/statusclient"
@@ -136,57 +137,25 @@ func shorten(s string, n int) string {
 }
 
 // addrRanges renders prefixes for people: contiguous prefixes (a pool's
-// range split into CIDRs, say) become one "first-last" range; a prefix
-// that stands alone stays a CIDR. Unparsable entries pass through.
+// range split into CIDRs, say) become one "first-last" range, or one CIDR
+// when they make exactly one; unparsable entries pass through.
 func addrRanges(cidrs []string) []string {
-	type span struct{ first, last netip.Addr }
-	var spans []span
+	var b netipx.IPSetBuilder
 	var out []string
 	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			b.AddPrefix(p.Masked())
+		} else {
 			out = append(out, c)
-			continue
 		}
-		p = p.Masked()
-		spans = append(spans, span{p.Addr(), lastAddr(p)})
 	}
-	slices.SortFunc(spans, func(a, b span) int { return a.first.Compare(b.first) })
-	var merged []span
-	for _, s := range spans {
-		if n := len(merged); n > 0 && merged[n-1].last.Next() == s.first {
-			merged[n-1].last = s.last
-			continue
-		}
-		merged = append(merged, s)
-	}
-	for _, s := range merged {
-		if p, ok := prefixOf(s.first, s.last); ok {
+	set, _ := b.IPSet()
+	for _, r := range set.Ranges() {
+		if p, ok := r.Prefix(); ok {
 			out = append(out, p.String())
 		} else {
-			out = append(out, s.first.String()+"-"+s.last.String())
+			out = append(out, r.String())
 		}
 	}
 	return out
-}
-
-// lastAddr is the highest address in p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
-// prefixOf is the prefix spanning exactly first..last, if there is one.
-func prefixOf(first, last netip.Addr) (netip.Prefix, bool) {
-	for bits := 0; bits <= first.BitLen(); bits++ {
-		p := netip.PrefixFrom(first, bits)
-		if p.Masked().Addr() == first && lastAddr(p) == last {
-			return p, true
-		}
-	}
-	return netip.Prefix{}, false
 }
