@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"go4.org/netipx"
 	"github.com/spf13/cobra"
+	"go4.org/netipx"
 
 	"github.com/edgelink/edgelink/pkg/statusclient"
 )
