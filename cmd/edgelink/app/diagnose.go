@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
 // errChecksFailed makes diagnose exit non-zero after printing.
@@ -26,29 +28,24 @@ accept) are in place. Each check prints OK, FAIL (with a suggested fix) or
 SKIP (its module is disabled). The exit code is 1 if any check failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			d, err := c.Diagnose(ctx)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				err = printJSON(cmd.OutOrStdout(), d)
-			} else {
-				err = writeDiagnosis(cmd.OutOrStdout(), d)
-			}
-			if err != nil {
-				return err
-			}
-			if d.Failed() {
-				return fmt.Errorf("%w on %s", errChecksFailed, d.Node)
-			}
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *statusclient.Client) error {
+				d, err := c.Diagnose(ctx)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					err = printJSON(cmd.OutOrStdout(), d)
+				} else {
+					err = writeDiagnosis(cmd.OutOrStdout(), d)
+				}
+				if err != nil {
+					return err
+				}
+				if d.Failed() {
+					return fmt.Errorf("%w on %s", errChecksFailed, d.Node)
+				}
+				return nil
+			})
 		},
 	}
 	f.add(cmd, true)

@@ -54,6 +54,20 @@ func (f *agentFlags) client(cmd *cobra.Command) (*statusclient.Client, error) {
 }
 
 // signalContext ends on SIGINT/SIGTERM.
+// run calls do with a client for the flags' socket and a context that
+// ends on Ctrl-C or SIGTERM: the body of every command that asks the
+// agent.
+func (f *agentFlags) run(cmd *cobra.Command, do func(ctx context.Context, c *statusclient.Client) error) error {
+	c, err := f.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := signalContext(cmd)
+	defer cancel()
+	return do(ctx, c)
+}
+
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()
 	if ctx == nil {

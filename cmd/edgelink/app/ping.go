@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -33,50 +34,45 @@ the tunnel, not the pod itself: use ping inside a pod for that.`,
 			if timeout < agentapi.MinPingTimeout || timeout > agentapi.MaxPingTimeout {
 				return fmt.Errorf("--timeout %s: give between %s and %s", timeout, agentapi.MinPingTimeout, agentapi.MaxPingTimeout)
 			}
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			var results []agentapi.PingResult
-			answered := 0
-			for i := 0; i < count && ctx.Err() == nil; i++ {
-				if i > 0 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(interval):
+			return f.run(cmd, func(ctx context.Context, c *statusclient.Client) error {
+				var results []agentapi.PingResult
+				answered := 0
+				for i := 0; i < count && ctx.Err() == nil; i++ {
+					if i > 0 {
+						select {
+						case <-ctx.Done():
+						case <-time.After(interval):
+						}
+					}
+					res, err := c.Ping(ctx, args[0], timeout)
+					if err != nil {
+						if fatalPingError(err) {
+							return err
+						}
+						if f.output != "json" {
+							fmt.Fprintf(cmd.OutOrStdout(), "no pong from %s: %v\n", args[0], err)
+						}
+						continue
+					}
+					answered++
+					results = append(results, res)
+					if f.output != "json" {
+						writePong(cmd.OutOrStdout(), res)
 					}
 				}
-				res, err := c.Ping(ctx, args[0], timeout)
-				if err != nil {
-					if fatalPingError(err) {
+				if f.output == "json" {
+					if results == nil {
+						results = []agentapi.PingResult{}
+					}
+					if err := printJSON(cmd.OutOrStdout(), results); err != nil {
 						return err
 					}
-					if f.output != "json" {
-						fmt.Fprintf(cmd.OutOrStdout(), "no pong from %s: %v\n", args[0], err)
-					}
-					continue
 				}
-				answered++
-				results = append(results, res)
-				if f.output != "json" {
-					writePong(cmd.OutOrStdout(), res)
+				if answered == 0 {
+					return fmt.Errorf("no answer from %s in %d tries", args[0], count)
 				}
-			}
-			if f.output == "json" {
-				if results == nil {
-					results = []agentapi.PingResult{}
-				}
-				if err := printJSON(cmd.OutOrStdout(), results); err != nil {
-					return err
-				}
-			}
-			if answered == 0 {
-				return fmt.Errorf("no answer from %s in %d tries", args[0], count)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f.add(cmd, true)

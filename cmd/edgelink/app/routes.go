@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
 func newRoutesCmd() *cobra.Command {
@@ -23,21 +25,16 @@ Kinds: segment (another cloudCIDR/edgeCIDR), node (a node's pod CIDR), pool
 (a SpiderIPPool pinned to a node), pod (one pod IP outside both).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			rs, err := c.Routes(ctx)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), rs)
-			}
-			return writeRoutes(cmd.OutOrStdout(), rs)
+			return f.run(cmd, func(ctx context.Context, c *statusclient.Client) error {
+				rs, err := c.Routes(ctx)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), rs)
+				}
+				return writeRoutes(cmd.OutOrStdout(), rs)
+			})
 		},
 	}
 	f.add(cmd, true)

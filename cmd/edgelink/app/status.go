@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -25,21 +26,16 @@ the round-trip time of the last probe, pod traffic in and out, and when
 pod traffic last flowed. -o json prints the same as a JSON document.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd)
-			defer cancel()
-			o, err := c.Overview(ctx)
-			if err != nil {
-				return err
-			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), o)
-			}
-			return writeStatus(cmd.OutOrStdout(), o, time.Now())
+			return f.run(cmd, func(ctx context.Context, c *statusclient.Client) error {
+				o, err := c.Overview(ctx)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), o)
+				}
+				return writeStatus(cmd.OutOrStdout(), o, time.Now())
+			})
 		},
 	}
 	f.add(cmd, true)
