@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
@@ -57,13 +58,7 @@ func (m *Module) Start() {
 }
 
 // Status is GET /v1/dataplane.
-type Status struct {
-	MTU      int                     `json:"mtu"`
-	Segments []string                `json:"segments"`
-	Plan     string                  `json:"plan"` // RoutePlan.String()
-	Errors   string                  `json:"errors,omitempty"`
-	Stats    dataplane.StatsSnapshot `json:"stats"`
-}
+type Status = agentapi.DataplaneStatus
 
 // RegisterStatus adds GET /v1/dataplane (503 until the TUN is up).
 func (s *Service) RegisterStatus(mux *http.ServeMux) {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,16 +19,7 @@ kind: SpiderIPPool
 metadata: {name: broken}
 spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]}
 `
-	objs, err := ipam.DecodeObjects(strings.NewReader(pools), "edge-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := ipam.OpenStore(filepath.Join(t.TempDir(), "leases.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	alloc := ipam.NewAllocator(store, ipam.NewView("edge-1", objs))
+	alloc := newTestAllocator(t, pools)
 
 	m := &Module{enable: true, svc: &Service{SocketPath: "/var/run/edgelink/ipam.sock"}}
 	mux := http.NewServeMux()

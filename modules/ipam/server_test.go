@@ -21,7 +21,14 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.2-10.244.5.3"], gateway: 10.244.5.
 
 func newTestHandler(t *testing.T) http.Handler {
 	t.Helper()
-	objs, err := ipam.DecodeObjects(strings.NewReader(testPools), "edge-1")
+	return newMux(&handler{alloc: newTestAllocator(t, testPools)})
+}
+
+// newTestAllocator is an allocator for node edge-1 over pools (YAML) with
+// a store in a temp dir.
+func newTestAllocator(t *testing.T, pools string) *ipam.Allocator {
+	t.Helper()
+	objs, err := ipam.DecodeObjects(strings.NewReader(pools), "edge-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +37,7 @@ func newTestHandler(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return newMux(&handler{alloc: ipam.NewAllocator(store, ipam.NewView("edge-1", objs))})
+	return ipam.NewAllocator(store, ipam.NewView("edge-1", objs))
 }
 
 func call(t *testing.T, h http.Handler, method, path, body string) (int, string) {

@@ -6,21 +6,11 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/pkg/agentapi"
 )
 
 // Status is this node's side of the tunnel (GET /v1/tunnel/status).
-type Status struct {
-	Node         string                 `json:"node"`
-	Peer         string                 `json:"peer"`
-	Relay        bool                   `json:"relay"`
-	Addrs        []string               `json:"addrs"`
-	Observed     []string               `json:"observed"`
-	Reachability string                 `json:"reachability"`
-	Reservations []p2p.ReservationState `json:"reservations"`
-	RefusedPeers uint64                 `json:"refusedPeers"` // membership proofs refused
-	KnownPeers   int                    `json:"knownPeers"`
-}
+type Status = agentapi.TunnelStatus
 
 // RegisterStatus adds the tunnel's endpoints to the agent's status API:
 // GET /v1/tunnel/status (Status) and GET /v1/tunnel/peers

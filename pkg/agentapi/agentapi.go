@@ -16,7 +16,12 @@
 // module is not up or has no path).
 package agentapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/p2p"
+)
 
 // Route kinds: why a prefix is routed.
 const (
@@ -136,3 +141,25 @@ func Fail(name, detail, fix string) Check {
 	return Check{Name: name, Status: CheckFail, Detail: detail, Fix: fix}
 }
 func Skip(name, detail string) Check { return Check{Name: name, Status: CheckSkip, Detail: detail} }
+
+// TunnelStatus is this node's side of the tunnel (GET /v1/tunnel/status).
+type TunnelStatus struct {
+	Node         string                 `json:"node"`
+	Peer         string                 `json:"peer"`
+	Relay        bool                   `json:"relay"`
+	Addrs        []string               `json:"addrs"`
+	Observed     []string               `json:"observed"`
+	Reachability string                 `json:"reachability"`
+	Reservations []p2p.ReservationState `json:"reservations"`
+	RefusedPeers uint64                 `json:"refusedPeers"` // membership proofs refused
+	KnownPeers   int                    `json:"knownPeers"`
+}
+
+// DataplaneStatus is the data plane (GET /v1/dataplane).
+type DataplaneStatus struct {
+	MTU      int                     `json:"mtu"`
+	Segments []string                `json:"segments"`
+	Plan     string                  `json:"plan"` // the route plan as text
+	Errors   string                  `json:"errors,omitempty"`
+	Stats    dataplane.StatsSnapshot `json:"stats"`
+}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
@@ -142,27 +141,11 @@ type AgentInfo struct {
 	HeapBytes  uint64 `json:"heapBytes"`
 }
 
-// TunnelStatus is GET /v1/tunnel/status (modules/tunnel.Status).
-type TunnelStatus struct {
-	Node         string                 `json:"node"`
-	Peer         string                 `json:"peer"`
-	Relay        bool                   `json:"relay"`
-	Addrs        []string               `json:"addrs"`
-	Observed     []string               `json:"observed"`
-	Reachability string                 `json:"reachability"`
-	Reservations []p2p.ReservationState `json:"reservations"`
-	RefusedPeers uint64                 `json:"refusedPeers"`
-	KnownPeers   int                    `json:"knownPeers"`
-}
+// TunnelStatus is GET /v1/tunnel/status.
+type TunnelStatus = agentapi.TunnelStatus
 
-// DataplaneStatus is GET /v1/dataplane (modules/edgecni.Status).
-type DataplaneStatus struct {
-	MTU      int                     `json:"mtu"`
-	Segments []string                `json:"segments"`
-	Plan     string                  `json:"plan"`
-	Errors   string                  `json:"errors,omitempty"`
-	Stats    dataplane.StatsSnapshot `json:"stats"`
-}
+// DataplaneStatus is GET /v1/dataplane.
+type DataplaneStatus = agentapi.DataplaneStatus
 
 func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
 	var v AgentInfo
