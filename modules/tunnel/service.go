@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
@@ -47,7 +48,8 @@ type running struct {
 	reachability atomic.Int32
 
 	mu       sync.Mutex
-	observed map[peer.ID][]ma.Multiaddr // our NAT mappings, per relay
+	observed map[peer.ID][]ma.Multiaddr // our NAT mappings, per relay (discovery)
+	udpSeen  map[string]ma.Multiaddr    // our QUIC socket's mapping, per relay node (observe)
 	known    map[string]p2p.PeerRecord  // every member we know, by node
 }
 
@@ -83,9 +85,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var relays []p2p.RelayTarget
 	cache := loadCache(s.cachePath())
 	isRelay := false
-	var quicFirst []string
 	for _, r := range t.RelayNodes {
-		quicFirst = append(quicFirst, r.AdvertiseAddress...)
 		addrs := relayAddrs(r.AdvertiseAddress, t.ListenPort)
 		if r.NodeName == s.cfg.NodeName {
 			isRelay, advertise = true, addrs
@@ -99,12 +99,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	h, err := p2p.New(p2p.Config{Key: key, ListenPort: t.ListenPort, Credentials: creds, Verifier: verifier,
-		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true, QUICFirst: quicFirst})
+		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true})
 	if err != nil {
 		return err
 	}
 	h.HandlePackets(s.packets.deliver)
-	r := &running{h: h, isRelay: isRelay, observed: map[peer.ID][]ma.Multiaddr{}, known: cache}
+	r := &running{h: h, isRelay: isRelay, observed: map[peer.ID][]ma.Multiaddr{}, udpSeen: map[string]ma.Multiaddr{}, known: cache}
 	var rel *relay.Relay
 	var dir *p2p.Directory
 	if isRelay {
@@ -125,6 +125,11 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { // routineReachability
 		defer wg.Done()
 		r.watchReachability(ctx)
+	}()
+	wg.Add(1)
+	go func() { // routineObserveUDP
+		defer wg.Done()
+		r.observeUDP(ctx, relays)
 	}()
 	tick := time.NewTicker(DiscoveryInterval)
 	defer tick.Stop()
@@ -212,12 +217,75 @@ func (r *running) register(ctx context.Context, relayID peer.ID) {
 	}
 	r.mu.Lock()
 	r.observed[relayID] = observed
+	r.mu.Unlock()
+	r.publishObserved()
+}
+
+// publishObserved hands every NAT mapping relays reported to hole
+// punching.
+func (r *running) publishObserved() {
+	r.mu.Lock()
 	var all []ma.Multiaddr
 	for _, o := range r.observed {
 		all = append(all, o...)
 	}
+	for _, a := range r.udpSeen {
+		all = append(all, a)
+	}
 	r.mu.Unlock()
 	r.h.SetObserved(all)
+}
+
+// observeUDP asks every relay, now and every p2p.ObserveInterval, where
+// our QUIC socket's datagrams come from (connections to relays are TCP,
+// so only this tells the UDP mapping that QUIC hole punching needs), and
+// keeps that mapping open.
+func (r *running) observeUDP(ctx context.Context, relays []p2p.RelayTarget) {
+	tick := time.NewTicker(p2p.ObserveInterval)
+	defer tick.Stop()
+	for {
+		changed := false
+		for _, rt := range relays {
+			ap, ok := quicAddrPort(rt.Addrs)
+			if !ok {
+				continue
+			}
+			a, err := r.h.ObserveUDP(ctx, ap)
+			if err != nil {
+				klog.V(2).InfoS("UDP address observation failed", "relay", rt.Node, "err", err)
+				continue
+			}
+			r.mu.Lock()
+			if old := r.udpSeen[rt.Node]; old == nil || !old.Equal(a) {
+				r.udpSeen[rt.Node], changed = a, true
+			}
+			r.mu.Unlock()
+		}
+		if changed {
+			r.publishObserved()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// quicAddrPort is the UDP address of the first QUIC multiaddr with a
+// literal IP.
+func quicAddrPort(addrs []ma.Multiaddr) (netip.AddrPort, bool) {
+	for _, a := range addrs {
+		if k, _ := p2p.Classify(a); k != p2p.PathDirectQUIC {
+			continue
+		}
+		if _, hostport, err := manet.DialArgs(a); err == nil {
+			if ap, err := netip.ParseAddrPort(hostport); err == nil {
+				return ap, true
+			}
+		}
+	}
+	return netip.AddrPort{}, false
 }
 
 func (r *running) watchReachability(ctx context.Context) {

@@ -1,7 +1,11 @@
 package p2p
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 
@@ -17,9 +21,13 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	quicgo "github.com/quic-go/quic-go"
+	"go.uber.org/fx"
+	"k8s.io/klog/v2"
 
 	"github.com/edgelink/edgelink/pkg/membership"
 )
@@ -40,9 +48,6 @@ type Config struct {
 	// Public marks a node that others can dial (a relay): it answers
 	// AutoNAT reachability checks for members and skips its own.
 	Public bool
-	// QUICFirst names hosts (IPs or DNS names: the relays) dialed over
-	// QUIC first; everyone else is dialed over TCP first.
-	QUICFirst []string
 	// HolePunching starts DCUtR (Host.HolePunch).
 	HolePunching bool
 	// Options are extra libp2p options.
@@ -58,8 +63,8 @@ type Host struct {
 	// Punches counts what HolePunch did.
 	Punches HolePunchStats
 
-	observed  atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
-	quicFirst map[string]bool                // hosts dialed QUIC first (Config.QUICFirst)
+	observed atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
+	observer *observer                      // our NAT mapping on UDP, as relays see it (observe.go)
 }
 
 // ResourceLimits is the explicit resource-manager budget: libp2p's scaled
@@ -104,10 +109,6 @@ func New(cfg Config) (*Host, error) {
 			fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", cfg.ListenPort),
 		}
 	}
-	quicFirst := map[string]bool{}
-	for _, h := range cfg.QUICFirst {
-		quicFirst[h] = true
-	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(ResourceLimits()))
 	if err != nil {
 		return nil, err
@@ -123,9 +124,35 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ResourceManager(rm),
 		// Tunnels are few and long-lived: never trim them.
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
-		libp2p.DialRanker(dialRanker(quicFirst)),
+		libp2p.DialRanker(dialRanker()),
 		libp2p.UserAgent("edgelink"),
 	}
+	// Our own QUIC connection manager (libp2p's default one, kept): the
+	// observe exchange (observe.go) shares the QUIC socket through it.
+	var quicCM *quicreuse.ConnManager
+	opts = append(opts, libp2p.QUICReuse(func(key quicgo.StatelessResetKey, tg quicgo.TokenGeneratorKey, rm network.ResourceManager, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
+		cm, err := quicreuse.NewConnManager(key, tg,
+			quicreuse.ConnContext(func(ctx context.Context, ci *quicgo.ClientInfo) (context.Context, error) {
+				addr, err := quicreuse.ToQuicMultiaddr(ci.RemoteAddr, quicgo.Version1)
+				if err != nil {
+					addr = nil // the resource manager decides
+				}
+				scope, err := rm.OpenConnection(network.DirInbound, false, addr)
+				if err != nil {
+					return ctx, err
+				}
+				ctx = network.WithConnManagementScope(ctx, scope)
+				context.AfterFunc(ctx, scope.Done)
+				return ctx, nil
+			}),
+			quicreuse.VerifySourceAddress(rm.VerifySourceAddress))
+		if err != nil {
+			return nil, err
+		}
+		lc.Append(fx.StopHook(cm.Close))
+		quicCM = cm
+		return cm, nil
+	}))
 	if len(cfg.AdvertiseAddrs) > 0 {
 		adv := cfg.AdvertiseAddrs
 		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
@@ -148,8 +175,13 @@ func New(cfg Config) (*Host, error) {
 		h.Close()
 		return nil, err
 	}
-	hh := &Host{Host: h, Gate: g, quicFirst: quicFirst}
+	hh := &Host{Host: h, Gate: g}
 	g.Handle(ProbeProtocol, handleProbe)
+	if pc, err := sharedQUICSocket(h, quicCM); err != nil {
+		klog.InfoS("No UDP address observation (hole punching falls back to TCP)", "err", err)
+	} else {
+		hh.observer = newObserver(pc)
+	}
 	if cfg.HolePunching {
 		ids, ok := h.(interface{ IDService() identify.IDService })
 		if !ok {
@@ -187,8 +219,47 @@ func (h *Host) holePunchAddrs() []ma.Multiaddr {
 	})
 }
 
+// sharedQUICSocket is the non-QUIC side of our IPv4 QUIC listener's
+// socket.
+func sharedQUICSocket(h host.Host, cm *quicreuse.ConnManager) (net.PacketConn, error) {
+	if cm == nil {
+		return nil, errors.New("no QUIC connection manager")
+	}
+	for _, a := range h.Network().ListenAddresses() {
+		if k, _ := Classify(a); k != PathDirectQUIC {
+			continue
+		}
+		netw, hostport, err := manet.DialArgs(a)
+		if err != nil || netw != "udp4" {
+			continue
+		}
+		laddr, err := net.ResolveUDPAddr(netw, hostport)
+		if err != nil {
+			continue
+		}
+		return cm.SharedNonQUICPacketConn(netw, laddr)
+	}
+	return nil, errors.New("no IPv4 QUIC listener")
+}
+
+// ObserveUDP asks a relay's QUIC socket which address our QUIC socket's
+// datagrams arrive from (our NAT mapping), as a quic-v1 multiaddr.
+func (h *Host) ObserveUDP(ctx context.Context, relay netip.AddrPort) (ma.Multiaddr, error) {
+	if h.observer == nil {
+		return nil, errors.New("no UDP address observation on this host")
+	}
+	ap, err := h.observer.observe(ctx, relay)
+	if err != nil {
+		return nil, err
+	}
+	return quicreuse.ToQuicMultiaddr(net.UDPAddrFromAddrPort(ap), quicgo.Version1)
+}
+
 // Close stops hole punching and the gate, then the host.
 func (h *Host) Close() error {
+	if h.observer != nil {
+		h.observer.close()
+	}
 	if h.HolePunch != nil {
 		_ = h.HolePunch.Close()
 	}

@@ -504,9 +504,6 @@ func (m *PathManager) dial(ctx context.Context, t *Target) error {
 // close, no libp2p handshake.
 func (m *PathManager) tcpAnswers(ctx context.Context, t *Target, conn network.Conn) bool {
 	ip := hostOf(conn.RemoteMultiaddr())
-	if m.h.quicFirst[ip] {
-		return false // a relay: dialed QUIC first on purpose
-	}
 	for _, a := range append(slices.Clone(t.Addrs), m.h.Peerstore().Addrs(t.ID)...) {
 		if k, _ := Classify(a); k != PathDirectTCP || hostOf(a) != ip {
 			continue

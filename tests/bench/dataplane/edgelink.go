@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/modules/edgecni"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -148,6 +149,17 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 		a := testutil.NewAgent(t, cfg, n.netns)
 		a.Start("Tunnel up")
 		agents = append(agents, a)
+		if cfg.Modules.EdgeCNI.Enable {
+			// The forwarder's counters at the end of the case: drops
+			// explain a slow path.
+			name := n.name
+			t.Cleanup(func() {
+				var st edgecni.Status
+				if err := a.GetJSON("/v1/dataplane", &st); err == nil {
+					t.Logf("%s: %s forwarder %+v", c.Name(), name, st.Stats)
+				}
+			})
+		}
 		pids = append(pids, a.PID())
 	}
 
@@ -175,7 +187,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 						_ = a.GetJSON("/v1/tunnel/peers", &rp)
 						for _, q := range rp {
 							if q.Node == "bench-relay" {
-								t.Logf("%s: %s->relay path %s %s", c.Name(), nodes[i].name, q.Path, q.RemoteAddr)
+								t.Logf("%s: %s->relay path %s %s, connections %+v", c.Name(), nodes[i].name, q.Path, q.RemoteAddr, q.Conns)
 							}
 						}
 					}
