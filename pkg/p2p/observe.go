@@ -15,7 +15,7 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// Relays carry circuits over TCP (a circuit over TCP moved 1.77 Gbit/s
+// Relays carry circuits over TCP (a circuit over TCP moved 1.72 Gbit/s
 // in one TCP stream on the data-plane benchmark, over QUIC 0.36 Gbit/s,
 // at twice the CPU per GiB), but UDP hole punching needs the NAT mapping
 // of our QUIC socket, which a relay only sees on UDP. So a node asks each
