@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgelink/edgelink/cni/install"
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 )
 
 func newCNICmd() *cobra.Command {
@@ -79,7 +80,7 @@ MTU come from the agent's config file. --dry-run prints the conflist only.`,
 	f.BoolVar(&o.HairpinMode, "hairpin", false, "enable hairpin mode on pod veths")
 	f.StringVar(&o.DataDir, "data-dir", "", "plugin state dir (default /var/lib/cni/edgelink)")
 	f.StringVar(&o.IPAMType, "ipam", "spiderpool", "IPAM plugin: spiderpool or host-local")
-	f.StringVar(&o.IPAMSocket, "ipam-socket", "", "spiderpool agent socket (the agent's modules.ipam.socketPath)")
+	f.StringVar(&o.IPAMSocket, "ipam-socket", v1.DefaultIPAMSocket, "spiderpool agent socket (the agent's modules.ipam.socketPath)")
 	f.StringSliceVar(&o.DefaultIPv4Pool, "default-ipv4-ippool", nil, "spiderpool default_ipv4_ippool")
 	f.StringSliceVar(&o.DefaultIPv6Pool, "default-ipv6-ippool", nil, "spiderpool default_ipv6_ippool")
 	f.StringSliceVar(&o.Subnets, "subnet", nil, "host-local subnet (repeat for dual stack)")
