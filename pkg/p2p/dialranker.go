@@ -7,13 +7,13 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// Dial delays (DialRanker): TCP first, QUIC shortly after, circuits last.
+// Dial delays (rankDials): TCP first, QUIC shortly after, circuits last.
 const (
 	quicDialDelay  = 250 * time.Millisecond
 	relayDialDelay = 500 * time.Millisecond
 )
 
-// dialRanker orders dials for tunnels: every direct TCP address at once,
+// rankDials orders dials for tunnels: every direct TCP address at once,
 // direct QUIC ones quicDialDelay later, relay circuits after
 // relayDialDelay. libp2p's default prefers QUIC, but TCP+TLS carried about
 // twice QUIC's throughput on the data path (DESIGN.md), and where TCP
@@ -25,22 +25,19 @@ const (
 // UDP mapping that QUIC hole punching needs comes from the observe
 // exchange instead (observe.go). Hole punches themselves dial every
 // address at once (libp2p ignores the ranker for simultaneous connects).
-func dialRanker() network.DialRanker {
-	return func(addrs []ma.Multiaddr) []network.AddrDelay {
-		out := make([]network.AddrDelay, 0, len(addrs))
-		for _, a := range addrs {
-			var d time.Duration
-			k, _ := Classify(a)
-			switch {
-			case k == PathRelayed:
-				d = relayDialDelay
-			case k == PathDirectQUIC:
-				d = quicDialDelay
-			}
-			out = append(out, network.AddrDelay{Addr: a, Delay: d})
+func rankDials(addrs []ma.Multiaddr) []network.AddrDelay {
+	out := make([]network.AddrDelay, 0, len(addrs))
+	for _, a := range addrs {
+		var d time.Duration
+		switch k, _ := Classify(a); k {
+		case PathRelayed:
+			d = relayDialDelay
+		case PathDirectQUIC:
+			d = quicDialDelay
 		}
-		return out
+		out = append(out, network.AddrDelay{Addr: a, Delay: d})
 	}
+	return out
 }
 
 // hostOf is an address's first IP or DNS component's value.

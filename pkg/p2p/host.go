@@ -124,35 +124,13 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ResourceManager(rm),
 		// Tunnels are few and long-lived: never trim them.
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
-		libp2p.DialRanker(dialRanker()),
+		libp2p.DialRanker(rankDials),
 		libp2p.UserAgent("edgelink"),
 	}
-	// Our own QUIC connection manager (libp2p's default one, kept): the
-	// observe exchange (observe.go) shares the QUIC socket through it.
+	// libp2p's QUIC connection manager: the observe exchange (observe.go)
+	// shares the QUIC socket through it.
 	var quicCM *quicreuse.ConnManager
-	opts = append(opts, libp2p.QUICReuse(func(key quicgo.StatelessResetKey, tg quicgo.TokenGeneratorKey, rm network.ResourceManager, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
-		cm, err := quicreuse.NewConnManager(key, tg,
-			quicreuse.ConnContext(func(ctx context.Context, ci *quicgo.ClientInfo) (context.Context, error) {
-				addr, err := quicreuse.ToQuicMultiaddr(ci.RemoteAddr, quicgo.Version1)
-				if err != nil {
-					addr = nil // the resource manager decides
-				}
-				scope, err := rm.OpenConnection(network.DirInbound, false, addr)
-				if err != nil {
-					return ctx, err
-				}
-				ctx = network.WithConnManagementScope(ctx, scope)
-				context.AfterFunc(ctx, scope.Done)
-				return ctx, nil
-			}),
-			quicreuse.VerifySourceAddress(rm.VerifySourceAddress))
-		if err != nil {
-			return nil, err
-		}
-		lc.Append(fx.StopHook(cm.Close))
-		quicCM = cm
-		return cm, nil
-	}))
+	opts = append(opts, libp2p.WithFxOption(fx.Populate(&quicCM)))
 	if len(cfg.AdvertiseAddrs) > 0 {
 		adv := cfg.AdvertiseAddrs
 		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {

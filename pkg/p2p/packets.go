@@ -8,7 +8,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	msmux "github.com/multiformats/go-multistream"
 )
 
 // PacketsProtocol carries pod packets: one stream per direction and peer,
@@ -45,19 +44,8 @@ func (m *PathManager) Open(ctx context.Context, node string) (io.WriteCloser, ui
 	if c == nil || c.conn == nil {
 		return nil, 0, fmt.Errorf("no path to %s", node)
 	}
-	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	s, err := c.conn.NewStream(octx)
+	s, err := openStream(ctx, c.conn, PacketsProtocol, 5*time.Second)
 	if err != nil {
-		return nil, 0, err
-	}
-	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := s.SetProtocol(PacketsProtocol); err != nil {
-		_ = s.Reset()
-		return nil, 0, err
-	}
-	if err := msmux.SelectProtoOrFail(PacketsProtocol, s); err != nil {
-		_ = s.Reset()
 		return nil, 0, err
 	}
 	_ = s.SetDeadline(time.Time{})

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	msmux "github.com/multiformats/go-multistream"
 )
 
 // ErrUnknownPeer is returned for a node the path manager has no target
@@ -52,7 +50,7 @@ func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Durati
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	start := time.Now()
-	s, err := c.NewStream(ctx)
+	s, err := openStream(ctx, c, ProbeProtocol, timeout)
 	if err != nil {
 		return res, fmt.Errorf("probe stream to %s over %s: %w", node, kind, err)
 	}
@@ -60,12 +58,6 @@ func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Durati
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	_ = s.SetDeadline(deadline)
-	if err := s.SetProtocol(ProbeProtocol); err != nil {
-		return res, err
-	}
-	if err := msmux.SelectProtoOrFail(ProbeProtocol, s); err != nil {
-		return res, fmt.Errorf("probe protocol with %s over %s: %w", node, kind, err)
-	}
 	// Time the echo alone, not the stream's setup.
 	var out, in [8]byte
 	seq := uint64(start.UnixNano())

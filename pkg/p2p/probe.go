@@ -112,22 +112,32 @@ func (p *connProbe) run(ctx context.Context) {
 }
 
 func (p *connProbe) open(ctx context.Context) network.Stream {
-	octx, cancel := context.WithTimeout(ctx, ProbeTimeout)
-	defer cancel()
-	s, err := p.conn.NewStream(octx)
+	s, err := openStream(ctx, p.conn, ProbeProtocol, ProbeTimeout)
 	if err != nil {
 		return nil
 	}
-	_ = s.SetDeadline(time.Now().Add(ProbeTimeout))
-	if err := s.SetProtocol(ProbeProtocol); err != nil {
-		_ = s.Reset()
-		return nil
-	}
-	if err := msmux.SelectProtoOrFail(ProbeProtocol, s); err != nil {
-		_ = s.Reset()
-		return nil
-	}
 	return s
+}
+
+// openStream opens a stream for proto on conn and negotiates it, within
+// timeout; the stream keeps that deadline (callers set their own).
+func openStream(ctx context.Context, conn network.Conn, proto protocol.ID, timeout time.Duration) (network.Stream, error) {
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := conn.NewStream(octx)
+	if err != nil {
+		return nil, err
+	}
+	_ = s.SetDeadline(time.Now().Add(timeout))
+	if err := s.SetProtocol(proto); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	if err := msmux.SelectProtoOrFail(proto, s); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	return s, nil
 }
 
 func (p *connProbe) once(s network.Stream, seq uint64) (time.Duration, bool) {
