@@ -3,7 +3,6 @@ package edgecni
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
@@ -76,23 +76,12 @@ func (k *kernel) reconcileRoutes(want []KernelRoute) error {
 	}
 	routes, err := ourRoutes()
 	errs := []error{err}
-	have := map[string]netlink.Route{}
-	for _, r := range routes {
-		if r.Dst != nil {
-			have[r.Dst.String()] = r
-		}
-	}
+	have := routesByDst(routes)
 	wanted := map[string]bool{}
 	for _, w := range want {
-		dst := &net.IPNet{IP: w.Dst.Addr().AsSlice(), Mask: net.CIDRMask(w.Dst.Bits(), w.Dst.Addr().BitLen())}
-		r := netlink.Route{Dst: dst, Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN}
-		if w.Via.IsValid() {
-			r.Gw = w.Via.AsSlice()
-		} else {
-			r.LinkIndex = link.Attrs().Index
-		}
-		wanted[dst.String()] = true
-		if h, ok := have[dst.String()]; ok && h.LinkIndex == r.LinkIndex && h.Gw.Equal(r.Gw) && (r.Gw != nil || h.Gw == nil) {
+		r := routeFor(w, link.Attrs().Index)
+		wanted[r.Dst.String()] = true
+		if h, ok := have[r.Dst.String()]; ok && sameRoute(h, r) {
 			continue
 		}
 		if err := netlink.RouteReplace(&r); err != nil {
@@ -228,6 +217,38 @@ func ourRoutes() ([]netlink.Route, error) {
 		out = append(out, routes...)
 	}
 	return out, errors.Join(errs...)
+}
+
+// routesByDst indexes routes by destination.
+func routesByDst(routes []netlink.Route) map[string]netlink.Route {
+	out := map[string]netlink.Route{}
+	for _, r := range routes {
+		if r.Dst != nil {
+			out[r.Dst.String()] = r
+		}
+	}
+	return out
+}
+
+// routeFor is the main-table route that carries w: via its gateway, or
+// into the TUN (link index tun).
+func routeFor(w KernelRoute, tun int) netlink.Route {
+	r := netlink.Route{Dst: netipx.PrefixIPNet(w.Dst), Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN}
+	if w.Via.IsValid() {
+		r.Gw = w.Via.AsSlice()
+	} else {
+		r.LinkIndex = tun
+	}
+	return r
+}
+
+// sameRoute reports whether the kernel's route h is what want asks for:
+// the same gateway, or, without one, the same device.
+func sameRoute(h, want netlink.Route) bool {
+	if want.Gw != nil {
+		return h.Gw.Equal(want.Gw)
+	}
+	return h.Gw == nil && h.LinkIndex == want.LinkIndex
 }
 
 // removeRoutes deletes every route of ours (also after a crash: they

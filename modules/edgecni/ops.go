@@ -106,11 +106,7 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 // so the output is the same every time (the plan is a map).
 func sortForward(rs []agentapi.Route) {
 	slices.SortStableFunc(rs, func(a, b agentapi.Route) int {
-		pa, pb := netip.MustParsePrefix(a.Dst), netip.MustParsePrefix(b.Dst)
-		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
-			return c
-		}
-		if c := pa.Bits() - pb.Bits(); c != 0 {
+		if c := comparePrefix(netip.MustParsePrefix(a.Dst), netip.MustParsePrefix(b.Dst)); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Node, b.Node)
@@ -131,13 +127,16 @@ func kindNoun(kind string) string {
 
 func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 	out := slices.Clone(ps)
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(out, comparePrefix)
 	return out
+}
+
+// comparePrefix orders prefixes by address, then prefix length.
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // missingRoutes lists the planned routes the main table lacks or holds
@@ -152,21 +151,11 @@ func missingRoutes(tunName string, want []KernelRoute) ([]KernelRoute, error) {
 	if l, err := netlink.LinkByName(tunName); err == nil {
 		idx = l.Attrs().Index
 	}
-	byDst := map[string]netlink.Route{}
-	for _, r := range have {
-		if r.Dst != nil {
-			byDst[r.Dst.String()] = r
-		}
-	}
+	byDst := routesByDst(have)
 	var out []KernelRoute
 	for _, w := range want {
-		dst := &net.IPNet{IP: w.Dst.Addr().AsSlice(), Mask: net.CIDRMask(w.Dst.Bits(), w.Dst.Addr().BitLen())}
-		h, ok := byDst[dst.String()]
-		switch {
-		case !ok:
-		case w.Via.IsValid() && h.Gw.Equal(w.Via.AsSlice()):
-			continue
-		case !w.Via.IsValid() && h.Gw == nil && h.LinkIndex == idx:
+		r := routeFor(w, idx)
+		if h, ok := byDst[r.Dst.String()]; ok && sameRoute(h, r) {
 			continue
 		}
 		out = append(out, w)
