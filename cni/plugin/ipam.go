@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/edgelink/edgelink/cni/netconf"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
 // ipamTimeout bounds one call to the IPAM delegate.
@@ -136,15 +136,7 @@ func ipamErr(verb, typ string, err error) error {
 // probeSpiderpoolSocket does what the spiderpool binary does before every
 // call: GET /v1/ipam/healthy on the agent's unix socket.
 func probeSpiderpoolSocket(path string) error {
-	client := &http.Client{
-		Timeout: 3 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
-			},
-		},
-	}
+	client := &http.Client{Timeout: 3 * time.Second, Transport: unixsock.HTTPTransport(path)}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get("http://localhost/v1/ipam/healthy")
 	if err != nil {

@@ -8,7 +8,6 @@
 package edgecni
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/kubeedge/beehive/pkg/core"
@@ -72,8 +71,7 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		for _, s := range st.plan.Segments {
 			segs = append(segs, s.String())
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
+		agentapi.WriteJSON(w, Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
 	})
 	s.registerOps(mux) // ops.go
 }

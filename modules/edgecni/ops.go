@@ -2,7 +2,6 @@ package edgecni
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -32,7 +31,7 @@ func (s *Service) registerOps(mux *http.ServeMux) {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, rs)
+		agentapi.WriteJSON(w, rs)
 	})
 	mux.HandleFunc("GET /v1/dataplane/peers", func(w http.ResponseWriter, _ *http.Request) {
 		st := s.state.Load()
@@ -40,13 +39,8 @@ func (s *Service) registerOps(mux *http.ServeMux) {
 			http.Error(w, errNotUp.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, peerTraffic(st))
+		agentapi.WriteJSON(w, peerTraffic(st))
 	})
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 func peerTraffic(st *state) []agentapi.PeerTraffic {

@@ -1,7 +1,6 @@
 package metasync
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -19,8 +18,7 @@ func (m *Module) RegisterStatus(mux *http.ServeMux) {
 		return
 	}
 	mux.HandleFunc("GET /v1/metasync", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(m.Status())
+		agentapi.WriteJSON(w, m.Status())
 	})
 }
 

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"encoding/json"
 	"net/http"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -31,7 +30,7 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		}
 		st.KnownPeers = len(r.known)
 		r.mu.Unlock()
-		writeJSON(w, st)
+		agentapi.WriteJSON(w, st)
 	})
 	mux.HandleFunc("GET /v1/tunnel/peers", func(w http.ResponseWriter, _ *http.Request) {
 		r := s.running.Load()
@@ -39,7 +38,7 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 			http.Error(w, "tunnel is not up", http.StatusServiceUnavailable)
 			return
 		}
-		writeJSON(w, r.paths.Status())
+		agentapi.WriteJSON(w, r.paths.Status())
 	})
 }
 
@@ -49,9 +48,4 @@ func strs(addrs []ma.Multiaddr) []string {
 		out = append(out, a.String())
 	}
 	return out
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -17,6 +17,9 @@
 package agentapi
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/dataplane"
@@ -162,4 +165,28 @@ type DataplaneStatus struct {
 	Plan     string                  `json:"plan"` // the route plan as text
 	Errors   string                  `json:"errors,omitempty"`
 	Stats    dataplane.StatsSnapshot `json:"stats"`
+}
+
+// AgentInfo is GET /v1/agent: what the process holds, to spot leaks.
+type AgentInfo struct {
+	Node       string `json:"node"`
+	Version    string `json:"version"`
+	Goroutines int    `json:"goroutines"`
+	OpenFDs    int    `json:"openFDs"`
+	HeapBytes  uint64 `json:"heapBytes"`
+}
+
+// CheckPingTimeout says what is wrong with a ping timeout outside
+// [MinPingTimeout, MaxPingTimeout] ("2m0s: give between ...").
+func CheckPingTimeout(timeout time.Duration) error {
+	if timeout < MinPingTimeout || timeout > MaxPingTimeout {
+		return fmt.Errorf("%s: give between %s and %s", timeout, MinPingTimeout, MaxPingTimeout)
+	}
+	return nil
+}
+
+// WriteJSON answers a status API request with v as JSON.
+func WriteJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
 // NotRunningError is returned when nothing answers on the socket.
@@ -75,11 +76,7 @@ type Client struct {
 
 // New returns a client for the agent serving socket.
 func New(socket string) *Client {
-	return &Client{Socket: socket, Timeout: DefaultTimeout, hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}}}}
+	return &Client{Socket: socket, Timeout: DefaultTimeout, hc: &http.Client{Transport: unixsock.HTTPTransport(socket)}}
 }
 
 // Close releases idle connections.
@@ -133,13 +130,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, v any) error
 }
 
 // AgentInfo is GET /v1/agent.
-type AgentInfo struct {
-	Node       string `json:"node"`
-	Version    string `json:"version"`
-	Goroutines int    `json:"goroutines"`
-	OpenFDs    int    `json:"openFDs"`
-	HeapBytes  uint64 `json:"heapBytes"`
-}
+type AgentInfo = agentapi.AgentInfo
 
 // TunnelStatus is GET /v1/tunnel/status.
 type TunnelStatus = agentapi.TunnelStatus
@@ -187,21 +178,12 @@ func (c *Client) Metadata(ctx context.Context) (metadata.Status, error) {
 // plus a margin for the request itself.
 func (c *Client) Ping(ctx context.Context, target string, timeout time.Duration) (agentapi.PingResult, error) {
 	var v agentapi.PingResult
-	if err := CheckPingTimeout(timeout); err != nil {
-		return v, err
+	if err := agentapi.CheckPingTimeout(timeout); err != nil {
+		return v, fmt.Errorf("ping timeout %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout+pingMargin)
 	defer cancel()
 	return v, c.do(ctx, http.MethodPost, "/v1/ping", agentapi.PingRequest{Target: target, TimeoutMillis: int(timeout / time.Millisecond)}, &v)
-}
-
-// CheckPingTimeout says what is wrong with a ping timeout outside
-// [agentapi.MinPingTimeout, agentapi.MaxPingTimeout].
-func CheckPingTimeout(timeout time.Duration) error {
-	if timeout < agentapi.MinPingTimeout || timeout > agentapi.MaxPingTimeout {
-		return fmt.Errorf("ping timeout %s: give between %s and %s", timeout, agentapi.MinPingTimeout, agentapi.MaxPingTimeout)
-	}
-	return nil
 }
 
 func (c *Client) Diagnose(ctx context.Context) (agentapi.Diagnosis, error) {

@@ -5,8 +5,10 @@
 package unixsock
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,4 +41,13 @@ func Listen(path, what, field string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// HTTPTransport is an HTTP transport whose every connection goes to the
+// unix socket at path (the request URL's host is ignored).
+func HTTPTransport(path string) *http.Transport {
+	return &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
 }

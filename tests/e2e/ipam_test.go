@@ -22,6 +22,7 @@ import (
 	"github.com/edgelink/edgelink/cni/install"
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
@@ -233,12 +234,7 @@ func TestIPAMChurnAndRestart(t *testing.T) {
 type ipamClient struct{ c *http.Client }
 
 func newIPAMClient(socket string) *ipamClient {
-	return &ipamClient{c: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}}
+	return &ipamClient{c: &http.Client{Timeout: 10 * time.Second, Transport: unixsock.HTTPTransport(socket)}}
 }
 
 func (c *ipamClient) do(method, path string, body any) (int, []byte, error) {

@@ -68,6 +68,7 @@ import (
 	"github.com/edgelink/edgelink/modules/edgecni"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
 	"github.com/edgelink/edgelink/tests/topology"
@@ -596,11 +597,7 @@ func Transfer(from, to *Pod, size int64) (time.Duration, error) {
 // module's own listing on its socket).
 func (n *Node) Leases(t testing.TB) []ipam.Lease {
 	t.Helper()
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", n.Agent.Config.Modules.IPAM.SocketPath)
-		}}}
+	c := http.Client{Timeout: 5 * time.Second, Transport: unixsock.HTTPTransport(n.Agent.Config.Modules.IPAM.SocketPath)}
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://ipam/v1/edgelink/leases")
 	if err != nil {

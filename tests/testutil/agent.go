@@ -2,11 +2,9 @@ package testutil
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
 // Agent is a running `edgelink agent` process.
@@ -192,11 +191,7 @@ func (a *Agent) Kill() {
 
 // GetJSON reads path from the agent's status API into v.
 func (a *Agent) GetJSON(path string, v any) error {
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", a.Config.StatusSocket)
-		}}}
+	c := http.Client{Timeout: 5 * time.Second, Transport: unixsock.HTTPTransport(a.Config.StatusSocket)}
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://agent" + path)
 	if err != nil {

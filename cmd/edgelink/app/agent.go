@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/pprof"
@@ -21,6 +20,7 @@ import (
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/modules/tunnel"
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/pkg/version"
@@ -46,8 +46,7 @@ func newAgentCmd() *cobra.Command {
 			klog.InfoS("Starting edgelink agent", "version", version.String(), "node", c.NodeName, "config", configPath)
 			status := http.NewServeMux()
 			status.HandleFunc("GET /v1/agent", func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				_ = json.NewEncoder(w).Encode(agentRuntime(c.NodeName))
+				agentapi.WriteJSON(w, agentRuntime(c.NodeName))
 			})
 			// Profiles for operators and benchmarks; the socket is root-only.
 			status.HandleFunc("/debug/pprof/", pprof.Index)
@@ -109,19 +108,10 @@ func serveStatus(path string, mux *http.ServeMux) (stop func(), err error) {
 	}, nil
 }
 
-// AgentRuntime is GET /v1/agent: what the process holds, to spot leaks.
-type AgentRuntime struct {
-	Node       string `json:"node"`
-	Version    string `json:"version"`
-	Goroutines int    `json:"goroutines"`
-	OpenFDs    int    `json:"openFDs"`
-	HeapBytes  uint64 `json:"heapBytes"`
-}
-
-func agentRuntime(node string) AgentRuntime {
+func agentRuntime(node string) agentapi.AgentInfo {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fds, _ := os.ReadDir("/proc/self/fd")
-	return AgentRuntime{Node: node, Version: version.String(), Goroutines: runtime.NumGoroutine(),
+	return agentapi.AgentInfo{Node: node, Version: version.String(), Goroutines: runtime.NumGoroutine(),
 		OpenFDs: len(fds), HeapBytes: ms.HeapAlloc}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/pkg/version"
 )
 
@@ -70,10 +71,10 @@ func registerOps(c *v1.AgentConfig, mux *http.ServeMux, reg *prometheus.Registry
 			http.Error(w, err.Error(), status)
 			return
 		}
-		writeAPIJSON(w, res)
+		agentapi.WriteJSON(w, res)
 	})
 	mux.HandleFunc("GET /v1/diagnose", func(w http.ResponseWriter, r *http.Request) {
-		writeAPIJSON(w, diagnose(r.Context(), c, m))
+		agentapi.WriteJSON(w, diagnose(r.Context(), c, m))
 	})
 }
 
@@ -87,11 +88,6 @@ func metricsHandler(reg *prometheus.Registry, maxInFlight int) http.Handler {
 type klogErrors struct{}
 
 func (klogErrors) Println(v ...any) { klog.InfoS("Metrics scrape problem", "err", fmt.Sprint(v...)) }
-
-func writeAPIJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
-}
 
 // ping resolves the target (a pod IP through the forwarder's table, or
 // the metadata picture when the data plane is off; else a node name) and
@@ -189,11 +185,7 @@ func ipamCheck(ctx context.Context, c *v1.AgentConfig) agentapi.Check {
 		return agentapi.Skip(name, "the ipam module is disabled")
 	}
 	path := c.Modules.IPAM.SocketPath
-	hc := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}}}
+	hc := http.Client{Timeout: 3 * time.Second, Transport: unixsock.HTTPTransport(path)}
 	defer hc.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ipam/v1/ipam/healthy", nil)
 	resp, err := hc.Do(req)

@@ -53,7 +53,6 @@ func (f *agentFlags) client(cmd *cobra.Command) (*statusclient.Client, error) {
 	return statusclient.New(socket), nil
 }
 
-// signalContext ends on SIGINT/SIGTERM.
 // run calls do with a client for the flags' socket and a context that
 // ends on Ctrl-C or SIGTERM: the body of every command that asks the
 // agent.
@@ -68,6 +67,7 @@ func (f *agentFlags) run(cmd *cobra.Command, do func(ctx context.Context, c *sta
 	return do(ctx, c)
 }
 
+// signalContext ends on SIGINT/SIGTERM.
 func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()
 	if ctx == nil {

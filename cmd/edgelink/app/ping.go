@@ -31,8 +31,8 @@ the tunnel, not the pod itself: use ping inside a pod for that.`,
 			if count < 1 {
 				return fmt.Errorf("-c %d: give at least 1", count)
 			}
-			if timeout < agentapi.MinPingTimeout || timeout > agentapi.MaxPingTimeout {
-				return fmt.Errorf("--timeout %s: give between %s and %s", timeout, agentapi.MinPingTimeout, agentapi.MaxPingTimeout)
+			if err := agentapi.CheckPingTimeout(timeout); err != nil {
+				return fmt.Errorf("--timeout %w", err)
 			}
 			return f.run(cmd, func(ctx context.Context, c *statusclient.Client) error {
 				var results []agentapi.PingResult

@@ -34,6 +34,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/tests/bench/report"
 )
 
@@ -273,10 +274,7 @@ func measureHostLocalExec(work, hostLocal string, ipam map[string]any, cycles in
 // measureSocket allocates and releases over the agent's socket, as the
 // spiderpool binary does (health check, POST; health check, DELETE).
 func measureSocket(socket string, cycles int) (float64, float64, error) {
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
-	}}}
+	client := &http.Client{Transport: unixsock.HTTPTransport(socket)}
 	defer client.CloseIdleConnections()
 	do := func(method, path, body string) error {
 		req, _ := http.NewRequest(method, "http://localhost"+path, strings.NewReader(body))
