@@ -22,35 +22,12 @@ func Write(path string, r io.Reader, mode os.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := io.Copy(tmp, r); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	defer root.Close()
+	return writeIn(root, filepath.Base(path), path, r, mode)
 }
 
 // WriteBytes is Write for a byte slice.
@@ -63,6 +40,11 @@ func WriteBytes(path string, data []byte, mode os.FileMode) error {
 // write fail instead of being followed. name is relative to root; the
 // directory is created (0755) if missing.
 func WriteIn(root *os.Root, name string, r io.Reader, mode os.FileMode) error {
+	return writeIn(root, name, name, r, mode)
+}
+
+// writeIn writes name inside root; errors name the file as shown.
+func writeIn(root *os.Root, name, shown string, r io.Reader, mode os.FileMode) error {
 	dir := filepath.Dir(name)
 	if err := root.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -80,26 +62,26 @@ func WriteIn(root *os.Root, name string, r io.Reader, mode os.FileMode) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", shown, err)
 	}
 	defer root.Remove(tmpName) // no-op after the rename
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", shown, err)
 	}
 	if _, err := io.Copy(tmp, r); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", shown, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("sync %s: %w", name, err)
+		return fmt.Errorf("sync %s: %w", shown, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return fmt.Errorf("write %s: %w", shown, err)
 	}
 	if err := root.Rename(tmpName, name); err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
+		return fmt.Errorf("replace %s: %w", shown, err)
 	}
 	d, err := root.Open(dir)
 	if err != nil {

@@ -78,24 +78,9 @@ func LoadCredentials(certFile, keyFile string) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership certificate: %w", err)
 	}
-	var chain []*x509.Certificate
-	for rest := certPEM; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("membership certificate %s: %w", certFile, err)
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, fmt.Errorf("membership certificate %s holds no PEM certificate", certFile)
+	chain, err := ParseChain(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("membership certificate %s %w", certFile, err)
 	}
 	key, err := loadKey(keyFile)
 	if err != nil {
@@ -285,18 +270,28 @@ func BoundPeer(cert *x509.Certificate) (peer.ID, error) {
 	return bound, nil
 }
 
-// ParseLeaf returns the first certificate of a PEM certificate file's
-// content (a chain, leaf first).
-func ParseLeaf(certPEM []byte) (*x509.Certificate, error) {
+// ParseChain parses the certificates of a PEM certificate file's content
+// (a chain, leaf first); other PEM blocks are skipped.
+func ParseChain(certPEM []byte) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
 	for rest := certPEM; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
-			return nil, errors.New("no PEM certificate")
+			break
 		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
+		if b.Type != "CERTIFICATE" {
+			continue
 		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("holds a bad certificate: %w", err)
+		}
+		chain = append(chain, c)
 	}
+	if len(chain) == 0 {
+		return nil, errors.New("holds no PEM certificate")
+	}
+	return chain, nil
 }
 
 // KubeEdgeNodePrefix starts the common name of the certificates cloudcore

@@ -193,14 +193,14 @@ func TestBoundPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(crt)
-	leaf, err := ParseLeaf(data)
+	chain, err := ParseChain(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := BoundPeer(leaf); got != a || err != nil {
+	if got, err := BoundPeer(chain[0]); got != a || err != nil {
 		t.Errorf("issued certificate bound to %q (%v), want %s", got, err, a)
 	}
-	if _, err := ParseLeaf([]byte("not PEM")); err == nil {
-		t.Error("ParseLeaf accepted non-PEM input")
+	if _, err := ParseChain([]byte("not PEM")); err == nil {
+		t.Error("ParseChain accepted non-PEM input")
 	}
 }

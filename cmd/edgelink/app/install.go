@@ -359,11 +359,11 @@ func (n *nodeInstall) checkCertificate(d *dest, certPath string, nodeID peer.ID,
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	leaf, err := membership.ParseLeaf(data)
+	chain, err := membership.ParseChain(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	bound, err := membership.BoundPeer(leaf)
+	bound, err := membership.BoundPeer(chain[0])
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -535,13 +535,13 @@ func newInstallCmd() *cobra.Command {
   the config's modules.tunnel.identityFile     copied from --identity-file (0600), else created once,
                                                then kept; its peer ID is printed
   the config's caFile, certFile, keyFile       copied from --ca-file, --cert-file, --key-file (key 0600)
+  /etc/systemd/system/edgelink.service         After=edgecore.service
 
 A certificate from "edgelink ca issue" is bound to one identity: install it
 with the identity key it was issued for (--identity-file); install refuses a
 certificate bound to another peer ID. Nothing is written under /etc/kubeedge
 (EdgeCore's). With --root, paths that lead out of the root through a symlink
 are refused.
-  /etc/systemd/system/edgelink.service         After=edgecore.service
 
 Every file is written atomically; running it again updates the files in
 place and keeps the identity. It does not start anything: run
