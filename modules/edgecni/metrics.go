@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/metrics"
 )
 
 // Metrics of the data plane, read at scrape time from the forwarder's
@@ -63,47 +64,33 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(len(st.plan.Kernel)), "kernel")
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(fwd), "forward")
-	failing := 0.0
-	if st.errs != "" {
-		failing = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descReconcileErr, prometheus.GaugeValue, failing)
+	metrics.Gauge(ch, descReconcileErr, metrics.Bool(st.errs != ""))
 }
 
 func collectPeers(ch chan<- prometheus.Metric, peers []dataplane.PeerStats) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
 	for _, p := range peers {
-		counter(descPeerBytes, p.TxBytes, p.Node, "tx")
-		counter(descPeerBytes, p.RxBytes, p.Node, "rx")
-		counter(descPeerPackets, p.TxPackets, p.Node, "tx")
-		counter(descPeerPackets, p.RxPackets, p.Node, "rx")
-		counter(descPeerDrops, p.DropQueue, p.Node, "queue")
-		counter(descPeerDrops, p.DropSpoofed, p.Node, "spoofed")
+		metrics.Counter(ch, descPeerBytes, p.TxBytes, p.Node, "tx")
+		metrics.Counter(ch, descPeerBytes, p.RxBytes, p.Node, "rx")
+		metrics.Counter(ch, descPeerPackets, p.TxPackets, p.Node, "tx")
+		metrics.Counter(ch, descPeerPackets, p.RxPackets, p.Node, "rx")
+		metrics.Counter(ch, descPeerDrops, p.DropQueue, p.Node, "queue")
+		metrics.Counter(ch, descPeerDrops, p.DropSpoofed, p.Node, "spoofed")
 		last := p.LastTx
 		if p.LastRx.After(last) {
 			last = p.LastRx
 		}
-		ts := 0.0
-		if !last.IsZero() {
-			ts = float64(last.UnixNano()) / 1e9
-		}
-		ch <- prometheus.MustNewConstMetric(descPeerLast, prometheus.GaugeValue, ts, p.Node)
+		metrics.Gauge(ch, descPeerLast, metrics.Timestamp(last), p.Node)
 	}
 }
 
 func collectTotals(ch chan<- prometheus.Metric, s dataplane.StatsSnapshot) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	counter(descBytes, s.TxBytes, "tx")
-	counter(descBytes, s.RxBytes, "rx")
-	counter(descPackets, s.TxPackets, "tx")
-	counter(descPackets, s.RxPackets, "rx")
+	metrics.Counter(ch, descBytes, s.TxBytes, "tx")
+	metrics.Counter(ch, descBytes, s.RxBytes, "rx")
+	metrics.Counter(ch, descPackets, s.TxPackets, "tx")
+	metrics.Counter(ch, descPackets, s.RxPackets, "rx")
 	for reason, v := range map[string]uint64{"no_route": s.DropNoRoute, "loop": s.DropLoop, "queue": s.DropQueue,
 		"spoofed": s.DropSpoofed, "not_local": s.DropNotLocal, "malformed": s.DropMalformed} {
-		counter(descDrops, v, reason)
+		metrics.Counter(ch, descDrops, v, reason)
 	}
-	counter(descBadStreams, s.BadStreams)
+	metrics.Counter(ch, descBadStreams, s.BadStreams)
 }

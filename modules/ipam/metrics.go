@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/metrics"
 )
 
 // Counts are the IPAM API's outcomes since the agent started. Methods are
@@ -86,15 +87,12 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	n := &c.s.counts
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	counter(descAllocations, n.Allocations.Load())
-	counter(descAllocFailures, n.FailExhausted.Load(), "exhausted")
-	counter(descAllocFailures, n.FailNoPool.Load(), "no_pool")
-	counter(descAllocFailures, n.FailBadRequest.Load(), "bad_request")
-	counter(descAllocFailures, n.FailError.Load(), "error")
-	counter(descReleases, n.Releases.Load())
+	metrics.Counter(ch, descAllocations, n.Allocations.Load())
+	metrics.Counter(ch, descAllocFailures, n.FailExhausted.Load(), "exhausted")
+	metrics.Counter(ch, descAllocFailures, n.FailNoPool.Load(), "no_pool")
+	metrics.Counter(ch, descAllocFailures, n.FailBadRequest.Load(), "bad_request")
+	metrics.Counter(ch, descAllocFailures, n.FailError.Load(), "error")
+	metrics.Counter(ch, descReleases, n.Releases.Load())
 	a := c.s.live.Load()
 	if a == nil {
 		ch <- prometheus.MustNewConstMetric(descIPAMUp, prometheus.GaugeValue, 0)

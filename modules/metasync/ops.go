@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
+	"github.com/edgelink/edgelink/pkg/metrics"
 )
 
 // RegisterStatus adds GET /v1/metasync (metadata.Status) to the agent's
@@ -104,32 +105,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func collectStatus(ch chan<- prometheus.Metric, st metadata.Status, now time.Time) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	ts := func(t time.Time) float64 {
-		if t.IsZero() {
-			return 0
-		}
-		return float64(t.UnixNano()) / 1e9
-	}
-	gauge(descSynced, b2f(st.Synced))
-	gauge(descConnected, b2f(st.Connected))
-	gauge(descLastSync, ts(st.LastSync))
+	metrics.Gauge(ch, descSynced, metrics.Bool(st.Synced))
+	metrics.Gauge(ch, descConnected, metrics.Bool(st.Connected))
+	metrics.Gauge(ch, descLastSync, metrics.Timestamp(st.LastSync))
 	if !st.LastSync.IsZero() {
-		gauge(descSyncAge, now.Sub(st.LastSync).Seconds())
+		metrics.Gauge(ch, descSyncAge, now.Sub(st.LastSync).Seconds())
 	}
-	gauge(descLastEvent, ts(st.LastEvent))
-	gauge(descObjects, float64(st.Pods), "pods")
-	gauge(descObjects, float64(st.Nodes), "nodes")
-	gauge(descObjects, float64(st.Namespaces), "namespaces")
-	gauge(descObjects, float64(st.Pools), "pools")
-	gauge(descVersion, float64(st.Version))
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
+	metrics.Gauge(ch, descLastEvent, metrics.Timestamp(st.LastEvent))
+	metrics.Gauge(ch, descObjects, float64(st.Pods), "pods")
+	metrics.Gauge(ch, descObjects, float64(st.Nodes), "nodes")
+	metrics.Gauge(ch, descObjects, float64(st.Namespaces), "namespaces")
+	metrics.Gauge(ch, descObjects, float64(st.Pools), "pools")
+	metrics.Gauge(ch, descVersion, float64(st.Version))
 }

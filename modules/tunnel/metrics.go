@@ -3,6 +3,7 @@ package tunnel
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgelink/edgelink/pkg/metrics"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
@@ -60,7 +61,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
 	collectPeers(ch, r.paths.Status())
 	for _, st := range r.keeper.States() {
-		ch <- prometheus.MustNewConstMetric(descReservation, prometheus.GaugeValue, b2f(st.Reserved), st.Node)
+		ch <- prometheus.MustNewConstMetric(descReservation, prometheus.GaugeValue, metrics.Bool(st.Reserved), st.Node)
 		ch <- prometheus.MustNewConstMetric(descRenewals, prometheus.CounterValue, float64(st.Renewals), st.Node)
 	}
 	p := &r.h.Punches
@@ -89,11 +90,4 @@ func collectPeers(ch chan<- prometheus.Metric, peers []p2p.PeerStatus) {
 		}
 		ch <- prometheus.MustNewConstMetric(descPeerConns, prometheus.GaugeValue, float64(alive), p.Node)
 	}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
