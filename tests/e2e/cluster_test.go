@@ -67,7 +67,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("paths are as they should be", func(t *testing.T) {
-		want := map[[2]string]func(p2p.PeerStatus, bool) string{
+		want := map[[2]string]pathCheck{
 			{"a1", "a2"}:      noRelay(direct), // same LAN
 			{"cloud-1", "a1"}: direct,          // public: the edge dials out
 			{"cloud-2", "b1"}: direct,          // even through the symmetric NAT
@@ -132,17 +132,11 @@ func endFlow(t *testing.T, f *simcluster.Flow, maxStall time.Duration) simcluste
 
 func peerOf(t *testing.T, c *simcluster.Cluster, node, peer string) p2p.PeerStatus {
 	t.Helper()
-	var list []p2p.PeerStatus
-	if err := c.Node(node).Agent.GetJSON("/v1/tunnel/peers", &list); err != nil {
-		t.Fatalf("%s peers: %v", node, err)
+	p, ok := clusterPeers(c, node)[peer]
+	if !ok {
+		t.Fatalf("%s has no peer %s (or its agent does not answer)", node, peer)
 	}
-	for _, p := range list {
-		if p.Node == peer {
-			return p
-		}
-	}
-	t.Fatalf("%s has no peer %s", node, peer)
-	return p2p.PeerStatus{}
+	return p
 }
 
 // edgelinkIn runs the edgelink CLI in node n's namespace against its
@@ -291,7 +285,7 @@ func clusterRelayKilled(t *testing.T, c *simcluster.Cluster, pods map[string]*si
 	endFlow(t, f, 20*time.Second)
 	relay.Start("Tunnel up")
 	restarted = true
-	waitClusterPaths(t, c, 30*time.Second, map[[2]string]func(p2p.PeerStatus, bool) string{{"b1", used}: direct})
+	waitClusterPaths(t, c, 30*time.Second, map[[2]string]pathCheck{{"b1", used}: direct})
 }
 
 // The direct (hole-punched) path between sites A and C is cut: a
@@ -301,11 +295,11 @@ func clusterDirectCut(t *testing.T, c *simcluster.Cluster, pods map[string]*simc
 	f := startFlow(t, pods["a2"], pods["c1"])
 	restore := c.TP.Block(c.Node("a2").Host, c.Node("c1").Host)
 	t.Cleanup(restore)
-	took := waitClusterPaths(t, c, 30*time.Second, map[[2]string]func(p2p.PeerStatus, bool) string{{"a2", "c1"}: relayedVia()})
+	took := waitClusterPaths(t, c, 30*time.Second, map[[2]string]pathCheck{{"a2", "c1"}: relayedVia()})
 	t.Logf("direct A-C cut: relayed after %s", took.Round(time.Millisecond))
 	time.Sleep(time.Second)
 	restore()
-	took = waitClusterPaths(t, c, 60*time.Second, map[[2]string]func(p2p.PeerStatus, bool) string{{"a2", "c1"}: direct})
+	took = waitClusterPaths(t, c, 60*time.Second, map[[2]string]pathCheck{{"a2", "c1"}: direct})
 	t.Logf("cut lifted: direct again after %s", took.Round(time.Millisecond))
 	endFlow(t, f, 20*time.Second)
 }
@@ -389,32 +383,21 @@ func clusterUplinkDropped(t *testing.T, c *simcluster.Cluster, pods map[string]*
 
 // waitClusterPaths polls the agents' /v1/tunnel/peers until every check
 // holds on both ends of its pair.
-func waitClusterPaths(t *testing.T, c *simcluster.Cluster, timeout time.Duration, checks map[[2]string]func(p2p.PeerStatus, bool) string) time.Duration {
+func waitClusterPaths(t *testing.T, c *simcluster.Cluster, timeout time.Duration, checks map[[2]string]pathCheck) time.Duration {
 	t.Helper()
-	peers := func(node string) map[string]p2p.PeerStatus {
-		var list []p2p.PeerStatus
-		_ = c.Node(node).Agent.GetJSON("/v1/tunnel/peers", &list)
-		out := map[string]p2p.PeerStatus{}
-		for _, p := range list {
-			out[p.Node] = p
-		}
-		return out
+	return waitPeerPaths(t, timeout, func(node string) map[string]p2p.PeerStatus { return clusterPeers(c, node) }, checks)
+}
+
+// clusterPeers is node's view of its peers (empty when its agent does not
+// answer).
+func clusterPeers(c *simcluster.Cluster, node string) map[string]p2p.PeerStatus {
+	var list []p2p.PeerStatus
+	_ = c.Node(node).Agent.GetJSON("/v1/tunnel/peers", &list)
+	out := map[string]p2p.PeerStatus{}
+	for _, p := range list {
+		out[p.Node] = p
 	}
-	return waitFor(t, timeout, "paths", func() error {
-		var problems []string
-		for pair, check := range checks {
-			for _, d := range [][2]string{pair, {pair[1], pair[0]}} {
-				p, ok := peers(d[0])[d[1]]
-				if msg := check(p, ok); msg != "" {
-					problems = append(problems, fmt.Sprintf("%s->%s: %s (path %s via %q)", d[0], d[1], msg, p.Path, p.Relay))
-				}
-			}
-		}
-		if len(problems) > 0 {
-			return fmt.Errorf("%s", strings.Join(problems, "; "))
-		}
-		return nil
-	})
+	return out
 }
 
 // Bad input while a flow runs: an invalid agent config, malformed CNI

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -138,16 +137,6 @@ func inNS(t *testing.T, name string, f func() error) error {
 	}
 	defer n.Close()
 	return n.Do(func(ns.NetNS) error { return f() })
-}
-
-func listenTCP(t *testing.T, podNS string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	if err := inNS(t, podNS, func() (err error) { ln, err = net.Listen("tcp", ":5201"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
 }
 
 func execIn(podNS string, args ...string) (string, error) {

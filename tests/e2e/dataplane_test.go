@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -167,52 +164,15 @@ func clampedSome(listing string) bool {
 // and checks them by SHA-256.
 func tcpTransfer(t *testing.T, srv, cli string, dst netip.Addr, size int64) {
 	t.Helper()
-	ln := listenTCP(t, srv)
-	got := make(chan [32]byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(got)
-			return
-		}
-		defer c.Close()
-		h := sha256.New()
-		_, _ = io.Copy(h, c)
-		var sum [32]byte
-		copy(sum[:], h.Sum(nil))
-		got <- sum
-	}()
-	var conn net.Conn
-	if err := inNS(t, cli, func() (err error) {
-		conn, err = net.DialTimeout("tcp", net.JoinHostPort(dst.String(), "5201"), 5*time.Second)
-		return err
-	}); err != nil {
-		t.Fatalf("dial %s: %v", dst, err)
+	in := func(ns string) func(func() error) error {
+		return func(f func() error) error { return inNS(t, ns, f) }
 	}
-	src := io.LimitReader(&prng{r: rand.NewChaCha8([32]byte{1, 2, 3})}, size)
-	h := sha256.New()
-	start := time.Now()
-	_ = conn.SetDeadline(time.Now().Add(3 * time.Minute))
-	n, err := io.Copy(io.MultiWriter(conn, h), src)
-	conn.Close()
-	if err != nil || n != size {
-		t.Fatalf("sent %d of %d bytes: %v", n, size, err)
+	el, err := testutil.TCPTransfer(in(srv), in(cli), dst, size, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case sum, ok := <-got:
-		if !ok || !bytes.Equal(sum[:], h.Sum(nil)) {
-			t.Fatalf("the %d bytes that arrived differ from those sent", size)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the receiver never finished")
-	}
-	el := time.Since(start)
 	t.Logf("TCP %d MiB %s->%s intact in %s (%.2f Gbit/s)", size>>20, cli, dst, el.Round(time.Millisecond), float64(size*8)/el.Seconds()/1e9)
 }
-
-type prng struct{ r *rand.ChaCha8 }
-
-func (p *prng) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 // udpExchange sends 200 numbered 1200-byte datagrams from cli to srv's
 // pod and wants at least 190 intact, each checked.

@@ -79,16 +79,11 @@ func (m *mesh) newAgent(h *topology.Host, issuer, validity string) *testutil.Age
 	if issuer == "" {
 		issuer = m.caDir
 	}
-	certDir := filepath.Join(dir, "certs")
-	args := []string{"ca", "issue", "--dir", issuer, "--node", h.Name, "--identity", tn.IdentityFile, "--out", certDir}
+	var extra []string
 	if validity != "" {
-		args = append(args, "--validity", validity)
+		extra = []string{"--validity", validity}
 	}
-	if _, errOut, code := edgelink(t, args...); code != 0 {
-		t.Fatalf("ca issue %s: %s", h.Name, errOut)
-	}
-	tn.CAFile = filepath.Join(m.caDir, "ca.crt")
-	tn.CertFile, tn.KeyFile = filepath.Join(certDir, h.Name+".crt"), filepath.Join(certDir, h.Name+".key")
+	testutil.IssueMember(t, tn, h.Name, issuer, m.caDir, filepath.Join(dir, "certs"), extra...)
 	return testutil.NewAgent(t, c, h.NetNS)
 }
 
@@ -138,6 +133,13 @@ type pathCheck func(p p2p.PeerStatus, ok bool) string
 // what was wrong.
 func (m *mesh) waitPaths(timeout time.Duration, checks map[[2]string]pathCheck) time.Duration {
 	m.t.Helper()
+	return waitPeerPaths(m.t, timeout, m.peers, checks)
+}
+
+// waitPeerPaths is waitPaths for any set of agents: peers reads one
+// node's view of its peers.
+func waitPeerPaths(t *testing.T, timeout time.Duration, peers func(node string) map[string]p2p.PeerStatus, checks map[[2]string]pathCheck) time.Duration {
+	t.Helper()
 	start := time.Now()
 	var problems []string
 	for {
@@ -147,7 +149,7 @@ func (m *mesh) waitPaths(timeout time.Duration, checks map[[2]string]pathCheck) 
 			for _, dir := range [][2]string{{pair[0], pair[1]}, {pair[1], pair[0]}} {
 				v, ok := views[dir[0]]
 				if !ok {
-					v = m.peers(dir[0])
+					v = peers(dir[0])
 					views[dir[0]] = v
 				}
 				p, found := v[dir[1]]
@@ -161,7 +163,7 @@ func (m *mesh) waitPaths(timeout time.Duration, checks map[[2]string]pathCheck) 
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			m.t.Fatalf("paths not as expected after %s:\n%s", timeout, strings.Join(problems, "\n"))
+			t.Fatalf("paths not as expected after %s:\n%s", timeout, strings.Join(problems, "\n"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -34,13 +34,9 @@
 package simcluster
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -274,12 +270,7 @@ func (c *Cluster) agentConfig(name string, kind Kind) *v1.AgentConfig {
 	tn.IdentityFile = filepath.Join(dir, "tunnel", "identity.key")
 	tn.RoutableCIDRs = []string{topology.PublicPrefix.String()}
 	tn.RelayNodes = c.relays
-	certDir := filepath.Join(dir, "certs")
-	if out, err := testutil.EdgelinkCmd(t, "ca", "issue", "--dir", c.caDir, "--node", name, "--identity", tn.IdentityFile, "--out", certDir).CombinedOutput(); err != nil {
-		t.Fatalf("edgelink ca issue %s: %v\n%s", name, err, out)
-	}
-	tn.CAFile = filepath.Join(c.caDir, "ca.crt")
-	tn.CertFile, tn.KeyFile = filepath.Join(certDir, name+".crt"), filepath.Join(certDir, name+".key")
+	testutil.IssueMember(t, tn, name, c.caDir, c.caDir, filepath.Join(dir, "certs"))
 	return cfg
 }
 
@@ -551,46 +542,11 @@ func (c *Cluster) Dump(t testing.TB) {
 // Transfer sends size pseudo-random bytes over TCP from pod from to pod to
 // and checks they arrive intact (SHA-256); it returns how long that took.
 func Transfer(from, to *Pod, size int64) (time.Duration, error) {
-	var ln net.Listener
-	if err := to.Do(func() (err error) { ln, err = net.Listen("tcp", ":5201"); return err }); err != nil {
-		return 0, err
+	d, err := testutil.TCPTransfer(to.Do, from.Do, to.IP, size, 2*time.Minute)
+	if err != nil {
+		return 0, fmt.Errorf("%s -> %s: %w", from, to, err)
 	}
-	defer ln.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		defer close(got)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		h := sha256.New()
-		if _, err := io.Copy(h, c); err == nil {
-			got <- h.Sum(nil)
-		}
-	}()
-	var conn net.Conn
-	if err := from.Do(func() (err error) {
-		conn, err = net.DialTimeout("tcp", net.JoinHostPort(to.IP.String(), "5201"), 5*time.Second)
-		return err
-	}); err != nil {
-		return 0, fmt.Errorf("dial %s: %w", to, err)
-	}
-	start := time.Now()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	h := sha256.New()
-	src := io.LimitReader(rand.NewChaCha8([32]byte{7}), size)
-	n, err := io.Copy(io.MultiWriter(conn, h), src)
-	conn.Close()
-	if err != nil || n != size {
-		return 0, fmt.Errorf("%s -> %s: sent %d of %d bytes: %v", from, to, n, size, err)
-	}
-	sum, ok := <-got
-	if !ok || !bytes.Equal(sum, h.Sum(nil)) {
-		return 0, fmt.Errorf("%s -> %s: the bytes that arrived differ from those sent", from, to)
-	}
-	return time.Since(start), nil
+	return d, nil
 }
 
 // Leases lists the IPAM leases an edge node's agent holds (the ipam

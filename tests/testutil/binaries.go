@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 )
 
 // RepoRoot is the repository's root directory.
@@ -125,4 +127,19 @@ func PluginDir(t testing.TB, toolNames ...string) string {
 func EdgelinkCmd(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	return exec.Command(filepath.Join(Binaries(t), "edgelink"), args...)
+}
+
+// IssueMember issues node's membership certificate with `edgelink ca
+// issue` from the CA in issuerDir, for the identity key at
+// tn.IdentityFile (created if missing), into outDir, and points tn's
+// caFile at caDir's CA and certFile/keyFile at the new files. extra are
+// more `ca issue` flags (--validity 1s).
+func IssueMember(t testing.TB, tn *v1.Tunnel, node, issuerDir, caDir, outDir string, extra ...string) {
+	t.Helper()
+	args := append([]string{"ca", "issue", "--dir", issuerDir, "--node", node, "--identity", tn.IdentityFile, "--out", outDir}, extra...)
+	if out, err := EdgelinkCmd(t, args...).CombinedOutput(); err != nil {
+		t.Fatalf("edgelink ca issue %s: %v\n%s", node, err, out)
+	}
+	tn.CAFile = filepath.Join(caDir, "ca.crt")
+	tn.CertFile, tn.KeyFile = filepath.Join(outDir, node+".crt"), filepath.Join(outDir, node+".key")
 }
