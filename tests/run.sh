@@ -24,7 +24,8 @@ run_suite() { # name, command...
 	local name=$1; shift
 	echo "=== suite $name"
 	local out
-	out=$("$@" | tee /dev/stderr | grep '^SUITE ' | tail -1)
+	# tee -a: stderr may be a file (a redirected local run); no truncation.
+	out=$("$@" | tee -a /dev/stderr | grep '^SUITE ' | tail -1)
 	local code=${PIPESTATUS[0]}
 	[[ -z "$out" ]] && out="SUITE $name: $([[ $code -eq 0 ]] && echo PASS || echo FAIL)"
 	summary+=("$out")

@@ -104,7 +104,9 @@ func parseObserve(b []byte) (observeMsg, error) {
 		case rest[0] == 4 && len(rest) == 3+4:
 			ip = netip.AddrFrom4([4]byte(rest[3:7]))
 		case rest[0] == 6 && len(rest) == 3+16:
-			ip = netip.AddrFrom16([16]byte(rest[3:19]))
+			if ip = netip.AddrFrom16([16]byte(rest[3:19])); ip.Is4In6() {
+				return m, errNotObserve // an IPv4 address is sent as family 4
+			}
 		default:
 			return m, errNotObserve
 		}

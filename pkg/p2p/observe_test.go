@@ -68,6 +68,14 @@ func TestObserveMessages(t *testing.T) {
 			t.Errorf("a truncated %+v parsed", m)
 		}
 	}
+	// An IPv4 address in IPv6 form is not how answers carry it (it would
+	// not encode back to the same bytes).
+	mapped := observeMsg{typ: observeAnswer, addr: netip.MustParseAddrPort("[fd00::1]:5")}.append(nil)
+	a := netip.MustParseAddr("::ffff:1.2.3.4").As16()
+	copy(mapped[len(mapped)-16:], a[:])
+	if _, err := parseObserve(mapped); err == nil {
+		t.Error("an IPv4-mapped address in a family-6 answer parsed")
+	}
 	if _, err := parseObserve(bytes.Repeat([]byte{0xc0}, 1200)); err == nil {
 		t.Error("a QUIC-looking datagram parsed as an observe message")
 	}
