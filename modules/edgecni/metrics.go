@@ -24,6 +24,8 @@ var (
 		"All pod traffic bytes through the tunnel (direction: tx, rx).", []string{"direction"}, nil)
 	descPackets = prometheus.NewDesc("edgelink_dataplane_packets_total",
 		"All pod packets through the tunnel (direction: tx, rx).", []string{"direction"}, nil)
+	descOffload = prometheus.NewDesc("edgelink_dataplane_offload_packets_total",
+		"Of the packets: TCP/UDP super-packets carried unsplit, segmented by the receiving kernel (direction: tx, rx).", []string{"direction"}, nil)
 	descDrops = prometheus.NewDesc("edgelink_dataplane_drops_total",
 		"Packets dropped by the forwarder (reason: no_route, loop, queue, spoofed, not_local, malformed).", []string{"reason"}, nil)
 	descBadStreams = prometheus.NewDesc("edgelink_dataplane_bad_streams_total",
@@ -42,7 +44,7 @@ func (m *Module) Collector() prometheus.Collector { return collector{m.svc} }
 type collector struct{ s *Service }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerBytes, descPeerPackets, descPeerDrops, descPeerLast, descBytes, descPackets,
+	for _, d := range []*prometheus.Desc{descPeerBytes, descPeerPackets, descPeerDrops, descPeerLast, descBytes, descPackets, descOffload,
 		descDrops, descBadStreams, descMTU, descRoutes, descReconcileErr, descDPUp} {
 		ch <- d
 	}
@@ -88,6 +90,8 @@ func collectTotals(ch chan<- prometheus.Metric, s dataplane.StatsSnapshot) {
 	metrics.Counter(ch, descBytes, s.RxBytes, "rx")
 	metrics.Counter(ch, descPackets, s.TxPackets, "tx")
 	metrics.Counter(ch, descPackets, s.RxPackets, "rx")
+	metrics.Counter(ch, descOffload, s.TxOffload, "tx")
+	metrics.Counter(ch, descOffload, s.RxOffload, "rx")
 	for reason, v := range map[string]uint64{"no_route": s.DropNoRoute, "loop": s.DropLoop, "queue": s.DropQueue,
 		"spoofed": s.DropSpoofed, "not_local": s.DropNotLocal, "malformed": s.DropMalformed} {
 		metrics.Counter(ch, descDrops, v, reason)

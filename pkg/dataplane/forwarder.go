@@ -3,8 +3,9 @@
 // longest-prefix-match table and goes out as one framed write per peer;
 // frames from a peer are checked (the inner source must be that peer's
 // pod, the destination one of ours) and written to the TUN in batches,
-// where the kernel coalesces them again (GRO). The TUN is the wireguard-go
-// tun package's, with Linux offloads.
+// coalesced again (GRO). The TUN is the wireguard-go tun package's, with
+// Linux offloads; TCP super-packets the kernel hands over travel unsplit
+// and are written to the peer's TUN as they are (vnet.go).
 //
 // Per packet there is no lock, no allocation, no map lookup by string and
 // no log: the table is an immutable bart.Table swapped atomically, each
@@ -51,6 +52,7 @@ const queueDepth = 64
 // Stats count what the forwarder did; all fields are atomic.
 type Stats struct {
 	TxPackets, TxBytes, RxPackets, RxBytes atomic.Uint64
+	TxOffload, RxOffload                   atomic.Uint64 // of the packets: super-packets carried unsplit (vnet.go)
 	DropNoRoute                            atomic.Uint64 // TUN packet for an address no node has (ICMP sent)
 	DropLoop                               atomic.Uint64 // TUN packet for a local pod
 	DropQueue                              atomic.Uint64 // peer too slow or unreachable
@@ -63,6 +65,7 @@ type Stats struct {
 // StatsSnapshot is Stats as plain numbers.
 type StatsSnapshot struct {
 	TxPackets, TxBytes, RxPackets, RxBytes                                     uint64
+	TxOffload, RxOffload                                                       uint64
 	DropNoRoute, DropLoop, DropQueue, DropSpoofed, DropNotLocal, DropMalformed uint64
 	BadStreams                                                                 uint64
 }
@@ -72,8 +75,9 @@ type StatsSnapshot struct {
 // Locking: mu guards links and plan (SetPlan, Close); the packet paths
 // read only the atomic table.
 type Forwarder struct {
-	dev tun.Device
-	tr  Transport
+	dev  tun.Device
+	vnet *vnetTUN // dev's file, when it carries virtio-net headers
+	tr   Transport
 
 	tbl   atomic.Pointer[table]
 	Stats Stats
@@ -105,7 +109,7 @@ type link struct {
 // feed it inbound streams with Receive; Close stops it (not dev).
 func New(dev tun.Device, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
+	f := &Forwarder{dev: dev, vnet: openVnet(dev.File()), tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
 	f.icmpTokens.Store(icmpRate)
 	f.batches.New = func() any { return newRxBatch(dev.BatchSize()) }
@@ -132,6 +136,7 @@ func (f *Forwarder) Close() {
 func (f *Forwarder) Snapshot() StatsSnapshot {
 	s := &f.Stats
 	return StatsSnapshot{s.TxPackets.Load(), s.TxBytes.Load(), s.RxPackets.Load(), s.RxBytes.Load(),
+		s.TxOffload.Load(), s.RxOffload.Load(),
 		s.DropNoRoute.Load(), s.DropLoop.Load(), s.DropQueue.Load(), s.DropSpoofed.Load(), s.DropNotLocal.Load(),
 		s.DropMalformed.Load(), s.BadStreams.Load()}
 }
@@ -179,6 +184,10 @@ func (f *Forwarder) startLink(node string) *link {
 	return l
 }
 
+// readBudget bounds the bytes one TUN burst reads (four super-packets):
+// a burst goes out as one write per peer.
+const readBudget = 256 << 10
+
 // readTUN is the outbound path: TUN -> peers.
 func (f *Forwarder) readTUN() {
 	n := f.dev.BatchSize()
@@ -189,7 +198,7 @@ func (f *Forwarder) readTUN() {
 	touched := make([]*link, 0, 16)
 	icmp := make([]byte, Offset+1280)
 	for {
-		count, err := f.dev.Read(bufs, sizes, Offset)
+		count, err := f.read(bufs, sizes)
 		if err != nil {
 			if f.ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return
@@ -202,6 +211,14 @@ func (f *Forwarder) readTUN() {
 		tbl := f.tbl.Load()
 		for i := 0; i < count; i++ {
 			pkt := bufs[i][Offset : Offset+sizes[i]]
+			var off Offload
+			var partial bool
+			if f.vnet != nil {
+				if off, partial, err = fromVnet(bufs[i][Offset-vnetHdrLen:Offset], pkt); err != nil {
+					f.Stats.DropMalformed.Add(1)
+					continue
+				}
+			}
 			_, dst, ok := addrs(pkt)
 			if !ok {
 				f.Stats.DropMalformed.Add(1)
@@ -222,7 +239,12 @@ func (f *Forwarder) readTUN() {
 				l.pending = f.frames.Get().(*[]byte)
 				touched = append(touched, l)
 			}
-			*l.pending = AppendFrame(*l.pending, pkt)
+			if partial {
+				*l.pending = AppendOffloadFrame(*l.pending, off, pkt)
+				f.Stats.TxOffload.Add(1)
+			} else {
+				*l.pending = AppendFrame(*l.pending, pkt)
+			}
 			l.packets++
 		}
 		for _, l := range touched {
@@ -237,6 +259,15 @@ func (f *Forwarder) readTUN() {
 		}
 		touched = touched[:0]
 	}
+}
+
+// read reads a burst of packets from the TUN into bufs[i][Offset:]; with
+// a virtio-net header each has it in front, unsplit (vnet.go).
+func (f *Forwarder) read(bufs [][]byte, sizes []int) (int, error) {
+	if f.vnet != nil {
+		return f.vnet.readBurst(bufs, sizes, readBudget)
+	}
+	return f.dev.Read(bufs, sizes, Offset)
 }
 
 func (f *Forwarder) putFrames(b *[]byte) {
@@ -346,10 +377,12 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 }
 
 // receiveBatch reads frames until the reader's buffer is drained or the
-// batch is full, then writes the accepted packets to the TUN at once.
+// batch is full, then writes the accepted packets to the TUN at once. A
+// super-packet (offload frame) is written on its own, after the packets
+// before it, to keep their order.
 func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) error {
 	b.write = b.write[:0]
-	var bytes, spoofed uint64
+	var packets, bytes, spoofed uint64
 	var rerr error
 	var from *link // the sender's link, from the first accepted packet
 	tbl := f.tbl.Load()
@@ -357,12 +390,12 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		if i > 0 && br.Buffered() < frameHeader {
 			break
 		}
-		n, err := ReadFrame(br, b.bufs[i][Offset:])
+		fr, err := ReadFrame(br, b.bufs[i][Offset:])
 		if err != nil {
 			rerr = err
 			break
 		}
-		pkt := b.bufs[i][Offset : Offset+n]
+		pkt := b.bufs[i][Offset : Offset+fr.Len]
 		src, dst, ok := addrs(pkt)
 		if !ok {
 			f.Stats.DropMalformed.Add(1)
@@ -378,23 +411,52 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 			f.Stats.DropNotLocal.Add(1)
 			continue
 		}
-		b.write = append(b.write, b.bufs[i][:Offset+n])
-		bytes += uint64(n)
-		from = sd.link
-	}
-	if len(b.write) > 0 {
-		if _, err := f.dev.Write(b.write, Offset); err != nil && f.ctx.Err() == nil {
-			klog.V(2).InfoS("TUN write failed", "err", err)
+		if fr.Partial {
+			h, err := offloadHeader(pkt, fr.Off)
+			if err != nil || (fr.Off.GSOType != gsoNone && f.vnet == nil) {
+				// Nonsense, or a super-packet this TUN (without
+				// offloads) cannot take.
+				f.Stats.DropMalformed.Add(1)
+				continue
+			}
+			if fr.Off.GSOType == gsoNone {
+				finishChecksum(pkt, int(fr.Off.CsumStart), int(fr.Off.CsumStart)+int(fr.Off.CsumOffset))
+			} else {
+				f.writeTUN(b)
+				if err := f.vnet.write(b.bufs[i], h); err != nil && f.ctx.Err() == nil {
+					klog.V(2).InfoS("TUN write failed", "err", err)
+				}
+				f.Stats.RxOffload.Add(1)
+				packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
+				continue
+			}
 		}
-		f.Stats.RxPackets.Add(uint64(len(b.write)))
+		b.write = append(b.write, b.bufs[i][:Offset+fr.Len])
+		packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
+	}
+	f.writeTUN(b)
+	if packets > 0 {
+		f.Stats.RxPackets.Add(packets)
 		f.Stats.RxBytes.Add(bytes)
-		from.c.rx(uint64(len(b.write)), bytes)
+		from.c.rx(packets, bytes)
 		f.tr.Count(node, bytes, 0)
 	}
 	if spoofed > 0 {
 		f.countSpoofed(node, spoofed)
 	}
 	return rerr
+}
+
+// writeTUN writes the packets collected in b (the tun package coalesces
+// them) and empties it.
+func (f *Forwarder) writeTUN(b *rxBatch) {
+	if len(b.write) == 0 {
+		return
+	}
+	if _, err := f.dev.Write(b.write, Offset); err != nil && f.ctx.Err() == nil {
+		klog.V(2).InfoS("TUN write failed", "err", err)
+	}
+	b.write = b.write[:0]
 }
 
 // ICMP errors are rate-limited to 100 per second (a burst of 100).

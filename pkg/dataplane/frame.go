@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +17,58 @@ import (
 //	| type 1 | length 3 (big-endian)  | payload (length bytes)    |
 //	+--------+------------------------+---------------------------+
 //
-// type 0x01: payload is one IPv4 or IPv6 packet, 20..MaxPacket bytes.
+// type 0x01 (IP): the payload is one IPv4 or IPv6 packet, 20..MaxPacket
+// bytes, complete (checksums filled in, at most the TUN MTU).
+//
+// type 0x02 (offload): the payload is a 6-byte offload header and one
+// packet whose transport checksum is partial (only the pseudo-header sum
+// is in place) and which, with a GSO type, is a TCP or UDP super-packet
+// still to be cut into gso-size segments. This is what the sending
+// kernel handed its TUN (virtio-net header, see vnet.go); the receiving
+// kernel finishes the work, so neither end splits, coalesces or
+// checksums in user space.
+//
+//	+------------+----------------+----------------+--------------+--------+
+//	| gso type 1 | csum start 2   | csum offset 1  | gso size 2   | packet |
+//	+------------+----------------+----------------+--------------+--------+
+//
+// gso type: 0 none (checksum only), 1 TCPv4, 4 TCPv6, 5 UDP (the virtio
+// values). csum start: offset of the transport header in the packet;
+// csum offset: of the checksum field in it (16 TCP, 6 UDP). Multi-byte
+// fields are big-endian. The receiver checks these against the packet
+// (vnet.go: offloadHeader) before its kernel sees them.
+//
 // Other types are reserved; a receiver closes a stream carrying one, or a
 // length out of range (the sender speaks nonsense). Frames are written
 // back to back, many per write: a burst of packets read from the TUN goes
 // out as one write.
 const (
-	FrameIP     = 0x01
-	frameHeader = 4
+	FrameIP      = 0x01
+	FrameOffload = 0x02
+	frameHeader  = 4
+	offloadLen   = 6
 	// MaxPacket is the largest packet a frame carries (a TUN MTU of
-	// 65535 at most).
+	// 65535 at most, or a GSO super-packet).
 	MaxPacket = 65535
 	minPacket = 20
 )
+
+// Offload is the work a packet's sender left to the receiving kernel:
+// the transport checksum from CsumStart (field at CsumStart+CsumOffset),
+// and with a GSO type, segmentation into GSOSize-byte segments.
+type Offload struct {
+	GSOType    uint8
+	CsumStart  uint16
+	CsumOffset uint8
+	GSOSize    uint16
+}
+
+// Frame describes the packet ReadFrame read.
+type Frame struct {
+	Len     int     // packet bytes, at the start of the buffer
+	Partial bool    // an offload frame: Off applies
+	Off     Offload // zero unless Partial
+}
 
 // ErrBadFrame is wrapped by every framing error.
 var ErrBadFrame = errors.New("bad frame")
@@ -40,30 +80,56 @@ func AppendFrame(b, pkt []byte) []byte {
 	return append(b, pkt...)
 }
 
-// ReadFrame reads one frame's packet into buf (at least MaxPacket bytes)
-// and returns its length. io.EOF means the stream ended cleanly between
-// frames.
-func ReadFrame(r *bufio.Reader, buf []byte) (int, error) {
+// AppendOffloadFrame appends pkt as an offload frame to b.
+func AppendOffloadFrame(b []byte, off Offload, pkt []byte) []byte {
+	n := offloadLen + len(pkt)
+	b = append(b, FrameOffload, byte(n>>16), byte(n>>8), byte(n),
+		off.GSOType, byte(off.CsumStart>>8), byte(off.CsumStart), off.CsumOffset, byte(off.GSOSize>>8), byte(off.GSOSize))
+	return append(b, pkt...)
+}
+
+// ReadFrame reads one frame's packet into buf (at least MaxPacket bytes).
+// io.EOF means the stream ended cleanly between frames.
+func ReadFrame(r *bufio.Reader, buf []byte) (Frame, error) {
 	hdr, err := r.Peek(frameHeader)
 	if err != nil {
 		if err == io.EOF && len(hdr) > 0 {
-			return 0, io.ErrUnexpectedEOF
+			return Frame{}, io.ErrUnexpectedEOF
 		}
-		return 0, err
+		return Frame{}, err
 	}
 	typ, n := hdr[0], int(hdr[1])<<16|int(hdr[2])<<8|int(hdr[3])
-	if typ != FrameIP {
-		return 0, fmt.Errorf("%w: type %#x", ErrBadFrame, typ)
+	var fr Frame
+	switch typ {
+	case FrameIP:
+	case FrameOffload:
+		fr.Partial = true
+		n -= offloadLen
+	default:
+		return Frame{}, fmt.Errorf("%w: type %#x", ErrBadFrame, typ)
 	}
 	if n < minPacket || n > MaxPacket || n > len(buf) {
-		return 0, fmt.Errorf("%w: length %d", ErrBadFrame, n)
+		return Frame{}, fmt.Errorf("%w: length %d", ErrBadFrame, n)
 	}
 	_, _ = r.Discard(frameHeader)
-	if _, err := io.ReadFull(r, buf[:n]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	if fr.Partial {
+		var o [offloadLen]byte
+		if _, err := io.ReadFull(r, o[:]); err != nil {
+			return Frame{}, unexpected(err)
 		}
-		return 0, err
+		fr.Off = Offload{GSOType: o[0], CsumStart: binary.BigEndian.Uint16(o[1:]), CsumOffset: o[3], GSOSize: binary.BigEndian.Uint16(o[4:])}
 	}
-	return n, nil
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return Frame{}, unexpected(err)
+	}
+	fr.Len = n
+	return fr, nil
+}
+
+// unexpected turns a clean EOF inside a frame into io.ErrUnexpectedEOF.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -74,6 +74,16 @@ func TestDataplanePodToPod(t *testing.T) {
 	})
 
 	t.Run("TCP 1 GiB content checked", func(t *testing.T) {
+		before := dataplaneStatus(t, a2).Stats
+		defer func() {
+			// Pod TCP travels as super-packets, unsplit end to end.
+			after := dataplaneStatus(t, a2).Stats
+			sent, got := after.TxOffload-before.TxOffload, after.RxOffload-before.RxOffload
+			if sent == 0 || got == 0 {
+				t.Errorf("edge 2 sent %d and wrote %d super-packets whole during the transfers", sent, got)
+			}
+			t.Logf("edge 2: %d super-packets sent, %d received of %d packets", sent, got, after.RxPackets-before.RxPackets)
+		}()
 		for _, c := range []struct {
 			srv, cli string
 			dst      netip.Addr

@@ -1,0 +1,212 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A TUN opened with IFF_VNET_HDR (the tun package does, and turns on
+// TSO and checksum offload) puts a virtio-net header in front of every
+// packet, both ways (include/uapi/linux/virtio_net.h, native byte order):
+//
+//	+---------+------------+-------------+-------------+---------------+----------------+
+//	| flags 1 | gso type 1 | hdr len 2   | gso size 2  | csum start 2  | csum offset 2  |
+//	+---------+------------+-------------+-------------+---------------+----------------+
+//
+// Reading, the kernel hands over pod TCP (and UDP) super-packets of up to
+// 64 KiB unsegmented, checksums left partial. The forwarder reads the
+// file itself (vnetTUN) and sends such a packet as one offload frame
+// (frame.go) instead of splitting it into MTU-sized packets; the
+// receiver writes it to its TUN with the header rebuilt from the frame,
+// and its kernel segments it only if it must (a pod behind a veth takes
+// it whole). Packets without offload work travel as IP frames and are
+// written through the tun package (which coalesces them, GRO).
+const (
+	vnetHdrLen    = 10
+	vnetNeedsCsum = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM
+	gsoNone       = unix.VIRTIO_NET_HDR_GSO_NONE
+	gsoTCPv4      = unix.VIRTIO_NET_HDR_GSO_TCPV4
+	gsoTCPv6      = unix.VIRTIO_NET_HDR_GSO_TCPV6
+	gsoUDP        = unix.VIRTIO_NET_HDR_GSO_UDP_L4
+	csumOffTCP    = 16
+	csumOffUDP    = 6
+)
+
+var errOffload = errors.New("bad offload header")
+
+// offloadHeader checks what a peer (or the kernel) says about pkt's
+// offload work and returns the virtio-net header that asks this node's
+// kernel to do it. Anything inconsistent with the packet is refused: the
+// frame came off the network.
+func offloadHeader(pkt []byte, off Offload) ([vnetHdrLen]byte, error) {
+	var h [vnetHdrLen]byte
+	if len(pkt) < minPacket {
+		return h, fmt.Errorf("%w: %d-byte packet", errOffload, len(pkt))
+	}
+	v6 := pkt[0]>>4 == 6
+	minStart := 20
+	switch {
+	case v6:
+		minStart = 40
+	case pkt[0]>>4 != 4:
+		return h, fmt.Errorf("%w: IP version %d", errOffload, pkt[0]>>4)
+	}
+	cs, co := int(off.CsumStart), int(off.CsumOffset)
+	if cs < minStart || (co != csumOffTCP && co != csumOffUDP) || cs+co+2 > len(pkt) {
+		return h, fmt.Errorf("%w: checksum at %d+%d in a %d-byte packet", errOffload, cs, co, len(pkt))
+	}
+	hdrLen := cs + 8 // UDP
+	switch off.GSOType {
+	case gsoNone:
+	case gsoTCPv4, gsoTCPv6:
+		if (off.GSOType == gsoTCPv6) != v6 || co != csumOffTCP {
+			return h, fmt.Errorf("%w: gso type %d for an IPv%d packet, checksum offset %d", errOffload, off.GSOType, pkt[0]>>4, co)
+		}
+		thl := int(pkt[cs+12]>>4) * 4 // cs+12 < len: checked above (cs+18)
+		if thl < 20 {
+			return h, fmt.Errorf("%w: TCP header of %d bytes", errOffload, thl)
+		}
+		hdrLen = cs + thl
+	case gsoUDP:
+		if co != csumOffUDP {
+			return h, fmt.Errorf("%w: UDP segmentation with checksum offset %d", errOffload, co)
+		}
+	default:
+		return h, fmt.Errorf("%w: gso type %d", errOffload, off.GSOType)
+	}
+	if off.GSOType != gsoNone && (off.GSOSize == 0 || hdrLen >= len(pkt)) {
+		return h, fmt.Errorf("%w: gso size %d, headers %d of %d bytes", errOffload, off.GSOSize, hdrLen, len(pkt))
+	}
+	h[0], h[1] = vnetNeedsCsum, off.GSOType
+	binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
+	binary.NativeEndian.PutUint16(h[4:], off.GSOSize)
+	binary.NativeEndian.PutUint16(h[6:], off.CsumStart)
+	binary.NativeEndian.PutUint16(h[8:], uint16(off.CsumOffset))
+	return h, nil
+}
+
+// fromVnet reads the header the kernel put in front of pkt. A GSO
+// super-packet comes back as partial with its offload (it travels as an
+// offload frame); a lone packet's partial checksum is finished here, so it
+// travels as an IP frame and the receiver can coalesce it. An unusable
+// header is an error (the packet is dropped).
+func fromVnet(h []byte, pkt []byte) (off Offload, partial bool, err error) {
+	flags, typ := h[0], h[1]
+	start, offset := int(binary.NativeEndian.Uint16(h[6:])), int(binary.NativeEndian.Uint16(h[8:]))
+	if flags&vnetNeedsCsum == 0 {
+		if typ != gsoNone {
+			return off, false, fmt.Errorf("%w: gso type %d without a partial checksum", errOffload, typ)
+		}
+		return off, false, nil
+	}
+	if typ == gsoNone {
+		if start+offset+2 > len(pkt) {
+			return off, false, fmt.Errorf("%w: checksum at %d+%d in a %d-byte packet", errOffload, start, offset, len(pkt))
+		}
+		finishChecksum(pkt, start, start+offset)
+		return off, false, nil
+	}
+	off = Offload{GSOType: typ, CsumStart: uint16(start), CsumOffset: uint8(min(offset, 0xff)), GSOSize: binary.NativeEndian.Uint16(h[4:])}
+	if _, err := offloadHeader(pkt, off); err != nil {
+		return off, false, err
+	}
+	return off, true, nil
+}
+
+// finishChecksum completes a partial Internet checksum: the field at at
+// holds the pseudo-header sum; the result covers pkt[start:].
+func finishChecksum(pkt []byte, start, at int) {
+	sum := uint32(binary.BigEndian.Uint16(pkt[at:]))
+	pkt[at], pkt[at+1] = 0, 0
+	b := pkt[start:]
+	for len(b) >= 2 {
+		sum += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+		if sum > 0xffff0000 {
+			sum = sum&0xffff + sum>>16
+		}
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(pkt[at:], ^uint16(sum))
+}
+
+// vnetTUN reads and writes a TUN file that carries virtio-net headers.
+type vnetTUN struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+// openVnet returns the raw side of f when it is a TUN with IFF_VNET_HDR,
+// nil otherwise (the forwarder then uses the tun.Device calls).
+func openVnet(f *os.File) *vnetTUN {
+	if f == nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var flags uint16
+	cerr := rc.Control(func(fd uintptr) {
+		ifr, err := unix.NewIfreq("")
+		if err == nil && unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
+			flags = ifr.Uint16()
+		}
+	})
+	if cerr != nil || flags&unix.IFF_VNET_HDR == 0 {
+		return nil
+	}
+	return &vnetTUN{f: f, rc: rc}
+}
+
+// readBurst reads packets (each with its virtio-net header, at
+// bufs[i][Offset-vnetHdrLen:]) until the TUN has no more, bufs are full or
+// budget bytes were read; it waits only for the first.
+func (v *vnetTUN) readBurst(bufs [][]byte, sizes []int, budget int) (int, error) {
+	count := 0
+	var rerr error
+	err := v.rc.Read(func(fd uintptr) bool {
+		for count < len(bufs) && budget > 0 {
+			n, err := unix.Read(int(fd), bufs[count][Offset-vnetHdrLen:])
+			switch {
+			case err == unix.EAGAIN:
+				return count > 0
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				rerr = err
+				return true
+			case n < vnetHdrLen:
+				continue // nothing a TUN with IFF_VNET_HDR returns
+			}
+			sizes[count] = n - vnetHdrLen
+			budget -= n
+			count++
+		}
+		return true
+	})
+	if rerr == unix.EBADFD {
+		rerr = os.ErrClosed
+	}
+	if err != nil {
+		return count, err // the file is closed (os.ErrClosed)
+	}
+	return count, rerr
+}
+
+// write writes one packet at buf[Offset:] with header h.
+func (v *vnetTUN) write(buf []byte, h [vnetHdrLen]byte) error {
+	copy(buf[Offset-vnetHdrLen:], h[:])
+	_, err := v.f.Write(buf[Offset-vnetHdrLen:])
+	return err
+}
