@@ -76,8 +76,8 @@ func TestBenchDataplane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Settings{TCPSeconds: 5, UDPSeconds: 5, Pings: 50, Quiet: func() { report.WaitQuiet(os.Stdout, 10*time.Second) }}
-	fmt.Printf("data path PodA -> PodB: iperf3 TCP -t %d (1 and 4 streams), UDP -b 0 -t %d (64 and 1400 B), ping -c %d -i 0.01; %d run(s), cases %s\n",
+	s := Settings{TCPSeconds: 5, UDPSeconds: 5, Pings: 200, Quiet: func() { report.WaitQuiet(os.Stdout, 10*time.Second) }}
+	fmt.Printf("data path PodA -> PodB: iperf3 TCP -t %d (1 and 4 streams), UDP -b 0 -t %d (64 and 1400 B), ping -c %d -i 0.01 (median); %d run(s), cases %s\n",
 		s.TCPSeconds, s.UDPSeconds, s.Pings, runs, caseNames(selected))
 
 	samples := map[string][]Sample{}
@@ -240,11 +240,16 @@ func TestParseIperfUDP(t *testing.T) {
 }
 
 func TestParsePingAndStat(t *testing.T) {
-	avg, err := parsePingAvg("--- 10.244.2.2 ping statistics ---\n50 packets transmitted, 50 received, 0% packet loss, time 540ms\nrtt min/avg/max/mdev = 0.030/0.047/0.090/0.010 ms\n")
-	if err != nil || avg != 0.047 {
-		t.Errorf("ping avg = %v, %v; want 0.047", avg, err)
+	out := "PING 10.244.2.2 (10.244.2.2) 56(84) bytes of data.\n" +
+		"64 bytes from 10.244.2.2: icmp_seq=1 ttl=62 time=0.412 ms\n" +
+		"64 bytes from 10.244.2.2: icmp_seq=2 ttl=62 time=9.90 ms\n" +
+		"64 bytes from 10.244.2.2: icmp_seq=3 ttl=62 time=0.388 ms\n" +
+		"\n--- 10.244.2.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 20ms\n" +
+		"rtt min/avg/max/mdev = 0.388/3.566/9.900/4.478 ms\n"
+	if med, err := parsePingMedian(out); err != nil || med != 0.412 {
+		t.Errorf("ping median = %v, %v; want 0.412", med, err)
 	}
-	if _, err := parsePingAvg("50 packets transmitted, 0 received, 100% packet loss"); err == nil {
+	if _, err := parsePingMedian("50 packets transmitted, 0 received, 100% packet loss"); err == nil {
 		t.Error("no error on a ping without answers")
 	}
 	ticks, err := parseStatCPU("4242 (wire guard) (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 9 0 100 0 0")

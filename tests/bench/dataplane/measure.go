@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,28 +197,41 @@ func (e *Env) iperf(ctx context.Context, s Settings, args ...string) (*iperfResu
 	return r, err
 }
 
-var rttLine = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/[0-9.]+/[0-9.]+ ms`)
+var rttReply = regexp.MustCompile(`(?m)^\d+ bytes from .* time=([0-9.]+) ms`)
 
-// ping: average RTT of s.Pings pings, 10 ms apart.
+// ping: median RTT of s.Pings pings, 10 ms apart (the median, not ping's
+// average: one stray wake-up on a shared machine moves an average of
+// sub-millisecond times more than a path's real difference).
 func (e *Env) ping(ctx context.Context, s Settings) (float64, error) {
 	if s.Quiet != nil {
 		s.Quiet()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := e.Exec(ctx, e.PodA, "ping", "-q", "-c", fmt.Sprint(s.Pings), "-i", "0.01", "-W", "2", e.PodBIP.String())
+	out, err := e.Exec(ctx, e.PodA, "ping", "-c", fmt.Sprint(s.Pings), "-i", "0.01", "-W", "2", e.PodBIP.String())
 	if err != nil {
 		return 0, fmt.Errorf("ping: %v: %s", err, out)
 	}
-	return parsePingAvg(out)
+	return parsePingMedian(out)
 }
 
-func parsePingAvg(out string) (float64, error) {
-	m := rttLine.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("ping: no rtt summary in %q", out)
+func parsePingMedian(out string) (float64, error) {
+	var rtts []float64
+	for _, m := range rttReply.FindAllStringSubmatch(out, -1) {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("ping: %q: %v", m[0], err)
+		}
+		rtts = append(rtts, v)
 	}
-	return strconv.ParseFloat(m[1], 64)
+	if len(rtts) == 0 {
+		return 0, fmt.Errorf("ping: no replies in %.300q", out)
+	}
+	slices.Sort(rtts)
+	if n := len(rtts); n%2 == 0 {
+		return (rtts[n/2-1] + rtts[n/2]) / 2, nil
+	}
+	return rtts[len(rtts)/2], nil
 }
 
 // userHZ is the unit of /proc times (USER_HZ, 100 on every Linux ABI).
