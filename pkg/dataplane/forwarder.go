@@ -76,7 +76,9 @@ type StatsSnapshot struct {
 // read only the atomic table.
 type Forwarder struct {
 	dev  tun.Device
-	vnet *vnetTUN // dev's file, when it carries virtio-net headers
+	vnet *vnetTUN   // dev's file, when it carries virtio-net headers
+	rmu  sync.Mutex // held while reading the TUN in vnet mode; guards tx
+	tx   *txBurst
 	tr   Transport
 
 	tbl   atomic.Pointer[table]
@@ -99,7 +101,7 @@ type link struct {
 	node    string
 	ch      chan *[]byte
 	cancel  context.CancelFunc
-	pending *[]byte // filled by the TUN reader only
+	pending *[]byte // filled by dispatch only
 	packets int
 	c       peerCounters
 	pfxs    int // prefixes routed to it (SetPlan)
@@ -111,6 +113,7 @@ func New(dev tun.Device, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Forwarder{dev: dev, vnet: openVnet(dev.File()), tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
+	f.tx = newTxBurst(dev.BatchSize())
 	f.icmpTokens.Store(icmpRate)
 	f.batches.New = func() any { return newRxBatch(dev.BatchSize()) }
 	f.frames.New = func() any { b := make([]byte, 0, 256<<10); return &b }
@@ -188,86 +191,146 @@ func (f *Forwarder) startLink(node string) *link {
 // a burst goes out as one write per peer.
 const readBudget = 256 << 10
 
-// readTUN is the outbound path: TUN -> peers.
-func (f *Forwarder) readTUN() {
-	n := f.dev.BatchSize()
-	bufs, sizes := make([][]byte, n), make([]int, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, Offset+MaxPacket)
+// txBurst is the outbound path's state: read buffers and the links a
+// burst touched. Whoever reads the TUN holds rmu (vnet mode) or is the
+// only reader (readTUN, without vnet).
+type txBurst struct {
+	bufs    [][]byte
+	sizes   []int
+	touched []*link
+	icmp    []byte
+}
+
+func newTxBurst(n int) *txBurst {
+	t := &txBurst{bufs: make([][]byte, n), sizes: make([]int, n), touched: make([]*link, 0, 16), icmp: make([]byte, Offset+1280)}
+	for i := range t.bufs {
+		t.bufs[i] = make([]byte, Offset+MaxPacket)
 	}
-	touched := make([]*link, 0, 16)
-	icmp := make([]byte, Offset+1280)
-	for {
-		count, err := f.read(bufs, sizes)
-		if err != nil {
-			if f.ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+	return t
+}
+
+// readTUN is the outbound path: TUN -> peers. With virtio-net headers it
+// reads the file itself, a burst per wake-up, under rmu (pollTUN reads
+// too); otherwise through the tun.Device.
+func (f *Forwarder) readTUN() {
+	if f.vnet == nil {
+		for {
+			count, err := f.dev.Read(f.tx.bufs, f.tx.sizes, Offset)
+			if f.readFailed(err) {
 				return
 			}
-			if !errors.Is(err, tun.ErrTooManySegments) {
-				klog.ErrorS(err, "TUN read failed")
-				time.Sleep(10 * time.Millisecond)
-			}
+			f.dispatch(f.tx, count)
 		}
-		tbl := f.tbl.Load()
-		for i := 0; i < count; i++ {
-			pkt := bufs[i][Offset : Offset+sizes[i]]
-			var off Offload
-			var partial bool
-			if f.vnet != nil {
-				if off, partial, err = fromVnet(bufs[i][Offset-vnetHdrLen:Offset], pkt); err != nil {
-					f.Stats.DropMalformed.Add(1)
-					continue
-				}
-			}
-			_, dst, ok := addrs(pkt)
-			if !ok {
-				f.Stats.DropMalformed.Add(1)
-				continue
-			}
-			d, found := tbl.lookup(dst)
-			switch {
-			case !found:
-				f.Stats.DropNoRoute.Add(1)
-				f.sendUnreachable(pkt, icmp)
-				continue
-			case d.link == nil:
-				f.Stats.DropLoop.Add(1)
-				continue
-			}
-			l := d.link
-			if l.pending == nil {
-				l.pending = f.frames.Get().(*[]byte)
-				touched = append(touched, l)
-			}
-			if partial {
-				*l.pending = AppendOffloadFrame(*l.pending, off, pkt)
-				f.Stats.TxOffload.Add(1)
-			} else {
-				*l.pending = AppendFrame(*l.pending, pkt)
-			}
-			l.packets++
+	}
+	for {
+		var rerr error
+		err := f.vnet.rc.Read(func(fd uintptr) bool {
+			f.rmu.Lock()
+			defer f.rmu.Unlock()
+			var n int
+			n, rerr = f.vnet.readFD(int(fd), f.tx.bufs, f.tx.sizes, readBudget)
+			f.dispatch(f.tx, n)
+			return n > 0 || rerr != nil // else wait until readable
+		})
+		if err != nil {
+			return // the file is closed
 		}
-		for _, l := range touched {
-			select {
-			case l.ch <- l.pending:
-			default:
-				f.Stats.DropQueue.Add(uint64(l.packets))
-				l.c.dropQueue.Add(uint64(l.packets))
-				f.putFrames(l.pending)
-			}
-			l.pending, l.packets = nil, 0
+		if f.readFailed(rerr) {
+			return
 		}
-		touched = touched[:0]
 	}
 }
 
-// read reads a burst of packets from the TUN into bufs[i][Offset:]; with
-// a virtio-net header each has it in front, unsplit (vnet.go).
-func (f *Forwarder) read(bufs [][]byte, sizes []int) (int, error) {
-	if f.vnet != nil {
-		return f.vnet.readBurst(bufs, sizes, readBudget)
+// pollBelow: after writing a batch smaller than this (a request, a ping,
+// ACKs: traffic that waits for an answer) the receiving goroutine polls
+// the TUN for the answer; after bulk batches it leaves that to readTUN (a
+// read that finds nothing costs a syscall).
+const pollBelow = 16 << 10
+
+// pollTUN forwards what the TUN holds right now, from the goroutine that
+// just wrote to it: what a local pod sends back at once (an echo reply,
+// TCP's ACKs) leaves without waiting for the TUN reader to be woken,
+// often on the other CPU. It does nothing while the reader is at it.
+func (f *Forwarder) pollTUN() {
+	if f.vnet == nil || !f.rmu.TryLock() {
+		return
 	}
-	return f.dev.Read(bufs, sizes, Offset)
+	defer f.rmu.Unlock()
+	_ = f.vnet.rc.Control(func(fd uintptr) {
+		n, _ := f.vnet.readFD(int(fd), f.tx.bufs, f.tx.sizes, readBudget) // errors: readTUN's to report
+		f.dispatch(f.tx, n)
+	})
+}
+
+// readFailed reports a TUN read error; true when reading must stop.
+func (f *Forwarder) readFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	if f.ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+		return true
+	}
+	if !errors.Is(err, tun.ErrTooManySegments) {
+		klog.ErrorS(err, "TUN read failed")
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// dispatch frames the count packets read into t onto their peers' links,
+// one batch per link.
+func (f *Forwarder) dispatch(t *txBurst, count int) {
+	tbl := f.tbl.Load()
+	for i := 0; i < count; i++ {
+		pkt := t.bufs[i][Offset : Offset+t.sizes[i]]
+		var off Offload
+		var partial bool
+		if f.vnet != nil {
+			var err error
+			if off, partial, err = fromVnet(t.bufs[i][Offset-vnetHdrLen:Offset], pkt); err != nil {
+				f.Stats.DropMalformed.Add(1)
+				continue
+			}
+		}
+		_, dst, ok := addrs(pkt)
+		if !ok {
+			f.Stats.DropMalformed.Add(1)
+			continue
+		}
+		d, found := tbl.lookup(dst)
+		switch {
+		case !found:
+			f.Stats.DropNoRoute.Add(1)
+			f.sendUnreachable(pkt, t.icmp)
+			continue
+		case d.link == nil:
+			f.Stats.DropLoop.Add(1)
+			continue
+		}
+		l := d.link
+		if l.pending == nil {
+			l.pending = f.frames.Get().(*[]byte)
+			t.touched = append(t.touched, l)
+		}
+		if partial {
+			*l.pending = AppendOffloadFrame(*l.pending, off, pkt)
+			f.Stats.TxOffload.Add(1)
+		} else {
+			*l.pending = AppendFrame(*l.pending, pkt)
+		}
+		l.packets++
+	}
+	for _, l := range t.touched {
+		select {
+		case l.ch <- l.pending:
+		default:
+			f.Stats.DropQueue.Add(uint64(l.packets))
+			l.c.dropQueue.Add(uint64(l.packets))
+			f.putFrames(l.pending)
+		}
+		l.pending, l.packets = nil, 0
+	}
+	t.touched = t.touched[:0]
 }
 
 func (f *Forwarder) putFrames(b *[]byte) {
@@ -435,7 +498,8 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
 	}
 	f.writeTUN(b)
-	if packets > 0 {
+	if packets > 0 && bytes < pollBelow {
+		f.pollTUN()
 		f.Stats.RxPackets.Add(packets)
 		f.Stats.RxBytes.Add(bytes)
 		from.c.rx(packets, bytes)

@@ -169,39 +169,30 @@ func openVnet(f *os.File) *vnetTUN {
 	return &vnetTUN{f: f, rc: rc}
 }
 
-// readBurst reads packets (each with its virtio-net header, at
-// bufs[i][Offset-vnetHdrLen:]) until the TUN has no more, bufs are full or
-// budget bytes were read; it waits only for the first.
-func (v *vnetTUN) readBurst(bufs [][]byte, sizes []int, budget int) (int, error) {
+// readFD reads packets (each with its virtio-net header, at
+// bufs[i][Offset-vnetHdrLen:]) from the non-blocking fd until the TUN has
+// no more, bufs are full or budget bytes were read.
+func (v *vnetTUN) readFD(fd int, bufs [][]byte, sizes []int, budget int) (int, error) {
 	count := 0
-	var rerr error
-	err := v.rc.Read(func(fd uintptr) bool {
-		for count < len(bufs) && budget > 0 {
-			n, err := unix.Read(int(fd), bufs[count][Offset-vnetHdrLen:])
-			switch {
-			case err == unix.EAGAIN:
-				return count > 0
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				rerr = err
-				return true
-			case n < vnetHdrLen:
-				continue // nothing a TUN with IFF_VNET_HDR returns
-			}
-			sizes[count] = n - vnetHdrLen
-			budget -= n
-			count++
+	for count < len(bufs) && budget > 0 {
+		n, err := unix.Read(fd, bufs[count][Offset-vnetHdrLen:])
+		switch {
+		case err == unix.EAGAIN:
+			return count, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EBADFD:
+			return count, os.ErrClosed
+		case err != nil:
+			return count, err
+		case n < vnetHdrLen:
+			continue // nothing a TUN with IFF_VNET_HDR returns
 		}
-		return true
-	})
-	if rerr == unix.EBADFD {
-		rerr = os.ErrClosed
+		sizes[count] = n - vnetHdrLen
+		budget -= n
+		count++
 	}
-	if err != nil {
-		return count, err // the file is closed (os.ErrClosed)
-	}
-	return count, rerr
+	return count, nil
 }
 
 // write writes one packet at buf[Offset:] with header h.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -76,7 +77,7 @@ func TestBenchDataplane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Settings{TCPSeconds: 5, UDPSeconds: 5, Pings: 200, Quiet: func() { report.WaitQuiet(os.Stdout, 10*time.Second) }}
+	s := Settings{TCPSeconds: 5, UDPSeconds: 5, Pings: pings(), Quiet: func() { report.WaitQuiet(os.Stdout, 10*time.Second) }}
 	fmt.Printf("data path PodA -> PodB: iperf3 TCP -t %d (1 and 4 streams), UDP -b 0 -t %d (64 and 1400 B), ping -c %d -i 0.01 (median); %d run(s), cases %s\n",
 		s.TCPSeconds, s.UDPSeconds, s.Pings, runs, caseNames(selected))
 
@@ -256,4 +257,13 @@ func TestParsePingAndStat(t *testing.T) {
 	if err != nil || ticks != 1234+567 {
 		t.Errorf("stat cpu = %v, %v; want 1801", ticks, err)
 	}
+}
+
+// pings is how many pings the RTT takes its median of: BENCH_PINGS, or
+// 500 (5 s per case and run).
+func pings() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_PINGS")); err == nil && n > 0 {
+		return n
+	}
+	return 500
 }
