@@ -498,12 +498,14 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
 	}
 	f.writeTUN(b)
-	if packets > 0 && bytes < pollBelow {
-		f.pollTUN()
+	if packets > 0 {
 		f.Stats.RxPackets.Add(packets)
 		f.Stats.RxBytes.Add(bytes)
 		from.c.rx(packets, bytes)
 		f.tr.Count(node, bytes, 0)
+		if bytes < pollBelow {
+			f.pollTUN()
+		}
 	}
 	if spoofed > 0 {
 		f.countSpoofed(node, spoofed)

@@ -82,6 +82,13 @@ func TestDataplanePodToPod(t *testing.T) {
 			if sent == 0 || got == 0 {
 				t.Errorf("edge 2 sent %d and wrote %d super-packets whole during the transfers", sent, got)
 			}
+			want := uint64(1 << 30) // edge 2 received the 1 GiB
+			if testing.Short() {
+				want = 64 << 20
+			}
+			if rx := after.RxBytes - before.RxBytes; rx < want || after.RxPackets-before.RxPackets < got {
+				t.Errorf("edge 2 counted %d bytes in %d packets (%d super-packets), want at least %d bytes", rx, after.RxPackets-before.RxPackets, got, want)
+			}
 			t.Logf("edge 2: %d super-packets sent, %d received of %d packets", sent, got, after.RxPackets-before.RxPackets)
 		}()
 		for _, c := range []struct {
