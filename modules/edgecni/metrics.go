@@ -25,7 +25,7 @@ var (
 	descPackets = prometheus.NewDesc("edgelink_dataplane_packets_total",
 		"All pod packets through the tunnel (direction: tx, rx).", []string{"direction"}, nil)
 	descOffload = prometheus.NewDesc("edgelink_dataplane_offload_packets_total",
-		"Of the packets: TCP/UDP super-packets carried unsplit, segmented by the receiving kernel (direction: tx, rx).", []string{"direction"}, nil)
+		"Of the packets: TCP super-packets carried unsplit (the receiving kernel segments them where it must; direction: tx, rx).", []string{"direction"}, nil)
 	descDrops = prometheus.NewDesc("edgelink_dataplane_drops_total",
 		"Packets dropped by the forwarder (reason: no_route, loop, queue, spoofed, not_local, malformed).", []string{"reason"}, nil)
 	descBadStreams = prometheus.NewDesc("edgelink_dataplane_bad_streams_total",

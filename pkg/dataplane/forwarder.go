@@ -5,7 +5,7 @@
 // pod, the destination one of ours) and written to the TUN in batches,
 // coalesced again (GRO). The TUN is the wireguard-go tun package's, with
 // Linux offloads; TCP super-packets the kernel hands over travel unsplit
-// and are written to the peer's TUN as they are (vnet.go).
+// and are written to the peer's TUN as they are, checked (vnet.go).
 //
 // Per packet there is no lock, no allocation, no map lookup by string and
 // no log: the table is an immutable bart.Table swapped atomically, each
@@ -110,8 +110,13 @@ type link struct {
 // New starts forwarding between dev and tr. Give it routes with SetPlan;
 // feed it inbound streams with Receive; Close stops it (not dev).
 func New(dev tun.Device, tr Transport) *Forwarder {
+	return newForwarder(dev, openVnet(dev.File()), tr)
+}
+
+// newForwarder is New with dev's raw side (nil: none) given.
+func newForwarder(dev tun.Device, vn *vnetTUN, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Forwarder{dev: dev, vnet: openVnet(dev.File()), tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
+	f := &Forwarder{dev: dev, vnet: vn, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
 	f.tx = newTxBurst(dev.BatchSize())
 	f.icmpTokens.Store(icmpRate)
@@ -233,7 +238,10 @@ func (f *Forwarder) readTUN() {
 			return n > 0 || rerr != nil // else wait until readable
 		})
 		if err != nil {
-			return // the file is closed
+			if !errors.Is(err, os.ErrClosed) && f.ctx.Err() == nil {
+				klog.ErrorS(err, "TUN reader stopped")
+			}
+			return
 		}
 		if f.readFailed(rerr) {
 			return
@@ -486,8 +494,13 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 				finishChecksum(pkt, int(fr.Off.CsumStart), int(fr.Off.CsumStart)+int(fr.Off.CsumOffset))
 			} else {
 				f.writeTUN(b)
-				if err := f.vnet.write(b.bufs[i], h); err != nil && f.ctx.Err() == nil {
-					klog.V(2).InfoS("TUN write failed", "err", err)
+				if err := f.vnet.write(b.bufs[i][:Offset+fr.Len], h); err != nil {
+					// The kernel refused it (or the TUN is closing).
+					f.Stats.DropMalformed.Add(1)
+					if f.ctx.Err() == nil {
+						klog.V(2).InfoS("TUN write of a super-packet failed", "err", err)
+					}
+					continue
 				}
 				f.Stats.RxOffload.Add(1)
 				packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link

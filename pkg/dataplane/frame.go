@@ -22,8 +22,8 @@ import (
 //
 // type 0x02 (offload): the payload is a 6-byte offload header and one
 // packet whose transport checksum is partial (only the pseudo-header sum
-// is in place) and which, with a GSO type, is a TCP or UDP super-packet
-// still to be cut into gso-size segments. This is what the sending
+// is in place) and which, with a GSO type, is a TCP super-packet still to
+// be cut into gso-size segments. This is what the sending
 // kernel handed its TUN (virtio-net header, see vnet.go); the receiving
 // kernel finishes the work, so neither end splits, coalesces or
 // checksums in user space.
@@ -32,11 +32,14 @@ import (
 //	| gso type 1 | csum start 2   | csum offset 1  | gso size 2   | packet |
 //	+------------+----------------+----------------+--------------+--------+
 //
-// gso type: 0 none (checksum only), 1 TCPv4, 4 TCPv6, 5 UDP (the virtio
-// values). csum start: offset of the transport header in the packet;
-// csum offset: of the checksum field in it (16 TCP, 6 UDP). Multi-byte
-// fields are big-endian. The receiver checks these against the packet
-// (vnet.go: offloadHeader) before its kernel sees them.
+// gso type: 0 none (checksum only), 1 TCPv4, 4 TCPv6 (the virtio values;
+// UDP segmentation is not carried). csum start: offset of the transport
+// header, which must follow the IP header (no IPv6 extension headers);
+// csum offset: of the checksum field in it (16 TCP, 6 UDP). gso size: the
+// segments' payload, at least 64 bytes, at most 128 segments. The packet's
+// IP length must be its length, and it must not be a fragment. Multi-byte
+// fields are big-endian. The receiver checks all of this against the
+// packet (vnet.go: offloadHeader) before its kernel sees it.
 //
 // Other types are reserved; a receiver closes a stream carrying one, or a
 // length out of range (the sender speaks nonsense). Frames are written

@@ -18,8 +18,9 @@ import (
 //	| flags 1 | gso type 1 | hdr len 2   | gso size 2  | csum start 2  | csum offset 2  |
 //	+---------+------------+-------------+-------------+---------------+----------------+
 //
-// Reading, the kernel hands over pod TCP (and UDP) super-packets of up to
-// 64 KiB unsegmented, checksums left partial. The forwarder reads the
+// Reading, the kernel hands over pod TCP super-packets of up to 64 KiB
+// unsegmented, checksums left partial (UDP segmentation offload is turned
+// off: the kernel segments UDP before the TUN). The forwarder reads the
 // file itself (vnetTUN) and sends such a packet as one offload frame
 // (frame.go) instead of splitting it into MTU-sized packets; the
 // receiver writes it to its TUN with the header rebuilt from the frame,
@@ -39,55 +40,87 @@ const (
 
 var errOffload = errors.New("bad offload header")
 
+// Bounds on segmentation a peer may ask for: no segment smaller than
+// minGSOSize, no more than maxSegments of them (a 64 KiB super-packet at
+// an MSS of 536 is 123).
+const (
+	minGSOSize  = 64
+	maxSegments = 128
+)
+
 // offloadHeader checks what a peer (or the kernel) says about pkt's
 // offload work and returns the virtio-net header that asks this node's
-// kernel to do it. Anything inconsistent with the packet is refused: the
-// frame came off the network.
+// kernel to do it. The claim must be exactly what a kernel emits: the
+// checksum where the packet's own TCP or UDP header has it, right after
+// an IP header whose lengths match the packet, no fragment, segmentation
+// only of TCP, in bounded segments. Anything else is refused: the frame
+// came off the network.
 func offloadHeader(pkt []byte, off Offload) ([vnetHdrLen]byte, error) {
 	var h [vnetHdrLen]byte
-	if len(pkt) < minPacket {
-		return h, fmt.Errorf("%w: %d-byte packet", errOffload, len(pkt))
-	}
-	v6 := pkt[0]>>4 == 6
-	minStart := 20
-	switch {
-	case v6:
-		minStart = 40
-	case pkt[0]>>4 != 4:
-		return h, fmt.Errorf("%w: IP version %d", errOffload, pkt[0]>>4)
+	ipl, proto, err := ipHeader(pkt)
+	if err != nil {
+		return h, err
 	}
 	cs, co := int(off.CsumStart), int(off.CsumOffset)
-	if cs < minStart || (co != csumOffTCP && co != csumOffUDP) || cs+co+2 > len(pkt) {
-		return h, fmt.Errorf("%w: checksum at %d+%d in a %d-byte packet", errOffload, cs, co, len(pkt))
+	var l4 int // transport header length
+	switch {
+	case proto == unix.IPPROTO_TCP && co == csumOffTCP && len(pkt) >= ipl+20:
+		if l4 = int(pkt[ipl+12]>>4) * 4; l4 < 20 || ipl+l4 > len(pkt) {
+			return h, fmt.Errorf("%w: TCP header of %d bytes in a %d-byte packet", errOffload, l4, len(pkt))
+		}
+	case proto == unix.IPPROTO_UDP && co == csumOffUDP && len(pkt) >= ipl+8:
+		l4 = 8
+	default:
+		return h, fmt.Errorf("%w: IP protocol %d with checksum offset %d in a %d-byte packet", errOffload, proto, co, len(pkt))
 	}
-	hdrLen := cs + 8 // UDP
+	if cs != ipl {
+		return h, fmt.Errorf("%w: checksum start %d, transport header at %d", errOffload, cs, ipl)
+	}
 	switch off.GSOType {
 	case gsoNone:
 	case gsoTCPv4, gsoTCPv6:
-		if (off.GSOType == gsoTCPv6) != v6 || co != csumOffTCP {
-			return h, fmt.Errorf("%w: gso type %d for an IPv%d packet, checksum offset %d", errOffload, off.GSOType, pkt[0]>>4, co)
-		}
-		thl := int(pkt[cs+12]>>4) * 4 // cs+12 < len: checked above (cs+18)
-		if thl < 20 {
-			return h, fmt.Errorf("%w: TCP header of %d bytes", errOffload, thl)
-		}
-		hdrLen = cs + thl
-	case gsoUDP:
-		if co != csumOffUDP {
-			return h, fmt.Errorf("%w: UDP segmentation with checksum offset %d", errOffload, co)
+		payload := len(pkt) - ipl - l4
+		switch {
+		case proto != unix.IPPROTO_TCP || (off.GSOType == gsoTCPv6) != (ipl == 40 && pkt[0]>>4 == 6):
+			return h, fmt.Errorf("%w: gso type %d for IPv%d protocol %d", errOffload, off.GSOType, pkt[0]>>4, proto)
+		case payload <= 0 || off.GSOSize < minGSOSize || (payload+int(off.GSOSize)-1)/int(off.GSOSize) > maxSegments:
+			return h, fmt.Errorf("%w: gso size %d for %d bytes of payload", errOffload, off.GSOSize, payload)
 		}
 	default:
 		return h, fmt.Errorf("%w: gso type %d", errOffload, off.GSOType)
 	}
-	if off.GSOType != gsoNone && (off.GSOSize == 0 || hdrLen >= len(pkt)) {
-		return h, fmt.Errorf("%w: gso size %d, headers %d of %d bytes", errOffload, off.GSOSize, hdrLen, len(pkt))
-	}
 	h[0], h[1] = vnetNeedsCsum, off.GSOType
-	binary.NativeEndian.PutUint16(h[2:], uint16(hdrLen))
+	binary.NativeEndian.PutUint16(h[2:], uint16(ipl+l4))
 	binary.NativeEndian.PutUint16(h[4:], off.GSOSize)
 	binary.NativeEndian.PutUint16(h[6:], off.CsumStart)
 	binary.NativeEndian.PutUint16(h[8:], uint16(off.CsumOffset))
 	return h, nil
+}
+
+// ipHeader returns the length of pkt's IP header and its protocol, and
+// refuses a packet whose IP length is not its length, a fragment, and
+// IPv6 extension headers.
+func ipHeader(pkt []byte) (ipl int, proto uint8, err error) {
+	if len(pkt) < minPacket {
+		return 0, 0, fmt.Errorf("%w: %d-byte packet", errOffload, len(pkt))
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		ipl = int(pkt[0]&0x0f) * 4
+		if ipl < 20 || ipl > len(pkt) || int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) {
+			return 0, 0, fmt.Errorf("%w: IPv4 header of %d bytes, total length %d, in a %d-byte packet", errOffload, ipl, binary.BigEndian.Uint16(pkt[2:]), len(pkt))
+		}
+		if binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 {
+			return 0, 0, fmt.Errorf("%w: an IPv4 fragment", errOffload)
+		}
+		return ipl, pkt[9], nil
+	case 6:
+		if len(pkt) < 40 || int(binary.BigEndian.Uint16(pkt[4:])) != len(pkt)-40 {
+			return 0, 0, fmt.Errorf("%w: IPv6 payload length of a %d-byte packet", errOffload, len(pkt))
+		}
+		return 40, pkt[6], nil
+	}
+	return 0, 0, fmt.Errorf("%w: IP version %d", errOffload, pkt[0]>>4)
 }
 
 // fromVnet reads the header the kernel put in front of pkt. A GSO
@@ -137,7 +170,11 @@ func finishChecksum(pkt []byte, start, at int) {
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
-	binary.BigEndian.PutUint16(pkt[at:], ^uint16(sum))
+	c := ^uint16(sum)
+	if c == 0 && at-start == csumOffUDP {
+		c = 0xffff // UDP's 0 means "no checksum" (and is invalid over IPv6)
+	}
+	binary.BigEndian.PutUint16(pkt[at:], c)
 }
 
 // vnetTUN reads and writes a TUN file that carries virtio-net headers.
@@ -157,13 +194,21 @@ func openVnet(f *os.File) *vnetTUN {
 		return nil
 	}
 	var flags uint16
+	var oerr error
 	cerr := rc.Control(func(fd uintptr) {
 		ifr, err := unix.NewIfreq("")
 		if err == nil && unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
 			flags = ifr.Uint16()
 		}
+		if flags&unix.IFF_VNET_HDR != 0 {
+			// TCP segmentation and checksums only: the kernel segments
+			// UDP (USO) itself before the TUN, so no UDP super-packet
+			// needs a peer's kernel to take one (before Linux 6.2 it
+			// would not).
+			oerr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
+		}
 	})
-	if cerr != nil || flags&unix.IFF_VNET_HDR == 0 {
+	if cerr != nil || oerr != nil || flags&unix.IFF_VNET_HDR == 0 {
 		return nil
 	}
 	return &vnetTUN{f: f, rc: rc}
@@ -185,8 +230,8 @@ func (v *vnetTUN) readFD(fd int, bufs [][]byte, sizes []int, budget int) (int, e
 			return count, os.ErrClosed
 		case err != nil:
 			return count, err
-		case n < vnetHdrLen:
-			continue // nothing a TUN with IFF_VNET_HDR returns
+		case n < vnetHdrLen || n > len(bufs[count])-(Offset-vnetHdrLen):
+			continue // nothing a TUN with IFF_VNET_HDR returns (or truncated)
 		}
 		sizes[count] = n - vnetHdrLen
 		budget -= n

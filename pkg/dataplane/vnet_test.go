@@ -14,6 +14,14 @@ func tcp4(size int) []byte {
 	return p
 }
 
+// withIHL is a 20000-byte IPv4 TCP packet with a 24-byte IP header.
+func withIHL(words byte) []byte {
+	p := tcp4(20000)
+	p[0] = 0x40 | words
+	copy(p[int(words)*4:], p[20:40])
+	return p
+}
+
 func tcp6(size int) []byte {
 	p := make([]byte, size)
 	p[0] = 0x60
@@ -44,20 +52,31 @@ func TestOffloadHeader(t *testing.T) {
 		hdrLen  int
 		wantErr bool
 	}{
-		"tcp4 super-packet":  {tcp4(20000), Offload{gsoTCPv4, 20, 16, 1380}, 40, false},
-		"tcp6 super-packet":  {tcp6(20000), Offload{gsoTCPv6, 40, 16, 1348}, 72, false},
-		"udp segmentation":   {ipv4([4]byte{1}, [4]byte{2}, 9000), Offload{gsoUDP, 20, 6, 1400}, 28, false},
-		"checksum only":      {tcp4(100), Offload{gsoNone, 20, 16, 0}, 28, false},
-		"tcp6 type for ipv4": {tcp4(20000), Offload{gsoTCPv6, 20, 16, 1380}, 0, true},
-		"no gso size":        {tcp4(20000), Offload{gsoTCPv4, 20, 16, 0}, 0, true},
-		"unknown type":       {tcp4(20000), Offload{3, 20, 16, 1380}, 0, true},
-		"start inside IP":    {tcp4(20000), Offload{gsoTCPv4, 10, 16, 1380}, 0, true},
-		"checksum past end":  {tcp4(40), Offload{gsoNone, 30, 16, 0}, 0, true},
-		"odd csum offset":    {tcp4(20000), Offload{gsoNone, 20, 10, 0}, 0, true},
-		"udp offset for tcp": {tcp4(20000), Offload{gsoTCPv4, 20, 6, 1380}, 0, true},
-		"headers only":       {tcp4(40), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
-		"short tcp header":   {func() []byte { p := tcp4(2000); p[32] = 2 << 4; return p }(), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
-		"not IP":             {make([]byte, 100), Offload{gsoNone, 20, 6, 0}, 0, true},
+		"tcp4 super-packet":         {tcp4(20000), Offload{gsoTCPv4, 20, 16, 1380}, 40, false},
+		"tcp6 super-packet":         {tcp6(20000), Offload{gsoTCPv6, 40, 16, 1348}, 72, false},
+		"tcp checksum only":         {tcp4(100), Offload{gsoNone, 20, 16, 0}, 40, false},
+		"udp checksum only":         {ipv4([4]byte{1}, [4]byte{2}, 200), Offload{gsoNone, 20, 6, 0}, 28, false},
+		"ipv4 options":              {withIHL(6), Offload{gsoTCPv4, 24, 16, 1380}, 44, false},
+		"udp segmentation":          {ipv4([4]byte{1}, [4]byte{2}, 9000), Offload{gsoUDP, 20, 6, 1400}, 0, true},
+		"tcp6 type for ipv4":        {tcp4(20000), Offload{gsoTCPv6, 20, 16, 1380}, 0, true},
+		"no gso size":               {tcp4(20000), Offload{gsoTCPv4, 20, 16, 0}, 0, true},
+		"tiny gso size":             {tcp4(20000), Offload{gsoTCPv4, 20, 16, minGSOSize - 1}, 0, true},
+		"too many segments":         {tcp4(20000), Offload{gsoTCPv4, 20, 16, 100}, 0, true},
+		"unknown type":              {tcp4(20000), Offload{3, 20, 16, 1380}, 0, true},
+		"start inside IP":           {tcp4(20000), Offload{gsoTCPv4, 10, 16, 1380}, 0, true},
+		"start inside payload":      {tcp4(20000), Offload{gsoTCPv4, 100, 16, 1380}, 0, true},
+		"start not after options":   {withIHL(6), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
+		"checksum past end":         {tcp4(40), Offload{gsoNone, 30, 16, 0}, 0, true},
+		"odd csum offset":           {tcp4(20000), Offload{gsoNone, 20, 10, 0}, 0, true},
+		"udp offset for tcp":        {tcp4(20000), Offload{gsoTCPv4, 20, 6, 1380}, 0, true},
+		"tcp offload for udp":       {ipv4([4]byte{1}, [4]byte{2}, 20000), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
+		"ip length beyond packet":   {func() []byte { p := tcp4(100); p[2], p[3] = 0xff, 0xff; return p }(), Offload{gsoNone, 20, 16, 0}, 0, true},
+		"ipv6 length beyond packet": {func() []byte { p := tcp6(2000); p[4], p[5] = 0xff, 0xff; return p }(), Offload{gsoTCPv6, 40, 16, 1348}, 0, true},
+		"ipv6 extension header":     {func() []byte { p := tcp6(2000); p[6] = 0; return p }(), Offload{gsoTCPv6, 40, 16, 1348}, 0, true},
+		"fragment":                  {func() []byte { p := tcp4(2000); p[6] = 0x20; return p }(), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
+		"headers only":              {tcp4(40), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
+		"short tcp header":          {func() []byte { p := tcp4(2000); p[32] = 2 << 4; return p }(), Offload{gsoTCPv4, 20, 16, 1380}, 0, true},
+		"not IP":                    {make([]byte, 100), Offload{gsoNone, 20, 6, 0}, 0, true},
 	} {
 		h, err := offloadHeader(tc.pkt, tc.off)
 		if tc.wantErr {
@@ -94,7 +113,7 @@ func sum16(b []byte) uint32 {
 }
 
 func TestFinishChecksum(t *testing.T) {
-	for _, size := range []int{28, 29, 1400, 1401, 65535} {
+	for _, size := range []int{28, 29, 1400, 1401, 65535, 65534} {
 		pkt := ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 7, 9}, size)
 		for i := 28; i < size; i++ {
 			pkt[i] = byte(i*7 + 3)
@@ -107,6 +126,9 @@ func TestFinishChecksum(t *testing.T) {
 		finishChecksum(pkt, 20, 26)
 		if got := sum16(append(pseudo, l4...)); got != 0xffff {
 			t.Errorf("%d bytes: checksum %#04x does not verify (sum %#04x)", size, binary.BigEndian.Uint16(l4[6:]), got)
+		}
+		if binary.BigEndian.Uint16(l4[6:]) == 0 {
+			t.Errorf("%d bytes: UDP checksum 0 (means none)", size)
 		}
 	}
 }

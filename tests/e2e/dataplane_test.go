@@ -66,7 +66,11 @@ func TestDataplanePodToPod(t *testing.T) {
 				t.Errorf("ping %s: %v\n%s", c.to, err, out)
 			}
 		}
+		before := dataplaneStatus(t, a2).Stats.RxOffload
 		tcpTransfer(t, pod2, pod1, ip62, 64<<20)
+		if got := dataplaneStatus(t, a2).Stats.RxOffload - before; got == 0 {
+			t.Error("IPv6 TCP did not cross as super-packets")
+		}
 		out, err := execIn(pod1, "ping", "-6", "-c1", "-W5", "fd00:245:99::9")
 		if err == nil || !strings.Contains(out, "nreachable") {
 			t.Errorf("ping to an IPv6 address no node has: %v\n%s", err, out)
