@@ -238,10 +238,7 @@ func (f *Forwarder) readTUN() {
 			return n > 0 || rerr != nil // else wait until readable
 		})
 		if err != nil {
-			if !errors.Is(err, os.ErrClosed) && f.ctx.Err() == nil {
-				klog.ErrorS(err, "TUN reader stopped")
-			}
-			return
+			return // RawConn.Read fails only when the file is closing
 		}
 		if f.readFailed(rerr) {
 			return

@@ -76,9 +76,9 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(AppendOffloadFrame(nil, Offload{GSOType: gsoTCPv4, CsumStart: 20, CsumOffset: 16, GSOSize: 1380}, ipv4([4]byte{1}, [4]byte{2}, 3000)))
 	f.Add([]byte{FrameIP, 0xff, 0xff, 0xff})
 	f.Add([]byte{0, 0, 0, 0, 0})
+	buf := make([]byte, MaxPacket) // one per worker: inputs run one at a time
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
-		buf := make([]byte, MaxPacket)
 		off := 0
 		for {
 			fr, err := ReadFrame(r, buf)

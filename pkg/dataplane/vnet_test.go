@@ -170,12 +170,14 @@ func TestFromVnet(t *testing.T) {
 }
 
 // Whatever offload a peer claims, a header reaches the kernel only when
-// it fits the packet.
+// it fits the packet. The packet is a fuzzed head padded with pad zero
+// bytes: large packets from small inputs.
 func FuzzOffloadHeader(f *testing.F) {
-	f.Add(tcp4(3000), uint8(gsoTCPv4), uint16(20), uint8(16), uint16(1380))
-	f.Add(tcp6(3000), uint8(gsoTCPv6), uint16(40), uint8(16), uint16(1348))
-	f.Add(ipv4([4]byte{1}, [4]byte{2}, 200), uint8(gsoUDP), uint16(20), uint8(6), uint16(100))
-	f.Fuzz(func(t *testing.T, pkt []byte, typ uint8, start uint16, off uint8, size uint16) {
+	f.Add(tcp4(3000)[:60], uint16(2940), uint8(gsoTCPv4), uint16(20), uint8(16), uint16(1380))
+	f.Add(tcp6(3000)[:80], uint16(2920), uint8(gsoTCPv6), uint16(40), uint8(16), uint16(1348))
+	f.Add(ipv4([4]byte{1}, [4]byte{2}, 200)[:40], uint16(160), uint8(gsoNone), uint16(20), uint8(6), uint16(0))
+	f.Fuzz(func(t *testing.T, head []byte, pad uint16, typ uint8, start uint16, off uint8, size uint16) {
+		pkt := append(head[:min(len(head), 128)], make([]byte, min(int(pad), MaxPacket-min(len(head), 128)))...)
 		if h, err := offloadHeader(pkt, Offload{typ, start, off, size}); err == nil {
 			checkVnetHeader(t, h, pkt)
 		}
