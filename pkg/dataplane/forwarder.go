@@ -479,17 +479,20 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 			f.Stats.DropNotLocal.Add(1)
 			continue
 		}
+		// A super-packet goes to the kernel on its own, after the packets
+		// before it; the others are written together below.
+		super := fr.Partial && fr.Off.GSOType != gsoNone
 		if fr.Partial {
 			h, err := offloadHeader(pkt, fr.Off)
-			if err != nil || (fr.Off.GSOType != gsoNone && f.vnet == nil) {
+			switch {
+			case err != nil || (super && f.vnet == nil):
 				// Nonsense, or a super-packet this TUN (without
 				// offloads) cannot take.
 				f.Stats.DropMalformed.Add(1)
 				continue
-			}
-			if fr.Off.GSOType == gsoNone {
+			case !super:
 				finishChecksum(pkt, int(fr.Off.CsumStart), int(fr.Off.CsumStart)+int(fr.Off.CsumOffset))
-			} else {
+			default:
 				f.writeTUN(b)
 				if err := f.vnet.write(b.bufs[i][:Offset+fr.Len], h); err != nil {
 					// The kernel refused it (or the TUN is closing).
@@ -500,11 +503,11 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 					continue
 				}
 				f.Stats.RxOffload.Add(1)
-				packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
-				continue
 			}
 		}
-		b.write = append(b.write, b.bufs[i][:Offset+fr.Len])
+		if !super {
+			b.write = append(b.write, b.bufs[i][:Offset+fr.Len])
+		}
 		packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
 	}
 	f.writeTUN(b)

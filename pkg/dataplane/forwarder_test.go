@@ -98,8 +98,13 @@ var testPlan = &Plan{
 }
 
 func newTestForwarder(t *testing.T) (*Forwarder, *fakeTUN, *fakeNet) {
+	return newTestForwarderVnet(t, nil)
+}
+
+// newTestForwarderVnet is newTestForwarder with vn as the TUN's raw side.
+func newTestForwarderVnet(t *testing.T, vn *vnetTUN) (*Forwarder, *fakeTUN, *fakeNet) {
 	dev, n := newFakeTUN(), &fakeNet{sent: map[string]*bytes.Buffer{}}
-	f := New(dev, n)
+	f := newForwarder(dev, vn, n)
 	t.Cleanup(func() { dev.Close(); f.Close() })
 	f.SetPlan(testPlan)
 	return f, dev, n
@@ -151,11 +156,8 @@ func TestReceiveSuperPacket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, n := newFakeTUN(), &fakeNet{sent: map[string]*bytes.Buffer{}}
-	f := newForwarder(dev, &vnetTUN{f: w, rc: rc}, n)
-	t.Cleanup(func() { dev.Close(); f.Close(); r.Close(); idleW.Close() })
-	t.Cleanup(func() { idle.Close() })
-	f.SetPlan(testPlan)
+	f, dev, _ := newTestForwarderVnet(t, &vnetTUN{f: w, rc: rc})
+	t.Cleanup(func() { idle.Close(); idleW.Close(); r.Close() }) // before f.Close; idle first (no EOF for the reader)
 	written := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(r); written <- b }()
 	// A large batch earlier leaves stale bytes in the pooled buffers.

@@ -154,23 +154,9 @@ func fromVnet(h []byte, pkt []byte) (off Offload, partial bool, err error) {
 // finishChecksum completes a partial Internet checksum: the field at at
 // holds the pseudo-header sum; the result covers pkt[start:].
 func finishChecksum(pkt []byte, start, at int) {
-	sum := uint32(binary.BigEndian.Uint16(pkt[at:]))
+	initial := uint32(binary.BigEndian.Uint16(pkt[at:]))
 	pkt[at], pkt[at+1] = 0, 0
-	b := pkt[start:]
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-		if sum > 0xffff0000 {
-			sum = sum&0xffff + sum>>16
-		}
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	c := ^uint16(sum)
+	c := checksum(pkt[start:], initial)
 	if c == 0 && at-start == csumOffUDP {
 		c = 0xffff // UDP's 0 means "no checksum" (and is invalid over IPv6)
 	}
