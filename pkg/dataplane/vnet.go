@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 
@@ -216,6 +217,8 @@ func (v *vnetTUN) readFD(fd int, bufs [][]byte, sizes []int, budget int) (int, e
 			return count, os.ErrClosed
 		case err != nil:
 			return count, err
+		case n == 0:
+			return count, io.ErrUnexpectedEOF // no TUN does this; do not spin on it
 		case n < vnetHdrLen || n > len(bufs[count])-(Offset-vnetHdrLen):
 			continue // nothing a TUN with IFF_VNET_HDR returns (or truncated)
 		}
