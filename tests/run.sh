@@ -65,6 +65,12 @@ fuzz() {
 		# failing input is still reported, if less shrunk.
 		if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >"$log" 2>&1; then
 			echo "ok    $pkg $target ($fuzztime, $(grep -o 'execs: [0-9]*' "$log" | tail -1))"
+		elif grep -qx '    context deadline exceeded' "$log" && ! grep -q 'Failing input written\|^panic:' "$log"; then
+			# Go before 1.27 may end a run at -fuzztime with this error,
+			# no failing input and nothing wrong in the target: a race in
+			# its fuzz coordinator (golang/go#75804). A real failure
+			# writes its input.
+			echo "ok    $pkg $target ($fuzztime, $(grep -o 'execs: [0-9]*' "$log" | tail -1); ended by Go's fuzztime race, golang/go#75804)"
 		else
 			failed=$((failed+1))
 			echo "FAIL  $pkg $target"; tail -30 "$log"
