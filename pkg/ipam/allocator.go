@@ -181,37 +181,50 @@ func allocateFrom(tx *bolt.Tx, v *View, req *AddRequest, version int, names []st
 	var reasons, exhausted []string
 	taken := int64(ips.Stats().KeyN)
 	for _, name := range names {
-		pool, why := usable(v, name, version, req)
-		if pool == nil {
+		pools, why := usable(v, name, version, req)
+		if pools == nil {
 			reasons = append(reasons, fmt.Sprintf("%s (%s)", name, why))
 			continue
 		}
-		var cursor netip.Addr
-		if c := cursors.Get([]byte(pool.Name)); c != nil {
-			cursor, _ = netip.ParseAddr(string(c))
-		}
-		// At most `taken` addresses are in use, so a free one, if any,
-		// is found within taken+1 steps from anywhere.
-		limit := pool.Size()
-		if taken+1 < limit {
-			limit = taken + 1
-		}
-		a := cursor
-		for i := int64(0); i < limit; i++ {
-			a = pool.next(a)
-			k := []byte(a.String())
-			if ips.Get(k) != nil {
-				continue
+		var size int64
+		for _, pool := range pools {
+			var cursor netip.Addr
+			if c := cursors.Get([]byte(pool.Name)); c != nil {
+				cursor, _ = netip.ParseAddr(string(c))
 			}
-			if err := ips.Put(k, key); err != nil {
-				return netip.Addr{}, nil, err
+			// At most `taken` addresses are in use, so a free one, if any,
+			// is found within taken+1 steps from anywhere.
+			limit := pool.Size()
+			if taken+1 < limit {
+				limit = taken + 1
 			}
-			if err := cursors.Put([]byte(pool.Name), k); err != nil {
-				return netip.Addr{}, nil, err
+			size += pool.Size()
+			a := cursor
+			for i := int64(0); i < limit; i++ {
+				a = pool.next(a)
+				k := []byte(a.String())
+				if ips.Get(k) != nil {
+					continue
+				}
+				if err := ips.Put(k, key); err != nil {
+					return netip.Addr{}, nil, err
+				}
+				if err := cursors.Put([]byte(pool.Name), k); err != nil {
+					return netip.Addr{}, nil, err
+				}
+				return a, pool, nil
 			}
-			return a, pool, nil
 		}
-		exhausted = append(exhausted, fmt.Sprintf("%s (all %s addresses allocated)", pool.Name, pool.SizeString()))
+		if pools[0].Name == name {
+			exhausted = append(exhausted, fmt.Sprintf("%s (all %s addresses allocated)", name, pools[0].SizeString()))
+			continue
+		}
+		var blocks []string
+		for _, b := range pools {
+			blocks = append(blocks, b.Name)
+		}
+		exhausted = append(exhausted, fmt.Sprintf("%s (this node's blocks %s: all %d addresses allocated; `edgelink controller` "+
+			"claims another block while the node is connected to the cloud, none while it is offline)", name, strings.Join(blocks, ", "), size))
 	}
 	if len(exhausted) > 0 {
 		return netip.Addr{}, nil, fmt.Errorf("%w: IPv%d pool %s for pod %s/%s on node %s",

@@ -35,7 +35,12 @@ spec: {ipVersion: 6, subnet: "fd00:244::/32", ips: ["fd00:244:5::10-fd00:244:5::
 apiVersion: spiderpool.spidernet.io/v2beta1
 kind: SpiderIPPool
 metadata: {name: ns-pool}
-spec: {subnet: 10.244.0.0/16, ips: ["10.244.7.10"], nodeAffinity: {matchLabels: {site: a}}}
+spec: {subnet: 10.244.0.0/16, ips: ["10.244.7.0-10.244.7.200"], excludeIPs: ["10.244.7.0-10.244.7.63"], nodeAffinity: {matchLabels: {site: a}}}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: ns-pool-10-244-7-0-26, annotations: {edgelink.io/block-of: ns-pool}}
+spec: {subnet: 10.244.0.0/16, ips: ["10.244.7.0-10.244.7.63"], excludeIPs: ["10.244.7.0-10.244.7.9"], gateway: 10.244.7.0, nodeName: [edge-1]}
 ---
 apiVersion: spiderpool.spidernet.io/v2beta1
 kind: SpiderIPPool
@@ -201,7 +206,7 @@ func TestSelectionOrder(t *testing.T) {
 			r.PodNamespace = "annotated"
 			r.DefaultIPv4Pools = []string{"anno-pool"}
 			return r
-		}(), "10.244.7.10/16@ns-pool"},
+		}(), "10.244.7.10/16@ns-pool-10-244-7-0-26"},
 		{"CNI defaults beat spec.default", func() *AddRequest {
 			r := req("cni")
 			r.DefaultIPv6Pools = []string{"edge-1-v6"}
@@ -234,8 +239,8 @@ func TestNoPoolSaysWhatWasSearched(t *testing.T) {
 		"no usable IPv4 pool for pod default/x on node edge-1",
 		"searched CNI config default_ipv4_ippool/default_ipv6_ippool",
 		"edge-2-v4 (is pinned to nodes [edge-2])",
-		"shared (is shared by nodes [edge-1 edge-2]",
-		"unpinned (is not pinned to a node",
+		"shared (is shared and this node has no block of it yet",
+		"unpinned (is shared and this node has no block of it yet",
 		"off (is disabled (spec.disable))",
 		"broken (invalid: SpiderIPPool \"broken\": spec.ips",
 		"ghost (no such pool)",

@@ -53,6 +53,10 @@ type View struct {
 	PoolErrors map[string]error
 	Namespaces map[string]Meta
 	Pods       map[string]Meta // by namespace/name
+
+	// blocks are this node's blocks of each shared pool, by the shared
+	// pool's name, sorted by name.
+	blocks map[string][]*Pool
 }
 
 // NewView validates objs for node nodeName. Invalid pools are kept out and
@@ -78,6 +82,13 @@ func NewView(nodeName string, objs *Objects) *View {
 			continue
 		}
 		v.Pools[p.Name] = p
+	}
+	v.blocks = map[string][]*Pool{}
+	for _, name := range v.PoolNames() {
+		p := v.Pools[name]
+		if p.blockOf != "" && !p.Shared() && p.nodeNames[0] == nodeName && !p.Disable {
+			v.blocks[p.blockOf] = append(v.blocks[p.blockOf], p)
+		}
 	}
 	for _, ns := range objs.Namespaces {
 		v.Namespaces[ns.Name] = ns

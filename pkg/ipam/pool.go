@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -61,7 +62,11 @@ type Pool struct {
 	nsNames      []string
 	podSelector  labels.Selector
 
+	blockOf string // AnnoBlockOf: the shared pool this block was cut from
+	claims  Claims // AnnoBlocks: this shared pool's blocks
+
 	ranges  []ipRange // allocatable, sorted, gateway and excludes removed
+	routed  []ipRange // the node's addresses: ranges plus the gateway
 	size    int64
 	sizeBig string
 }
@@ -138,6 +143,14 @@ func ParsePool(sp *SpiderIPPool) (*Pool, error) {
 		}
 	}
 	p.Routes = sp.Spec.Routes
+	p.blockOf = sp.Annotations[AnnoBlockOf]
+	if c, ok := sp.Annotations[AnnoBlocks]; ok {
+		claims, err := ParseClaims(c)
+		if err != nil {
+			return nil, fmt.Errorf("SpiderIPPool %q: metadata.annotations: %w", sp.Name, err)
+		}
+		p.claims = claims
+	}
 	p.Default = sp.Spec.Default != nil && *sp.Spec.Default
 	p.Disable = sp.Spec.Disable != nil && *sp.Spec.Disable
 	p.nodeNames = sp.Spec.NodeName
@@ -168,10 +181,13 @@ func ParsePool(sp *SpiderIPPool) (*Pool, error) {
 	if err != nil {
 		return fail("excludeIPs", "%v", err)
 	}
+	routed := subtract(merge(include), merge(slices.Clone(exclude)))
 	if p.Gateway.IsValid() {
 		exclude = append(exclude, ipRange{p.Gateway, p.Gateway})
+		routed = merge(append(routed, ipRange{p.Gateway, p.Gateway}))
 	}
 	p.ranges = subtract(merge(include), merge(exclude))
+	p.routed = routed
 	var total big.Int
 	for _, r := range p.ranges {
 		total.Add(&total, rangeLen(r))
@@ -267,7 +283,7 @@ func rangeLen(r ipRange) *big.Int {
 func (p *Pool) SizeString() string { return p.sizeBig }
 
 // PinnedNode is the one node the pool is pinned to by spec.nodeName, or
-// "" (several nodes, or nodeAffinity, which needs the nodes' labels).
+// "" for a shared pool (several nodes, nodeAffinity, or none).
 func (p *Pool) PinnedNode() string {
 	if len(p.nodeNames) == 1 {
 		return p.nodeNames[0]
@@ -275,11 +291,12 @@ func (p *Pool) PinnedNode() string {
 	return ""
 }
 
-// Prefixes covers the pool's allocatable addresses with the fewest CIDRs
-// (routes to the pods it will hold).
+// Prefixes covers the pool's allocatable addresses and its gateway with
+// the fewest CIDRs (routes to the pods it will hold and to the node's
+// bridge address): a block is one prefix.
 func (p *Pool) Prefixes() []netip.Prefix {
 	var out []netip.Prefix
-	for _, r := range p.ranges {
+	for _, r := range p.routed {
 		out = append(out, rangePrefixes(r.first, r.last)...)
 	}
 	return out

@@ -99,9 +99,11 @@ func selectCandidates(v *View, req *AddRequest) (candidates, error) {
 	return c, nil
 }
 
-// usable reports whether pool name may serve req on this node, and if not,
-// why (for the "no pool" error).
-func usable(v *View, name string, version int, req *AddRequest) (*Pool, string) {
+// usable returns the pools that serve req for the pool called name on
+// this node: the pool itself when spec.nodeName pins it to this node
+// alone, this node's blocks of it when it is shared (see blocks.go); or,
+// when none may, why (for the "no pool" error).
+func usable(v *View, name string, version int, req *AddRequest) ([]*Pool, string) {
 	p, ok := v.Pools[name]
 	if !ok {
 		if err, bad := v.PoolErrors[name]; bad {
@@ -115,20 +117,24 @@ func usable(v *View, name string, version int, req *AddRequest) (*Pool, string) 
 	case p.Disable:
 		return nil, "is disabled (spec.disable)"
 	}
+	serve := []*Pool{p}
 	switch {
-	case len(p.nodeNames) > 0:
-		if !slices.Contains(p.nodeNames, v.NodeName) {
+	case !p.Shared():
+		if p.nodeNames[0] != v.NodeName {
 			return nil, fmt.Sprintf("is pinned to nodes %v", p.nodeNames)
 		}
-		if len(p.nodeNames) > 1 {
-			return nil, fmt.Sprintf("is shared by nodes %v: offline allocation needs a pool pinned to one node", p.nodeNames)
+	case !p.MayServe(v.NodeName, v.NodeLabels):
+		if len(p.nodeNames) > 0 {
+			return nil, fmt.Sprintf("is pinned to nodes %v", p.nodeNames)
 		}
-	case p.nodeSelector != nil:
-		if !p.nodeSelector.Matches(v.NodeLabels) {
-			return nil, fmt.Sprintf("nodeAffinity %q does not match node labels", p.nodeSelector.String())
-		}
+		return nil, fmt.Sprintf("nodeAffinity %q does not match node labels", p.nodeSelector.String())
 	default:
-		return nil, "is not pinned to a node (set spec.nodeName or spec.nodeAffinity): edge nodes allocate offline only from their own pools"
+		serve = v.blocks[name]
+		if len(serve) == 0 {
+			return nil, "is shared and this node has no block of it yet: `edgelink controller` claims blocks " +
+				"for edge nodes in a mesh segment; is it running, and does the Node have spec.podCIDR or the " +
+				AnnoSegment + " annotation inside a cloudCIDR/edgeCIDR entry?"
+		}
 	}
 	if len(p.nsNames) > 0 && !slices.Contains(p.nsNames, req.PodNamespace) {
 		return nil, fmt.Sprintf("is limited to namespaces %v", p.nsNames)
@@ -145,7 +151,7 @@ func usable(v *View, name string, version int, req *AddRequest) (*Pool, string) 
 			return nil, fmt.Sprintf("podAffinity %q does not match the pod", p.podSelector.String())
 		}
 	}
-	return p, ""
+	return serve, ""
 }
 
 // describeSearch renders why no pool of a version served, e.g.

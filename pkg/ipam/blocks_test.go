@@ -1,0 +1,185 @@
+package ipam
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func mustPool(t *testing.T, yaml string) *Pool {
+	t.Helper()
+	objs, err := DecodeObjects(strings.NewReader(yaml), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePool(&objs.Pools[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCarveBlock(t *testing.T) {
+	// The EdgeMesh document's cluster default pool, on a /16.
+	doc := mustPool(t, `{kind: SpiderIPPool, metadata: {name: default-v4}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.0.0-10.244.20.200"], default: true}}`)
+	pfx := netip.MustParsePrefix
+	tests := []struct {
+		name      string
+		pool      *Pool
+		within    string
+		bits      int
+		claimed   []netip.Prefix
+		allocated []netip.Addr
+		want      string // "" = none left
+	}{
+		{"first block of a segment", doc, "10.244.5.0/24", 26, nil, nil, "10.244.5.0/26"},
+		{"skips claimed blocks", doc, "10.244.5.0/24", 26, []netip.Prefix{pfx("10.244.5.0/26"), pfx("10.244.5.64/26")}, nil, "10.244.5.128/26"},
+		{"skips a block holding an allocated address", doc, "10.244.5.0/24", 26, nil, []netip.Addr{netip.MustParseAddr("10.244.5.3")}, "10.244.5.64/26"},
+		{"never the subnet's first address", doc, "10.244.0.0/24", 26, nil, nil, "10.244.0.64/26"},
+		{"stays inside the pool's ips", doc, "10.244.20.0/24", 26, nil, nil, "10.244.20.0/26"},
+		{"the pool's tail is not a whole block", doc, "10.244.20.192/26", 26, nil, nil, ""},
+		{"segment full", doc, "10.244.5.0/25", 26, []netip.Prefix{pfx("10.244.5.0/26"), pfx("10.244.5.64/26")}, nil, ""},
+		{"segment outside the pool", doc, "10.250.0.0/24", 26, nil, nil, ""},
+		{"block larger than the segment is the segment", doc, "10.244.6.0/27", 26, nil, nil, "10.244.6.0/27"},
+		{"excludeIPs respected", mustPool(t, `{kind: SpiderIPPool, metadata: {name: p}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.0-10.244.5.255"], excludeIPs: ["10.244.5.70"]}}`),
+			"10.244.5.0/24", 26, []netip.Prefix{pfx("10.244.5.0/26")}, nil, "10.244.5.128/26"},
+		{"IPv6", mustPool(t, `{kind: SpiderIPPool, metadata: {name: v6}, spec: {subnet: "fd00:244::/48", ips: ["fd00:244::-fd00:244::ffff:ffff"]}}`),
+			"fd00:244::/48", 122, nil, nil, "fd00:244::40/122"},
+		{"family mismatch", doc, "fd00::/64", 122, nil, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := CarveBlock(tt.pool, pfx(tt.within), tt.bits, tt.claimed, tt.allocated)
+			if tt.want == "" {
+				if ok {
+					t.Errorf("got %s, want none", got)
+				}
+				return
+			}
+			if !ok || got != pfx(tt.want) {
+				t.Errorf("got %s %v, want %s", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestClaimsRoundTrip(t *testing.T) {
+	c, err := ParseClaims(`{"10.244.5.64/26":"edge-1","10.244.5.0/26":"edge-2","10.244.6.0/26":"edge-1"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.String(); got != `{"10.244.5.0/26":"edge-2","10.244.5.64/26":"edge-1","10.244.6.0/26":"edge-1"}` {
+		t.Errorf("String() = %s", got)
+	}
+	if got := c.Of("edge-1"); len(got) != 2 || got[0].String() != "10.244.5.64/26" {
+		t.Errorf("Of(edge-1) = %v", got)
+	}
+	for _, bad := range []string{`[]`, `{"10.244.5.1/26":"edge-1"}`, `{"x":"edge-1"}`, `{"10.244.5.0/26":""}`} {
+		if _, err := ParseClaims(bad); err == nil || !strings.Contains(err.Error(), AnnoBlocks) {
+			t.Errorf("ParseClaims(%s) = %v, want an error naming the annotation", bad, err)
+		}
+	}
+	if _, err := ParsePool(&SpiderIPPool{}); err == nil {
+		t.Error("a pool without a name parsed")
+	}
+}
+
+func TestBlockNameAndRange(t *testing.T) {
+	p := netip.MustParsePrefix("10.244.5.64/26")
+	if got := BlockName("default-v4", p); got != "default-v4-10-244-5-64-26" {
+		t.Errorf("BlockName = %s", got)
+	}
+	if got := BlockName("v6", netip.MustParsePrefix("fd00:244::40/122")); got != "v6-fd00-244--40-122" {
+		t.Errorf("BlockName v6 = %s", got)
+	}
+	if got := BlockName(strings.Repeat("p", 260), p); len(got) != 253 || !strings.HasSuffix(got, "-10-244-5-64-26") {
+		t.Errorf("long BlockName = %d %s", len(got), got)
+	}
+	if got := RangeString(p); got != "10.244.5.64-10.244.5.127" {
+		t.Errorf("RangeString = %s", got)
+	}
+}
+
+// The document's layout at the edge: one cluster default pool, shared by
+// every node, served from this node's blocks only; full blocks say that
+// no more can be claimed offline.
+const sharedYAML = `
+apiVersion: v1
+kind: Node
+metadata: {name: edge-1}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: default-v4, annotations: {edgelink.io/blocks: '{"10.244.5.0/30":"edge-1","10.244.5.4/30":"edge-2"}'}}
+spec: {subnet: 10.244.0.0/16, ips: ["10.244.0.0-10.244.20.200"], excludeIPs: ["10.244.5.0-10.244.5.7"], default: true}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: default-v4-10-244-5-0-30, annotations: {edgelink.io/block-of: default-v4}}
+spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.0-10.244.5.3"], excludeIPs: ["10.244.5.0"], gateway: 10.244.5.0, nodeName: [edge-1]}
+---
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: default-v4-10-244-5-4-30, annotations: {edgelink.io/block-of: default-v4}}
+spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.4-10.244.5.7"], excludeIPs: ["10.244.5.4"], gateway: 10.244.5.4, nodeName: [edge-2]}
+`
+
+func TestSharedPoolAllocatesFromOwnBlocks(t *testing.T) {
+	objs, err := DecodeObjects(strings.NewReader(sharedYAML), "edge-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStore(filepath.Join(t.TempDir(), "ipam.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	a := NewAllocator(store, NewView("edge-1", objs))
+	var got []string
+	for _, n := range []string{"a", "b", "c"} {
+		l, err := a.Allocate(req(n))
+		if err != nil {
+			t.Fatalf("pod %s: %v", n, err)
+		}
+		if l.IPs[0].Gateway != "10.244.5.0" {
+			t.Errorf("pod %s: gateway %q, want the block's 10.244.5.0", n, l.IPs[0].Gateway)
+		}
+		got = append(got, addrs(l))
+	}
+	if want := "10.244.5.1/16@default-v4-10-244-5-0-30 10.244.5.2/16@default-v4-10-244-5-0-30 10.244.5.3/16@default-v4-10-244-5-0-30"; strings.Join(got, " ") != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+	_, err = a.Allocate(req("d"))
+	if !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("a fourth pod: %v, want pool exhausted", err)
+	}
+	for _, want := range []string{"default-v4 (this node's blocks default-v4-10-244-5-0-30: all 3 addresses allocated", "none while it is offline", "node edge-1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	// Another node's block is never borrowed, and the shared pool's own
+	// addresses are never handed out directly.
+	r := req("e")
+	r.DefaultIPv4Pools = []string{"default-v4-10-244-5-4-30"}
+	if _, err := a.Allocate(r); !errors.Is(err, ErrNoPool) || !strings.Contains(err.Error(), "is pinned to nodes [edge-2]") {
+		t.Errorf("another node's block: %v", err)
+	}
+	// A node with no block of the shared pool is told why.
+	b := NewAllocator(store, NewView("edge-3", objs))
+	if _, err := b.Allocate(req("f")); !errors.Is(err, ErrNoPool) {
+		t.Errorf("node without blocks: %v", err)
+	}
+}
+
+func TestBlockRoutesAsOnePrefix(t *testing.T) {
+	p := mustPool(t, `{kind: SpiderIPPool, metadata: {name: b}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.0-10.244.5.63"], excludeIPs: ["10.244.5.0"], gateway: 10.244.5.0, nodeName: [edge-1]}}`)
+	if got := p.Prefixes(); len(got) != 1 || got[0].String() != "10.244.5.0/26" {
+		t.Errorf("Prefixes() = %v, want [10.244.5.0/26]", got)
+	}
+	if p.Contains(netip.MustParseAddr("10.244.5.0")) || p.Size() != 63 {
+		t.Errorf("the gateway is allocatable or size %d", p.Size())
+	}
+}
