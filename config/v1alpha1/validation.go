@@ -199,43 +199,7 @@ func (v *validator) edgeCNI(m *EdgeCNI) {
 		v.add(p+".tunName", m.TunName, "is not a valid interface name (1-15 characters, no '/', ':' or spaces)")
 	}
 
-	type entry struct {
-		list, path string
-		pfx        netip.Prefix
-	}
-	var all []entry
-	anyV6 := false
-	check := func(name string, list []string) {
-		for i, s := range list {
-			path := fmt.Sprintf("%s.%s[%d]", meshPath, name, i)
-			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
-			switch {
-			case err != nil:
-				v.add(path, s, "is not a CIDR (want e.g. 10.244.5.0/24 or fd00:244::/64)")
-				continue
-			case pfx != pfx.Masked():
-				v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
-				continue
-			}
-			anyV6 = anyV6 || pfx.Addr().Is6()
-			repeat := false
-			for _, prev := range all {
-				switch {
-				case prev.pfx == pfx && prev.list == name:
-					repeat = true // Normalize drops it with a warning
-				case prev.pfx == pfx:
-					v.add(path, s, "is also listed as %s: a segment is either cloud or edge", prev.path)
-				case prev.pfx.Overlaps(pfx):
-					v.add(path, s, "overlaps %s %q: segments must be disjoint", prev.path, prev.pfx.String())
-				}
-			}
-			if !repeat {
-				all = append(all, entry{name, path, pfx})
-			}
-		}
-	}
-	check("cloudCIDR", m.MeshCIDRConfig.CloudCIDR)
-	check("edgeCIDR", m.MeshCIDRConfig.EdgeCIDR)
+	anyV6 := v.meshCIDRs(meshPath, &m.MeshCIDRConfig)
 
 	if m.Enable && len(m.MeshCIDRConfig.CloudCIDR) == 0 && len(m.MeshCIDRConfig.EdgeCIDR) == 0 {
 		v.add(p+".enable", true, "needs at least one of %s.cloudCIDR or %s.edgeCIDR", meshPath, meshPath)
@@ -316,4 +280,48 @@ func (v *validator) listenAddress(path, value string) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		v.add(path, value, "has port %q; want 1-65535", port)
 	}
+}
+
+// meshCIDRs checks the segment lists under base (each a CIDR, masked,
+// disjoint, in one list only) and reports whether any is IPv6.
+func (v *validator) meshCIDRs(base string, mc *MeshCIDRConfig) bool {
+	type entry struct {
+		list, path string
+		pfx        netip.Prefix
+	}
+	var all []entry
+	anyV6 := false
+	check := func(name string, list []string) {
+		for i, s := range list {
+			path := fmt.Sprintf("%s.%s[%d]", base, name, i)
+			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+			switch {
+			case err != nil:
+				v.add(path, s, "is not a CIDR (want e.g. 10.244.5.0/24 or fd00:244::/64)")
+				continue
+			case pfx != pfx.Masked():
+				v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
+				continue
+			}
+			anyV6 = anyV6 || pfx.Addr().Is6()
+			repeat := false
+			for _, prev := range all {
+				switch {
+				case prev.pfx == pfx && prev.list == name:
+					repeat = true // Normalize drops it with a warning
+				case prev.pfx == pfx:
+					v.add(path, s, "is also listed as %s: a segment is either cloud or edge", prev.path)
+				case prev.pfx.Overlaps(pfx):
+					v.add(path, s, "overlaps %s %q: segments must be disjoint", prev.path, prev.pfx.String())
+				}
+			}
+			if !repeat {
+				all = append(all, entry{name, path, pfx})
+			}
+		}
+	}
+	check("cloudCIDR", mc.CloudCIDR)
+	check("edgeCIDR", mc.EdgeCIDR)
+	return anyV6
+
 }

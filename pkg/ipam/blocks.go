@@ -10,7 +10,11 @@ import (
 
 	"go4.org/netipx"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
+
+// PoolGVR is SpiderPool's SpiderIPPool resource.
+var PoolGVR = schema.GroupVersionResource{Group: "spiderpool.spidernet.io", Version: "v2beta1", Resource: "spiderippools"}
 
 // Blocks: how a pool shared by several nodes is split so that each edge
 // node can allocate from it offline without ever handing out an address

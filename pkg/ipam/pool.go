@@ -18,7 +18,15 @@ import (
 type SpiderIPPool struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              IPPoolSpec `json:"spec"`
+	Spec              IPPoolSpec   `json:"spec"`
+	Status            IPPoolStatus `json:"status,omitempty"`
+}
+
+// IPPoolStatus is the part of SpiderIPPool.status the controller reads:
+// SpiderPool's agents record each address they allocate there.
+type IPPoolStatus struct {
+	// AllocatedIPs is a JSON object keyed by address, as a string.
+	AllocatedIPs *string `json:"allocatedIPs,omitempty"`
 }
 
 // IPPoolSpec is SpiderIPPool.spec (v2beta1).

@@ -1,0 +1,333 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/edgelink/edgelink/pkg/ipam"
+)
+
+// Config is what the decisions depend on, parsed.
+type Config struct {
+	Cloud, Edge []netip.Prefix // the mesh segments
+	EdgeLabel   string         // nodes with this label get blocks
+	Bits4       int            // IPv4 block prefix length
+	Bits6       int            // IPv6 block prefix length
+	MinFree     int            // free addresses each node keeps per pool
+}
+
+// Node is what the decisions read of a Node.
+type Node struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+	PodCIDRs    []string
+}
+
+// Pod is what the decisions read of a Pod.
+type Pod struct {
+	Namespace, Name string
+	Node            string
+	IPs             []netip.Addr
+	HostNetwork     bool
+	Terminal        bool // Succeeded or Failed: its address is free
+}
+
+// State is the cluster as the controller sees it.
+type State struct {
+	Pools map[string]*ipam.SpiderIPPool
+	Nodes map[string]*Node
+	Pods  []Pod
+}
+
+// ActionKind says what an Action does.
+type ActionKind string
+
+const (
+	// Claim records Block for Node in Pool (excludeIPs + annotation), then
+	// creates the block's pool.
+	Claim ActionKind = "claim"
+	// CreateBlock creates the pool of a block that Pool records but that
+	// does not exist (a controller stopped between the two writes).
+	CreateBlock ActionKind = "create-block"
+	// DeleteBlock deletes block pool Name (its block is not in use).
+	DeleteBlock ActionKind = "delete-block"
+	// Release removes Block from Pool's claims and excludeIPs.
+	Release ActionKind = "release"
+)
+
+// Action is one change to make in the kube-apiserver.
+type Action struct {
+	Kind  ActionKind
+	Pool  string // the shared pool
+	Name  string // the block pool (DeleteBlock)
+	Block netip.Prefix
+	Node  string
+	// Have is how many blocks of Pool Node had when Claim was decided:
+	// a claim made on a stale cache is not repeated.
+	Have int
+	Why  string
+}
+
+func (a Action) String() string {
+	s := fmt.Sprintf("%s pool=%s", a.Kind, a.Pool)
+	if a.Block.IsValid() {
+		s += " block=" + a.Block.String()
+	}
+	if a.Name != "" {
+		s += " name=" + a.Name
+	}
+	if a.Node != "" {
+		s += " node=" + a.Node
+	}
+	return s + " (" + a.Why + ")"
+}
+
+// Problem is something the controller cannot decide for, said to the
+// operator (logs, events).
+type Problem struct {
+	Node, Pool, Detail string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("node %s, pool %s: %s", p.Node, p.Pool, p.Detail)
+}
+
+// Decide compares the cluster with what it should be and returns the
+// changes to make, in order, and the problems found. It is pure: the
+// controller applies the actions, re-checking each against a fresh read.
+//
+// Every edge node that a shared pool may serve keeps at least MinFree
+// free addresses in its blocks of that pool, counting as used each
+// non-terminal pod on the node whose address is in the blocks and each
+// pod there still without an address. Blocks come from the node's segment.
+// A block whose node is gone (or no longer served by the pool) is
+// released once no pod holds an address in it and no pod is bound to the
+// node: leases at the edge outlive the Node object only through pods.
+func Decide(cfg Config, st State) ([]Action, []Problem) {
+	var acts []Action
+	var probs []Problem
+	blockPools := map[string]map[string]*ipam.SpiderIPPool{} // parent -> name -> pool
+	for name, sp := range st.Pools {
+		if parent := sp.Annotations[ipam.AnnoBlockOf]; parent != "" {
+			if blockPools[parent] == nil {
+				blockPools[parent] = map[string]*ipam.SpiderIPPool{}
+			}
+			blockPools[parent][name] = sp
+		}
+	}
+	inUse := func(block netip.Prefix) bool {
+		return slices.ContainsFunc(st.Pods, func(p Pod) bool {
+			return !p.Terminal && slices.ContainsFunc(p.IPs, block.Contains)
+		})
+	}
+	bound := func(node string) bool {
+		return slices.ContainsFunc(st.Pods, func(p Pod) bool { return p.Node == node && !p.Terminal })
+	}
+
+	for _, name := range sortedKeys(st.Pools) {
+		sp := st.Pools[name]
+		if sp.Annotations[ipam.AnnoBlockOf] != "" {
+			continue
+		}
+		pool, err := ipam.ParsePool(sp)
+		if err != nil {
+			probs = append(probs, Problem{Pool: name, Detail: err.Error()})
+			continue
+		}
+		if !pool.Shared() {
+			continue
+		}
+		claims := pool.Claims()
+		if claims == nil {
+			claims = ipam.Claims{}
+		}
+		claimed := claims.Sorted()
+
+		// Existing claims: keep (and complete) or release.
+		for _, b := range claimed {
+			node := claims[b]
+			n := st.Nodes[node]
+			keep := n != nil && isEdge(cfg, n) && pool.MayServe(node, n.Labels)
+			bname := ipam.BlockName(name, b)
+			_, exists := blockPools[name][bname]
+			if keep {
+				if !exists {
+					acts = append(acts, Action{Kind: CreateBlock, Pool: name, Block: b, Node: node, Why: "claimed, pool missing"})
+				}
+				continue
+			}
+			if inUse(b) || (n == nil && bound(node)) {
+				continue // released once nothing uses it
+			}
+			if exists {
+				acts = append(acts, Action{Kind: DeleteBlock, Pool: name, Name: bname, Block: b, Node: node, Why: "node gone or no longer served"})
+			}
+			acts = append(acts, Action{Kind: Release, Pool: name, Block: b, Node: node, Why: "node gone or no longer served, block unused"})
+		}
+		if pool.Disable {
+			continue
+		}
+
+		// Each served edge node keeps MinFree free addresses.
+		planned := slices.Clone(claimed)
+		for _, nodeName := range sortedKeys(st.Nodes) {
+			n := st.Nodes[nodeName]
+			if !isEdge(cfg, n) || !pool.MayServe(nodeName, n.Labels) {
+				continue
+			}
+			seg, why := segmentOf(cfg, n, pool.Version)
+			if !seg.IsValid() {
+				probs = append(probs, Problem{Node: nodeName, Pool: name, Detail: why})
+				continue
+			}
+			mine := claims.Of(nodeName)
+			capacity := 0
+			for _, b := range mine {
+				capacity += blockAddrs(b) - 1 // less the gateway
+			}
+			used := 0
+			for _, p := range st.Pods {
+				if p.Node != nodeName || p.HostNetwork || p.Terminal {
+					continue
+				}
+				if len(p.IPs) == 0 || slices.ContainsFunc(p.IPs, func(a netip.Addr) bool {
+					return slices.ContainsFunc(mine, func(b netip.Prefix) bool { return b.Contains(a) })
+				}) {
+					used++
+				}
+			}
+			if capacity-used >= cfg.MinFree {
+				continue
+			}
+			bits := cfg.Bits4
+			if pool.Version == 6 {
+				bits = cfg.Bits6
+			}
+			b, ok := ipam.CarveBlock(pool, seg, bits, planned, allocatedOf(sp))
+			if !ok {
+				probs = append(probs, Problem{Node: nodeName, Pool: name, Detail: fmt.Sprintf(
+					"needs another block (%d of %d addresses free, minFree %d) but the pool has no free /%d left in segment %s",
+					capacity-used, capacity, cfg.MinFree, bits, seg)})
+				continue
+			}
+			planned = append(planned, b)
+			acts = append(acts, Action{Kind: Claim, Pool: name, Block: b, Node: nodeName, Have: len(mine),
+				Why: fmt.Sprintf("%d of %d addresses free, minFree %d", capacity-used, capacity, cfg.MinFree)})
+		}
+	}
+
+	// Block pools their shared pool does not record (it was deleted, or
+	// the claim released): delete once unused.
+	for _, parent := range sortedKeys(blockPools) {
+		var claims ipam.Claims
+		if sp, ok := st.Pools[parent]; ok {
+			claims, _ = ipam.ParseClaims(sp.Annotations[ipam.AnnoBlocks])
+		}
+		for _, bname := range sortedKeys(blockPools[parent]) {
+			recorded := false
+			for b := range claims {
+				if ipam.BlockName(parent, b) == bname {
+					recorded = true
+				}
+			}
+			if recorded || slices.ContainsFunc(acts, func(a Action) bool { return a.Kind == DeleteBlock && a.Name == bname }) {
+				continue
+			}
+			bp, err := ipam.ParsePool(blockPools[parent][bname])
+			if err != nil {
+				continue
+			}
+			if slices.ContainsFunc(bp.Prefixes(), inUse) {
+				continue
+			}
+			acts = append(acts, Action{Kind: DeleteBlock, Pool: parent, Name: bname, Why: "not recorded by its shared pool"})
+		}
+	}
+	return acts, probs
+}
+
+func isEdge(cfg Config, n *Node) bool {
+	_, ok := n.Labels[cfg.EdgeLabel]
+	return ok
+}
+
+// segmentOf is the mesh segment (of IP version v) a node's blocks come
+// from: the one its edgelink.io/segment annotation names (or lies in),
+// else the one holding its spec.podCIDRs.
+func segmentOf(cfg Config, n *Node, v int) (netip.Prefix, string) {
+	segs := append(slices.Clone(cfg.Edge), cfg.Cloud...)
+	find := func(p netip.Prefix) netip.Prefix {
+		for _, s := range segs {
+			if s.Bits() <= p.Bits() && s.Contains(p.Addr()) {
+				return s
+			}
+		}
+		return netip.Prefix{}
+	}
+	if anno := strings.TrimSpace(n.Annotations[ipam.AnnoSegment]); anno != "" {
+		for _, f := range strings.Split(anno, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(f))
+			if err != nil {
+				return netip.Prefix{}, fmt.Sprintf("annotation %s: %q is not a CIDR", ipam.AnnoSegment, f)
+			}
+			if (p.Addr().Is4() && v == 4) || (p.Addr().Is6() && v == 6) {
+				if s := find(p.Masked()); s.IsValid() {
+					return s, ""
+				}
+				return netip.Prefix{}, fmt.Sprintf("annotation %s: %s is in no cloudCIDR/edgeCIDR entry %v", ipam.AnnoSegment, p, segs)
+			}
+		}
+	}
+	for _, c := range n.PodCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil || (p.Addr().Is4() != (v == 4)) {
+			continue
+		}
+		if s := find(p.Masked()); s.IsValid() {
+			return s, ""
+		}
+		return netip.Prefix{}, fmt.Sprintf("spec.podCIDR %s is in no cloudCIDR/edgeCIDR entry %v; set annotation %s", p, segs, ipam.AnnoSegment)
+	}
+	return netip.Prefix{}, fmt.Sprintf("no segment: the node has no IPv%d spec.podCIDR; set annotation %s to its cloudCIDR/edgeCIDR entry", v, ipam.AnnoSegment)
+}
+
+// allocatedOf reads the addresses SpiderPool's agents allocated from a
+// pool (status.allocatedIPs: a JSON string keyed by address).
+func allocatedOf(sp *ipam.SpiderIPPool) []netip.Addr {
+	if sp.Status.AllocatedIPs == nil || *sp.Status.AllocatedIPs == "" {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(*sp.Status.AllocatedIPs), &m) != nil {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(m))
+	for k := range m {
+		if a, err := netip.ParseAddr(k); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func blockAddrs(b netip.Prefix) int {
+	host := b.Addr().BitLen() - b.Bits()
+	if host >= 30 {
+		return 1 << 30
+	}
+	return 1 << host
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
