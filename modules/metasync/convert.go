@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -54,13 +55,24 @@ func namespaceInfo(n *corev1.Namespace) *metadata.NamespaceInfo {
 }
 
 // poolInfo keeps what pkg/ipam parses of a SpiderIPPool: kind, metadata
-// name and labels, spec. Status (allocation counters SpiderPool's agent
-// updates) is dropped, so its churn is not a change here.
+// name, labels and EdgeLink's annotations (the block record), spec.
+// Status (allocation counters SpiderPool's agent updates) and other
+// annotations are dropped, so their churn is not a change here.
 func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
+	meta := map[string]any{"name": u.GetName(), "labels": u.GetLabels()}
+	ours := map[string]string{}
+	for _, k := range []string{ipam.AnnoBlocks, ipam.AnnoBlockOf} {
+		if v, ok := u.GetAnnotations()[k]; ok {
+			ours[k] = v
+		}
+	}
+	if len(ours) > 0 {
+		meta["annotations"] = ours
+	}
 	obj := map[string]any{
 		"apiVersion": u.GetAPIVersion(),
 		"kind":       u.GetKind(),
-		"metadata":   map[string]any{"name": u.GetName(), "labels": u.GetLabels()},
+		"metadata":   meta,
 		"spec":       u.Object["spec"],
 	}
 	data, err := json.Marshal(obj)

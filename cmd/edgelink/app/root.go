@@ -36,7 +36,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	klog.InitFlags(klogFlags)
 	root.PersistentFlags().AddGoFlagSet(klogFlags)
 
-	root.AddCommand(newAgentCmd(), newConfigCmd(), newCNICmd(), newCACmd(), newIdentityCmd(), newInstallCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newControllerCmd(), newConfigCmd(), newCNICmd(), newCACmd(), newIdentityCmd(), newInstallCmd(), newVersionCmd())
 	root.AddCommand(opsCommands()...) // status, ping, routes, diagnose (ops.go)
 	return root
 }

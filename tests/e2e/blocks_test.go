@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/tests/cluster"
+	"github.com/edgelink/edgelink/tests/testutil"
+)
+
+// controllerProc runs `edgelink controller` against the test kube-apiserver.
+type controllerProc struct {
+	t    *testing.T
+	cfg  string
+	cmd  *exec.Cmd
+	logs *testutil.SyncBuffer
+}
+
+func startController(t *testing.T, cp *cluster.ControlPlane, yaml string) *controllerProc {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "controller.yaml")
+	if err := os.WriteFile(cfg, []byte("kubeconfig: "+cp.Kubeconfig+"\n"+yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &controllerProc{t: t, cfg: cfg, logs: &testutil.SyncBuffer{}}
+	c.start()
+	t.Cleanup(func() {
+		c.kill()
+		if t.Failed() {
+			t.Logf("controller log:\n%s", c.logs.String())
+		}
+	})
+	return c
+}
+
+func (c *controllerProc) start() {
+	c.t.Helper()
+	c.cmd = testutil.EdgelinkCmd(c.t, "controller", "--config", c.cfg, "-v=2")
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *controllerProc) kill() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		_ = c.cmd.Wait()
+		c.cmd = nil
+	}
+}
+
+// blocksOf reads the shared pool's claims from the kube-apiserver.
+func blocksOf(t *testing.T, cp *cluster.ControlPlane, pool string) (ipam.Claims, []string) {
+	t.Helper()
+	u, err := cp.Dynamic.Resource(ipam.PoolGVR).Get(context.Background(), pool, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := ipam.ParseClaims(u.GetAnnotations()[ipam.AnnoBlocks])
+	if err != nil {
+		t.Fatal(err)
+	}
+	excl, _, _ := unstructuredStrings(u.Object, "spec", "excludeIPs")
+	return claims, excl
+}
+
+func unstructuredStrings(obj map[string]any, path ...string) ([]string, bool, error) {
+	cur := any(obj)
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false, nil
+		}
+		cur = m[p]
+	}
+	list, _ := cur.([]any)
+	var out []string
+	for _, v := range list {
+		s, _ := v.(string)
+		out = append(out, s)
+	}
+	return out, list != nil, nil
+}
+
+// The EdgeMesh document's layout: one cluster default pool, pinned to no
+// node, over one /16. The controller gives each edge node blocks inside
+// its segment (one node's segment from an annotation, the other's from
+// spec.podCIDR), more as pods arrive; the agents allocate from their own
+// blocks only; a controller killed mid-way and restarted carries on; cut
+// from the cloud, a node allocates what its blocks hold and then says it
+// cannot claim more offline. No address is ever given twice.
+func TestBlocksFromOneSharedPool(t *testing.T) {
+	testutil.RequireRoot(t)
+	cp := cluster.Shared(t)
+	ctx := context.Background()
+	e1 := cp.AddEdgeNode(t, "blk-edge-1")
+	e2 := cp.AddEdgeNode(t, "blk-edge-2")
+	seg := map[string]netip.Prefix{e1.Name: netip.MustParsePrefix("10.246.5.0/24"), e2.Name: netip.MustParsePrefix("10.246.6.0/24")}
+	patch := func(name, body string) {
+		if _, err := cp.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(body), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch(e1.Name, `{"metadata":{"annotations":{"edgelink.io/segment":"10.246.5.0/24"}}}`)
+	patch(e2.Name, `{"spec":{"podCIDR":"10.246.6.0/24","podCIDRs":["10.246.6.0/24"]}}`)
+	const shared = "blk-default-v4"
+	createPool(t, cp, shared, map[string]any{"subnet": "10.246.0.0/16", "ips": []any{"10.246.0.0-10.246.20.200"}, "default": true})
+
+	ctl := startController(t, cp, `
+meshCIDRConfig: {cloudCIDR: [10.246.1.0/24], edgeCIDR: [10.246.5.0/24, 10.246.6.0/24]}
+blockSize: 28
+minFree: 4
+resyncPeriod: 1s
+leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms}
+`)
+	eventually(t, "a block for each edge node", 60*time.Second, func() error {
+		claims, _ := blocksOf(t, cp, shared)
+		for node := range seg {
+			if len(claims.Of(node)) == 0 {
+				return fmt.Errorf("no block for %s yet: %v", node, claims)
+			}
+		}
+		return nil
+	})
+
+	clients := map[string]*ipamClient{}
+	for _, e := range []*cluster.EdgeNode{e1, e2} {
+		dir := t.TempDir()
+		c := v1.NewDefault()
+		c.NodeName = e.Name
+		c.DataDir = filepath.Join(dir, "data")
+		c.Modules.MetaSync.MetaServer = e.MetaServer
+		c.Modules.Tunnel.Enable = false
+		c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
+		agent := testutil.NewAgent(t, c, e.NetNS)
+		agent.Start("Metadata synced")
+		clients[e.Name] = newIPAMClient(c.Modules.IPAM.SocketPath)
+	}
+
+	owner := map[netip.Addr]string{} // address -> pod
+	allocate := func(e *cluster.EdgeNode, name string, wait time.Duration) (string, error) {
+		pod := cp.CreatePod(t, "default", name, e.Name, nil, nil)
+		var got string
+		var err error
+		deadline := time.Now().Add(wait)
+		for {
+			got, err = clients[e.Name].allocPod("default", name, string(pod.UID))
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if err != nil {
+			return "", err
+		}
+		addr, poolName, _ := strings.Cut(got, "@")
+		pfx, perr := netip.ParsePrefix(addr)
+		if perr != nil {
+			t.Fatalf("pod %s got %q", name, got)
+		}
+		if prev, dup := owner[pfx.Addr()]; dup {
+			t.Fatalf("address %s given to %s and to %s", pfx.Addr(), prev, name)
+		}
+		owner[pfx.Addr()] = name
+		if !seg[e.Name].Contains(pfx.Addr()) || pfx.Bits() != 16 {
+			t.Errorf("pod %s on %s got %s, want an address of %s with the pool's /16", name, e.Name, addr, seg[e.Name])
+		}
+		if !strings.HasPrefix(poolName, shared+"-") {
+			t.Errorf("pod %s got its address from pool %s, want a block of %s", name, poolName, shared)
+		}
+		cp.SetPodIP(t, "default", name, pfx.Addr().String())
+		return addr, nil
+	}
+
+	// 24 pods per node: more than one /28 holds, so the controller claims
+	// blocks as the pods come. Halfway, the controller is killed and
+	// restarted.
+	for i := 0; i < 24; i++ {
+		if i == 12 {
+			ctl.kill()
+			ctl.start()
+		}
+		for _, e := range []*cluster.EdgeNode{e1, e2} {
+			if _, err := allocate(e, fmt.Sprintf("blk-%s-%d", e.Name[len(e.Name)-1:], i), 60*time.Second); err != nil {
+				t.Fatalf("pod %d on %s: %v", i, e.Name, err)
+			}
+		}
+	}
+	claims, excl := blocksOf(t, cp, shared)
+	for b, node := range claims {
+		if !seg[node].Contains(b.Addr()) {
+			t.Errorf("block %s of %s is outside its segment %s", b, node, seg[node])
+		}
+		if !strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
+			t.Errorf("block %s is not in %s's excludeIPs %v: SpiderPool could hand it out", b, shared, excl)
+		}
+		u, err := cp.Dynamic.Resource(ipam.PoolGVR).Get(ctx, ipam.BlockName(shared, b), metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("block %s has no SpiderIPPool: %v", b, err)
+			continue
+		}
+		nodes, _, _ := unstructuredStrings(u.Object, "spec", "nodeName")
+		if len(nodes) != 1 || nodes[0] != node {
+			t.Errorf("block pool %s is pinned to %v, want [%s]", u.GetName(), nodes, node)
+		}
+	}
+	if n := len(claims.Of(e1.Name)); n < 2 {
+		t.Errorf("%s has %d blocks for 24 pods of /28 blocks", e1.Name, n)
+	}
+
+	// Cut from the cloud: the node allocates what its blocks still hold
+	// (at least minFree), then says it cannot claim more while offline.
+	// (Pods are created in the API; the node cannot hear of them.)
+	cp.StopCloudcore()
+	t.Cleanup(func() {
+		if !cp.CloudcoreRunning() {
+			_ = cp.StartCloudcore()
+		}
+	})
+	offline := 0
+	var lastErr error
+	for i := 0; i < 40; i++ {
+		if _, err := allocate(e1, fmt.Sprintf("blk-off-%d", i), 0); err != nil {
+			lastErr = err
+			break
+		}
+		offline++
+	}
+	if offline < 4 {
+		t.Errorf("offline, %s allocated %d pods, want at least minFree (4)", e1.Name, offline)
+	}
+	if lastErr == nil || !strings.Contains(lastErr.Error(), shared) || !strings.Contains(lastErr.Error(), "none while it is offline") {
+		t.Errorf("offline exhaustion: %v, want an error naming %s and saying no block can be claimed offline", lastErr, shared)
+	}
+	var js []byte
+	js, _ = json.Marshal(claims)
+	t.Logf("%d addresses over 2 nodes, blocks %s, %d allocated offline before: %v", len(owner), js, offline, lastErr)
+}
