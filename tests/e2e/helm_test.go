@@ -442,6 +442,7 @@ func TestHelmDryRunApply(t *testing.T) {
 	for _, values := range [][]string{
 		{"--values", sampleValues()},
 		{"--set", "membership.kubeEdgeCerts=true", "--set", "cloud.enabled=false"},
+		append([]string{"--set", "membership.existingSecret=s"}, edgeMeshDocFlags...), // the controller, its RBAC
 	} {
 		objs := renderChart(t, values...)
 		if len(objs) < 6 && values[0] == "--values" {
@@ -487,6 +488,25 @@ func TestHelmDryRunApply(t *testing.T) {
 		}
 	}
 
+	// Without CIDRs NOTES.txt says the feature is off; with them, names
+	// the block controller.
+	for _, tc := range []struct {
+		values []string
+		want   string
+	}{
+		{[]string{"--set", "membership.existingSecret=s"}, "The pod network feature is OFF"},
+		{append([]string{"--set", "membership.existingSecret=s"}, edgeMeshDocFlags...), "Block controller:  deployment/edgelink-controller"},
+	} {
+		out, stderr, err := helm(t, append([]string{"install", "edgelink", chartDir(), "--namespace", helmNamespace,
+			"--dry-run=server", "--kubeconfig", cp.Kubeconfig}, tc.values...)...)
+		if err != nil {
+			t.Fatalf("helm install --dry-run %v: %v\n%s", tc.values, err, stderr)
+		}
+		if _, notes, _ := strings.Cut(out, "\nNOTES:\n"); !strings.Contains(notes, tc.want) {
+			t.Errorf("%v: NOTES lack %q:\n%s", tc.values, tc.want, notes)
+		}
+	}
+
 	ds := find(renderChart(t, "--values", sampleValues()), "DaemonSet", "edgelink-edge")
 	containers, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
 	containers[0].(map[string]any)["securityContext"].(map[string]any)["privilegd"] = true
@@ -495,5 +515,120 @@ func TestHelmDryRunApply(t *testing.T) {
 	}
 	if err := dryRun(ds); err == nil || !strings.Contains(err.Error(), "privilegd") {
 		t.Errorf("a misspelt field passed the dry run (err %v)", err)
+	}
+}
+
+// edgeMeshDocFlags are the EdgeMesh CNI document's `helm install` flags,
+// exactly as its step 2 gives them (the shell removes the quotes).
+var edgeMeshDocFlags = []string{
+	"--set", "agent.relayNodes[0].nodeName=k8s-master,agent.relayNodes[0].advertiseAddress={1.1.1.1}",
+	"--set", "agent.cloudCIDR={10.244.1.0/24,10.244.1.0/24},agent.edgeCIDR={10.244.5.0/24,10.244.6.0/24}",
+}
+
+// validateConfigs writes each config of a rendered ConfigMap and runs the
+// real binary's validation on it, as the agent and the controller will.
+func validateRendered(t *testing.T, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	bin := testutil.Binaries(t)
+	dir := t.TempDir()
+	out := map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != "ConfigMap" {
+			continue
+		}
+		data, _, _ := unstructured.NestedStringMap(o.Object, "data")
+		for name, text := range data {
+			out[name] = text
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if name == "controller.yaml" {
+				if _, err := v1.LoadController(path); err != nil {
+					t.Errorf("rendered controller config does not validate: %v\n%s", err, text)
+				}
+				continue
+			}
+			cmd := exec.Command(filepath.Join(bin, "edgelink"), "config", "validate", path)
+			cmd.Env = append(os.Environ(), "NODE_NAME=node-1")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("rendered %s does not validate: %v\n%s", name, err, b)
+			}
+		}
+	}
+	return out
+}
+
+// The EdgeMesh document's Helm command carries over: its flat
+// agent.cloudCIDR/agent.edgeCIDR spelling renders the same agent configs
+// as agent.meshCIDRConfig.*, every config validates, and the block
+// controller runs with the same segments. (Membership still needs a
+// Secret here; enrollment without one is the trust work's.)
+func TestHelmEdgeMeshCommand(t *testing.T) {
+	flat := renderChart(t, append([]string{"--set", "membership.existingSecret=s"}, edgeMeshDocFlags...)...)
+	cfgs := validateRendered(t, flat)
+	for _, name := range []string{"edge.yaml", "cloud.yaml", "controller.yaml"} {
+		if !strings.Contains(cfgs[name], "10.244.5.0/24") || !strings.Contains(cfgs[name], "10.244.1.0/24") {
+			t.Errorf("%s lacks the document's CIDRs:\n%s", name, cfgs[name])
+		}
+	}
+	var edge v1.AgentConfig
+	if err := yaml.Unmarshal([]byte(cfgs["edge.yaml"]), &edge); err != nil {
+		t.Fatal(err)
+	}
+	if !edge.Modules.IPAM.Enable || !edge.Modules.EdgeCNI.Enable {
+		t.Errorf("edge agent: ipam %v, edgeCNI %v; want both on with CIDRs set", edge.Modules.IPAM.Enable, edge.Modules.EdgeCNI.Enable)
+	}
+	if d := find(flat, "Deployment", "edgelink-controller"); d == nil {
+		t.Error("no controller Deployment with CIDRs set")
+	}
+	nested := renderChart(t, "--set", "membership.existingSecret=s",
+		"--set", "agent.relayNodes[0].nodeName=k8s-master,agent.relayNodes[0].advertiseAddress={1.1.1.1}",
+		"--set", "agent.meshCIDRConfig.cloudCIDR={10.244.1.0/24,10.244.1.0/24},agent.meshCIDRConfig.edgeCIDR={10.244.5.0/24,10.244.6.0/24}")
+	if got := validateRendered(t, nested); got["edge.yaml"] != cfgs["edge.yaml"] || got["controller.yaml"] != cfgs["controller.yaml"] {
+		t.Errorf("the two spellings render differently:\nflat:\n%s\nnested:\n%s", cfgs["edge.yaml"], got["edge.yaml"])
+	}
+	// Both spellings with different values: an error naming both.
+	_, stderr, err := helm(t, "template", "edgelink", chartDir(), "--set", "membership.existingSecret=s",
+		"--set", "agent.edgeCIDR={10.244.5.0/24}", "--set", "agent.meshCIDRConfig.edgeCIDR={10.244.6.0/24}")
+	if err == nil || !strings.Contains(stderr, "agent.edgeCIDR") || !strings.Contains(stderr, "agent.meshCIDRConfig.edgeCIDR") {
+		t.Errorf("conflicting spellings: err %v, stderr %q; want an error naming both", err, stderr)
+	}
+}
+
+// No CIDR at all: the feature is off, as the document promises. Edge
+// nodes keep their CNI: no conflist or plugin binaries are installed (no
+// init containers, no CNI host paths), the agents' IPAM and edgeCNI are
+// off, and no controller runs.
+func TestHelmNoCIDRFeatureOff(t *testing.T) {
+	objs := renderChart(t, "--set", "membership.existingSecret=s",
+		"--set", "agent.relayNodes[0].nodeName=k8s-master,agent.relayNodes[0].advertiseAddress={1.1.1.1}")
+	cfgs := validateRendered(t, objs)
+	for _, name := range []string{"edge.yaml", "cloud.yaml"} {
+		var c v1.AgentConfig
+		if err := yaml.Unmarshal([]byte(cfgs[name]), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Modules.IPAM.Enable || c.Modules.EdgeCNI.Enable {
+			t.Errorf("%s: ipam %v, edgeCNI %v without CIDRs; want both off", name, c.Modules.IPAM.Enable, c.Modules.EdgeCNI.Enable)
+		}
+	}
+	ds := find(objs, "DaemonSet", "edgelink-edge")
+	if ds == nil {
+		t.Fatal("no edge DaemonSet")
+	}
+	s := podSpec(t, ds)
+	if len(s.InitContainers) != 0 {
+		t.Errorf("edge DaemonSet installs CNI pieces without CIDRs: %d init containers", len(s.InitContainers))
+	}
+	for _, v := range s.Volumes {
+		if v.HostPath != nil && (strings.Contains(v.HostPath.Path, "/cni/") || strings.HasSuffix(v.HostPath.Path, "/cni/bin") || strings.HasSuffix(v.HostPath.Path, "net.d")) {
+			t.Errorf("edge DaemonSet mounts CNI host path %s without CIDRs", v.HostPath.Path)
+		}
+	}
+	for _, o := range objs {
+		if strings.Contains(o.GetName(), "controller") {
+			t.Errorf("%s %s rendered without CIDRs", o.GetKind(), o.GetName())
+		}
 	}
 }

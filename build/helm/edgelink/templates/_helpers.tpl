@@ -44,6 +44,7 @@ edgelink.checks fails rendering on values that cannot work, each message
 naming the value to set. Every template that needs it includes it.
 */}}
 {{- define "edgelink.checks" -}}
+{{- $_ := include "edgelink.meshCIDRs" . -}}
 {{- if hasKey .Values.agent "psk" -}}
 {{- fail "agent.psk: EdgeLink has no pre-shared key (unlike EdgeMesh); nodes prove membership with certificates: remove agent.psk and set membership.existingSecret (docs/install.md)" -}}
 {{- end -}}
@@ -53,6 +54,34 @@ naming the value to set. Every template that needs it includes it.
 {{- if include "edgelink.needsSecret" . -}}
 {{- required "membership.existingSecret is required: the name of an existing Secret holding ca.crt and, per node, <node>.crt, <node>.key and <node>.identity (create it with `edgelink ca init` / `edgelink ca issue`, see docs/install.md); the chart never creates a default one" .Values.membership.existingSecret | trunc 0 -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+edgelink.meshCIDRs renders the segments as JSON {"cloudCIDR": [...],
+"edgeCIDR": [...]} from either spelling EdgeMesh's documentation uses:
+agent.cloudCIDR / agent.edgeCIDR or agent.meshCIDRConfig.cloudCIDR /
+edgeCIDR. Both spellings with different values is an error naming both.
+*/}}
+{{- define "edgelink.meshCIDRs" -}}
+{{- $a := .Values.agent -}}
+{{- $mc := $a.meshCIDRConfig | default dict -}}
+{{- $out := dict -}}
+{{- range $k := list "cloudCIDR" "edgeCIDR" -}}
+{{- $flat := get $a $k | default list -}}
+{{- $nested := get $mc $k | default list -}}
+{{- if and $flat $nested (ne (toJson $flat) (toJson $nested)) -}}
+{{- fail (printf "agent.%s %v and agent.meshCIDRConfig.%s %v are both set and differ: set one of them (EdgeMesh's documentation uses both spellings; they mean the same)" $k $flat $k $nested) -}}
+{{- end -}}
+{{- $_ := set $out $k (ternary $flat $nested (gt (len $flat) 0)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* meshEnabled is "true" when any segment is set: without one the pod
+network feature is off, as in EdgeMesh (no CNI, no IPAM, no routes). */}}
+{{- define "edgelink.meshEnabled" -}}
+{{- $m := include "edgelink.meshCIDRs" . | fromJson -}}
+{{- if or $m.cloudCIDR $m.edgeCIDR -}}true{{- end -}}
 {{- end -}}
 
 {{/* needsSecret is "true" when some DaemonSet reads membership from the Secret. */}}
@@ -76,9 +105,10 @@ agent takes it from $NODE_NAME (downward API).
 {{- $a := $v.agent -}}
 {{- $edge := eq .role "edge" -}}
 {{- $mdir := include "edgelink.membershipDir" .root -}}
-{{- $cidrs := $a.meshCIDRConfig | default dict -}}
+{{- $cidrs := include "edgelink.meshCIDRs" .root | fromJson -}}
 {{- $cloudCIDR := $cidrs.cloudCIDR | default list -}}
 {{- $edgeCIDR := $cidrs.edgeCIDR | default list -}}
+{{- $mesh := or (gt (len $cloudCIDR) 0) (gt (len $edgeCIDR) 0) -}}
 {{- $relays := list -}}
 {{- range $a.relayNodes -}}
 {{- $relays = append $relays (dict "nodeName" .nodeName "advertiseAddress" (.advertiseAddress | default list)) -}}
@@ -109,10 +139,28 @@ agent takes it from $NODE_NAME (downward API).
   "statusSocket" (include "edgelink.statusSocket" .root)
   "modules" (dict
     "metaSync" $metaSync
-    "ipam" (dict "enable" $edge "socketPath" (printf "%s/ipam.sock" $v.hostPaths.runDir))
-    "edgeCNI" (dict "enable" (or (gt (len $cloudCIDR) 0) (gt (len $edgeCIDR) 0)) "tunName" $a.tunName "mtu" (int $a.mtu)
+    "ipam" (dict "enable" (and $edge $mesh) "socketPath" (printf "%s/ipam.sock" $v.hostPaths.runDir))
+    "edgeCNI" (dict "enable" $mesh "tunName" $a.tunName "mtu" (int $a.mtu)
       "meshCIDRConfig" (dict "cloudCIDR" $cloudCIDR "edgeCIDR" $edgeCIDR))
     "tunnel" $tunnel)
+-}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+edgelink.controllerConfig renders the controller's config
+(EdgeLinkController, docs/config-reference.md).
+*/}}
+{{- define "edgelink.controllerConfig" -}}
+{{- $c := .Values.controller -}}
+{{- $cfg := dict
+  "apiVersion" "agent.edgelink.io/v1alpha1"
+  "kind" "EdgeLinkController"
+  "meshCIDRConfig" (include "edgelink.meshCIDRs" . | fromJson)
+  "blockSize" (int $c.blockSize)
+  "blockSizeIPv6" (int $c.blockSizeIPv6)
+  "minFree" (int $c.minFree)
+  "leaderElection" (dict "enable" true "namespace" .Release.Namespace "name" (printf "%s-controller" (include "edgelink.fullname" .)))
 -}}
 {{- toYaml $cfg -}}
 {{- end -}}

@@ -23,6 +23,8 @@ needs all and default (which the TUN gets when created) at 2 or 0
 {{- $v := $root.Values -}}
 {{- $edge := eq .role "edge" -}}
 {{- $kubeEdgeCerts := and $edge $v.membership.kubeEdgeCerts -}}
+{{- /* No segment: the pod network feature is off, nothing CNI-related is installed. */ -}}
+{{- $installCNI := and $edge $v.edge.cni.install (include "edgelink.meshEnabled" $root) -}}
 {{- $mdir := include "edgelink.membershipDir" $root -}}
 {{- $nodeSelector := ternary $v.edge.nodeSelector $v.cloud.nodeSelector $edge -}}
 metadata:
@@ -67,7 +69,7 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if and $edge $v.edge.cni.install }}
+  {{- if $installCNI }}
   initContainers:
     {{- if $v.edge.cni.installIPAMPlugin }}
     # The stock spiderpool IPAM plugin, which edgelink-cni delegates to and
@@ -256,7 +258,7 @@ spec:
       emptyDir:
         medium: Memory
         sizeLimit: 16Mi
-    {{- if and $edge $v.edge.cni.install }}
+    {{- if $installCNI }}
     - name: cni-bin
       hostPath:
         path: {{ $v.edge.cni.binDir }}
