@@ -41,27 +41,34 @@ func leafPaths(prefix string, v reflect.Value, out map[string]string) {
 var refRow = regexp.MustCompile("^\\| `([^`]+)` \\| [^|]+ \\| ([^|]+) \\|")
 
 // docs/config-reference.md names exactly the fields the types have, and the
-// defaults it quotes are the ones NewDefault produces.
+// defaults it quotes are the ones the code produces: the agent's tables,
+// then, after the heading naming EdgeLinkController, the controller's.
 func TestReferenceMatchesTypes(t *testing.T) {
-	t.Setenv("NODE_NAME", "") // nodeName's default is environment-dependent
-	defaults := map[string]string{}
-	leafPaths("", reflect.ValueOf(*NewDefault()), defaults)
+	t.Setenv("NODE_NAME", "")     // nodeName's default is environment-dependent
+	t.Setenv("POD_NAMESPACE", "") // so is the controller's lease namespace
+	agent, ctl := map[string]string{}, map[string]string{}
+	leafPaths("", reflect.ValueOf(*NewDefault()), agent)
+	leafPaths("", reflect.ValueOf(*DefaultControllerConfig()), ctl)
 
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "config-reference.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	documented := map[string]bool{}
+	defaults, section := agent, "agent"
+	documented := map[string]map[string]bool{"agent": {}, "controller": {}}
 	for _, line := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(line, "# ") && strings.Contains(line, ControllerKind) {
+			defaults, section = ctl, "controller"
+		}
 		m := refRow.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
 		path, def := m[1], strings.TrimSpace(m[2])
-		documented[path] = true
+		documented[section][path] = true
 		want, ok := defaults[path]
 		if !ok {
-			t.Errorf("docs name %q, which the config types do not have", path)
+			t.Errorf("docs (%s) name %q, which the config types do not have", section, path)
 			continue
 		}
 		if !strings.HasPrefix(def, "`") || path == "nodeName" {
@@ -72,18 +79,20 @@ func TestReferenceMatchesTypes(t *testing.T) {
 			lit = ""
 		}
 		if want != lit {
-			t.Errorf("docs give %s default %q, the code %q", path, lit, want)
+			t.Errorf("docs (%s) give %s default %q, the code %q", section, path, lit, want)
 		}
 	}
-	var missing []string
-	for p := range defaults {
-		if !documented[p] {
-			missing = append(missing, p)
+	for name, defs := range map[string]map[string]string{"agent": agent, "controller": ctl} {
+		var missing []string
+		for p := range defs {
+			if !documented[name][p] {
+				missing = append(missing, p)
+			}
 		}
-	}
-	sort.Strings(missing)
-	if len(missing) > 0 {
-		t.Errorf("fields missing from docs/config-reference.md: %v", missing)
+		sort.Strings(missing)
+		if len(missing) > 0 {
+			t.Errorf("%s fields missing from docs/config-reference.md: %v", name, missing)
+		}
 	}
 }
 

@@ -7,11 +7,14 @@
 //	pool.go       SpiderIPPool specs parsed into address ranges
 //	objects.go    the Kubernetes objects allocation reads (pools, node, namespaces, pods)
 //	selection.go  which pools a pod may use, in SpiderPool's order
+//	blocks.go     shared pools split into per-node blocks: the record the
+//	              controller keeps in the kube-apiserver, CarveBlock
 //	store.go      the durable lease store (bbolt)
 //	allocator.go  Allocate, Release, reconcile
 //
-// Cluster-wide uniqueness rests on pools being pinned to nodes: a node only
-// allocates from pools whose spec.nodeName is this node alone, or whose
-// nodeAffinity selects it. SpiderPool requires pools of one subnet to be
-// disjoint, so per-node pools never share an address.
+// Cluster-wide uniqueness rests on a node allocating only from addresses
+// that are its alone: pools whose spec.nodeName is this node alone, and
+// its blocks of shared pools (blocks.go), which `edgelink controller`
+// claims and excludes from the shared pool. SpiderPool requires pools of
+// one subnet to be disjoint after excludeIPs, so no two ever overlap.
 package ipam
