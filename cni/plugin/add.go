@@ -131,6 +131,9 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err := enableForwarding(res.IPs); err != nil {
 		return internalErr("cannot enable IP forwarding", err)
 	}
+	if err := enableProxyARP(br.Name, res.IPs); err != nil {
+		return internalErr("cannot enable proxy ARP on the bridge", err)
+	}
 	return types.PrintResult(res, conf.CNIVersion)
 }
 
@@ -185,6 +188,33 @@ func disableDAD(ifName string, ips []*current.IPConfig) {
 			return
 		}
 	}
+}
+
+// proxyARPKey is the sysctl that makes the bridge answer ARP for
+// addresses routed through another device.
+func proxyARPKey(bridge string) string { return fmt.Sprintf("net/ipv4/conf/%s/proxy_arp", bridge) }
+
+// enableProxyARP makes the bridge answer ARP for every IPv4 address the
+// node routes elsewhere (the TUN, a same-LAN node). A pod whose address
+// carries the cluster subnet's prefix (10.244.5.7/16, SpiderPool's usual
+// layout) takes pods of other nodes for neighbours and ARPs for them; the
+// node answers with the bridge's MAC and routes the packet on. Pods of
+// this node, on the bridge itself, still answer for themselves.
+func enableProxyARP(bridge string, ips []*current.IPConfig) error {
+	for _, ipc := range ips {
+		if ipc.Address.IP.To4() == nil {
+			continue
+		}
+		key := proxyARPKey(bridge)
+		if v, err := sysctl.Sysctl(key); err == nil && v == "1" {
+			return nil
+		}
+		if _, err := sysctl.Sysctl(key, "1"); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	}
+	return nil
 }
 
 // enableForwarding turns on forwarding for the families in use: the bridge

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 )
 
@@ -77,6 +78,16 @@ func cmdCheck(args *skel.CmdArgs) error {
 	}
 	if hostLink.Attrs().OperState == netlink.OperDown {
 		return types.NewError(types.ErrInternal, "host veth is down", hostVeth)
+	}
+	for _, ipc := range contIPs {
+		if ipc.Address.IP.To4() == nil {
+			continue
+		}
+		if v, err := sysctl.Sysctl(proxyARPKey(br.Name)); err != nil || v != "1" {
+			return types.NewError(types.ErrInternal, "proxy ARP is off on the bridge",
+				fmt.Sprintf("%s is %q (%v): pods cannot reach addresses of their subnet on other nodes; set it to 1", proxyARPKey(br.Name), v, err))
+		}
+		break
 	}
 	return nil
 }

@@ -503,3 +503,62 @@ func TestCNIBridgeMACStaysPut(t *testing.T) {
 		t.Errorf("the bridge's MAC changed from %s to %s when ports joined", before, after)
 	}
 }
+
+// SpiderPool's usual layout gives a pod the cluster subnet's prefix
+// (10.244.0.2/16): every pod of the cluster looks on-link to it, and it
+// ARPs for them. The node answers for what it routes elsewhere (proxy
+// ARP on the bridge), so the pod reaches a pod behind another device (a
+// veth to a "remote node" standing in for the TUN); CHECK fails once
+// proxy ARP is turned off, and the same ping then fails.
+func TestCNIWideSubnetPodReachesOtherNodes(t *testing.T) {
+	n := newCNINode(t, install.Options{Subnets: []string{"10.244.0.0/16"}})
+	pod := testutil.NewNS(t)
+	res := n.mustAdd("wide", pod)
+	if got := res.IPs[0].Address.String(); !strings.HasSuffix(got, "/16") {
+		t.Fatalf("pod got %s, want an address with the cluster subnet's /16", got)
+	}
+	// A remote node: its pod 10.244.6.9 lives behind a veth from the node,
+	// routed there as the agent routes a remote segment into the TUN.
+	remote := testutil.NewNS(t)
+	for _, c := range [][]string{
+		{"link", "add", "rmt0", "type", "veth", "peer", "name", "rmt1"},
+		{"link", "set", "rmt1", "netns", remote.Path()},
+		{"addr", "add", "198.18.9.1/30", "dev", "rmt0"},
+		{"link", "set", "rmt0", "up"},
+		{"route", "add", "10.244.6.0/24", "via", "198.18.9.2", "dev", "rmt0"},
+	} {
+		if out, err := testutil.Exec(n.ns, "ip", c...); err != nil {
+			t.Fatalf("ip %v: %v %s", c, err, out)
+		}
+	}
+	for _, c := range [][]string{
+		{"addr", "add", "198.18.9.2/30", "dev", "rmt1"},
+		{"addr", "add", "10.244.6.9/32", "dev", "lo"},
+		{"link", "set", "rmt1", "up"},
+		{"link", "set", "lo", "up"},
+		{"route", "add", "10.244.0.0/16", "via", "198.18.9.1", "dev", "rmt1"},
+	} {
+		if out, err := testutil.Exec(remote, "ip", c...); err != nil {
+			t.Fatalf("remote ip %v: %v %s", c, err, out)
+		}
+	}
+	ping(t, pod, "10.244.6.9")
+	if err := n.check("wide", pod); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+
+	// Proxy ARP off: CHECK says so, and the pod's next ARP goes unanswered.
+	if out, err := testutil.Exec(n.ns, "sysctl", "-w", "net.ipv4.conf.edgelink-br0.proxy_arp=0"); err != nil {
+		t.Fatalf("sysctl: %v %s", err, out)
+	}
+	if err := n.check("wide", pod); err == nil || !strings.Contains(err.Error(), "proxy ARP is off") {
+		t.Errorf("CHECK with proxy ARP off: %v, want it named", err)
+	}
+	_, _ = testutil.Exec(pod, "ip", "neigh", "flush", "all")
+	if out, err := testutil.Exec(pod, "ping", "-c", "1", "-W", "1", "10.244.6.9"); err == nil {
+		t.Errorf("ping went through with proxy ARP off; the test proves nothing:\n%s", out)
+	}
+	if err := n.del("wide", pod); err != nil {
+		t.Fatal(err)
+	}
+}
