@@ -183,3 +183,30 @@ func TestBlockRoutesAsOnePrefix(t *testing.T) {
 		t.Errorf("the gateway is allocatable or size %d", p.Size())
 	}
 }
+
+// The block record comes from an annotation anyone with write access to a
+// pool can edit: it parses or errs, never panics, and what parses renders
+// back to a record that parses to the same claims.
+func FuzzParseClaims(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"10.244.5.0/26":"edge-1"}`, `{"fd00::/122":"n","10.0.0.0/8":"m"}`, `{"10.244.5.1/26":"x"}`, `[1]`, `{"a":1}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseClaims(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseClaims(c.String())
+		if err != nil {
+			t.Fatalf("%q parsed, its rendering %q does not: %v", s, c.String(), err)
+		}
+		if len(again) != len(c) {
+			t.Fatalf("%q: %d claims, re-parsed %d", s, len(c), len(again))
+		}
+		for p, n := range c {
+			if again[p] != n || p != p.Masked() {
+				t.Fatalf("%q: claim %s=%s lost or unmasked", s, p, n)
+			}
+		}
+	})
+}
