@@ -238,6 +238,9 @@ func routeFor(w KernelRoute, tun int) netlink.Route {
 		r.Gw = w.Via.AsSlice()
 	} else {
 		r.LinkIndex = tun
+		if w.Src.IsValid() {
+			r.Src = w.Src.AsSlice()
+		}
 	}
 	return r
 }
@@ -248,7 +251,46 @@ func sameRoute(h, want netlink.Route) bool {
 	if want.Gw != nil {
 		return h.Gw.Equal(want.Gw)
 	}
-	return h.Gw == nil && h.LinkIndex == want.LinkIndex
+	return h.Gw == nil && h.LinkIndex == want.LinkIndex && (h.Src == nil) == (want.Src == nil) && (want.Src == nil || h.Src.Equal(want.Src))
+}
+
+// reconcileAddrs makes the TUN hold exactly the host sources that belong
+// on it (one address per family, as a /32 or /128), before the routes
+// that name them as their source. Every global address on the TUN is ours.
+func (k *kernel) reconcileAddrs(sources []HostSource) error {
+	link, err := netlink.LinkByName(k.tun)
+	if err != nil {
+		return fmt.Errorf("TUN %s: %w", k.tun, err)
+	}
+	want := map[netip.Addr]bool{}
+	var errs []error
+	for _, src := range sources {
+		if !src.OnTUN {
+			continue
+		}
+		want[src.Addr] = true
+		a := &netlink.Addr{IPNet: netipx.PrefixIPNet(netip.PrefixFrom(src.Addr, src.Addr.BitLen()))}
+		if src.Addr.Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			errs = append(errs, fmt.Errorf("address %s on %s: %w", src.Addr, k.tun, err))
+		}
+	}
+	have, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, a := range have {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) || want[ip.Unmap()] {
+			continue
+		}
+		if err := netlink.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("remove address %s from %s: %w", ip, k.tun, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeRoutes deletes every route of ours (also after a crash: they

@@ -22,12 +22,28 @@ type Input struct {
 	// LocalNets are the subnets this node is directly attached to: a
 	// node whose address is in one of them shares our LAN.
 	LocalNets []netip.Prefix
+	// LocalAddrs are the addresses on this node's interfaces other than
+	// the TUN (cni0 of the cloud CNI, the pod bridge, the underlay).
+	LocalAddrs []netip.Addr
+}
+
+// HostSource is the node's own address in the mesh for one IP family:
+// the source of traffic its host network (agents, hostNetwork pods) sends
+// into the TUN, so that receivers, which accept only sources inside the
+// sending node's prefixes, take it and reply to it.
+type HostSource struct {
+	Addr netip.Addr
+	// OnTUN: the module puts Addr on the TUN (a pool's gateway, which the
+	// bridge holds only once a pod exists); otherwise Addr is already on
+	// an interface of the node (the cloud CNI's bridge).
+	OnTUN bool
 }
 
 // KernelRoute is one route the module programs, and why.
 type KernelRoute struct {
 	Dst netip.Prefix
 	Via netip.Addr // a peer node's address (host-gw); invalid: into the TUN
+	Src netip.Addr // preferred source (into the TUN); invalid: the kernel's choice
 	Why string
 	// Node owns Dst (empty for a segment); Kind is why Dst is routed
 	// (agentapi.KindSegment, KindNode, KindPool, KindPod).
@@ -37,6 +53,9 @@ type KernelRoute struct {
 func (r KernelRoute) String() string {
 	if r.Via.IsValid() {
 		return fmt.Sprintf("%s via %s (%s)", r.Dst, r.Via, r.Why)
+	}
+	if r.Src.IsValid() {
+		return fmt.Sprintf("%s dev tun src %s (%s)", r.Dst, r.Src, r.Why)
 	}
 	return fmt.Sprintf("%s dev tun (%s)", r.Dst, r.Why)
 }
@@ -51,6 +70,8 @@ type RoutePlan struct {
 	// Origin tells where each node prefix in Forward comes from
 	// (agentapi.KindNode, KindPool, KindPod), for `edgelink routes`.
 	Origin map[netip.Prefix]string
+	// Sources are the node's own addresses (at most one per family).
+	Sources []HostSource
 }
 
 // String renders the plan as sorted text (golden tests, the status API).
@@ -61,6 +82,13 @@ func (p *RoutePlan) String() string {
 	}
 	for _, s := range p.Segments {
 		fmt.Fprintf(&b, "segment %s\n", s)
+	}
+	for _, src := range p.Sources {
+		where := "on the node"
+		if src.OnTUN {
+			where = "on tun"
+		}
+		fmt.Fprintf(&b, "source %s (%s)\n", src.Addr, where)
 	}
 	for _, r := range p.Kernel {
 		fmt.Fprintf(&b, "kernel %s\n", r)
@@ -102,6 +130,7 @@ func Plan(in Input) *RoutePlan {
 	// routing them means a new pod is reachable before its IP reaches
 	// the metadata, and a pod created while the cloud is away too.
 	poolsOf := map[string][]netip.Prefix{}
+	gateways := map[string]netip.Addr{} // this node's pools with a gateway, by pool name
 	for _, pi := range snap.Pools {
 		var sp ipam.SpiderIPPool
 		if json.Unmarshal(pi.Object, &sp) != nil {
@@ -110,6 +139,9 @@ func Plan(in Input) *RoutePlan {
 		pool, err := ipam.ParsePool(&sp)
 		if err != nil || pool.Disable || pool.PinnedNode() == "" {
 			continue
+		}
+		if pool.PinnedNode() == in.Node && pool.Gateway.IsValid() && inMesh(netip.PrefixFrom(pool.Gateway, pool.Gateway.BitLen())) {
+			gateways[pool.Name] = pool.Gateway
 		}
 		for _, p := range pool.Prefixes() {
 			if inMesh(p) {
@@ -196,6 +228,17 @@ func Plan(in Input) *RoutePlan {
 			}
 		}
 	}
+	plan.Sources = hostSources(gateways, in.LocalAddrs, plan.Forward.Local)
+	for i, r := range plan.Kernel {
+		if r.Via.IsValid() {
+			continue
+		}
+		for _, src := range plan.Sources {
+			if src.Addr.Is4() == r.Dst.Addr().Is4() {
+				plan.Kernel[i].Src = src.Addr
+			}
+		}
+	}
 	sort.SliceStable(plan.Kernel, func(i, j int) bool { return plan.Kernel[i].Dst.String() < plan.Kernel[j].Dst.String() })
 	return plan
 }
@@ -217,4 +260,33 @@ func lanAddress(n *metadata.NodeInfo, local []netip.Prefix, v6 bool) netip.Addr 
 		}
 	}
 	return netip.Addr{}
+}
+
+// hostSources picks the node's own address per family: the gateway of its
+// first pool (by name) that has one, put on the TUN; else an address the
+// node already has inside its own prefixes (the cloud CNI's bridge holds
+// one of its pod CIDR). The underlay address, the kernel's own choice,
+// would be dropped as spoofed by every receiver.
+func hostSources(gateways map[string]netip.Addr, localAddrs []netip.Addr, local []netip.Prefix) []HostSource {
+	var out []HostSource
+	for _, v4 := range []bool{true, false} {
+		var names []string
+		for n, gw := range gateways {
+			if gw.Is4() == v4 {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		if len(names) > 0 {
+			out = append(out, HostSource{Addr: gateways[names[0]], OnTUN: true})
+			continue
+		}
+		for _, a := range localAddrs {
+			if a.Is4() == v4 && slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(a) }) {
+				out = append(out, HostSource{Addr: a})
+				break
+			}
+		}
+	}
+	return out
 }

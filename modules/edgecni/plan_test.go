@@ -109,3 +109,40 @@ func TestPlanCloudNode(t *testing.T) {
 		t.Errorf("cloud-2's prefixes still belong to cloud-2 in the forwarder: %v", got)
 	}
 }
+
+// The node's own address for its host network: an edge node's pool
+// gateway, put on the TUN, becomes the source of every route into the TUN
+// (not of host-gw routes); a cloud node uses the address its CNI's bridge
+// already holds inside its pod CIDR. Without either the kernel picks the
+// underlay address, which receivers drop as spoofed: no source is set.
+func TestPlanHostSource(t *testing.T) {
+	in := goldenInput()
+	obj := `{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":"a1-pool"},"spec":{"subnet":"10.245.0.0/16","ips":["10.245.5.2-10.245.5.5"],"gateway":"10.245.5.1","nodeName":["edge-a1"]}}`
+	in.Snapshot.Pools["a1-pool"] = &metadata.PoolInfo{Name: "a1-pool", Object: json.RawMessage(obj)}
+	p := Plan(in)
+	got := p.String()
+	for _, want := range []string{
+		"source 10.245.5.1 (on tun)\n",
+		"kernel 10.244.0.0/16 dev tun src 10.245.5.1 (segment)\n",
+		"kernel 10.245.7.0/24 dev tun src 10.245.5.1 (same segment, other site: edge-c1)\n",
+		"kernel 10.245.6.2/32 via 192.168.1.12 (same segment, same LAN: edge-a2)\n",
+		"kernel fd00:245:6::2/128 dev tun (same segment, other site: edge-a2)\n", // no IPv6 source
+		"local  10.245.5.1/32\n",                                                 // the gateway is the node's own
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("plan lacks %q:\n%s", want, got)
+		}
+	}
+
+	cloud := goldenInput()
+	cloud.Node, cloud.LocalNets = "cloud-1", []netip.Prefix{pfx("198.18.0.0/24"), pfx("10.244.1.0/24")}
+	cloud.LocalAddrs = []netip.Addr{ip("198.18.0.13"), ip("10.244.1.1")}
+	got = Plan(cloud).String()
+	if !strings.Contains(got, "source 10.244.1.1 (on the node)\n") || !strings.Contains(got, "kernel 10.245.0.0/16 dev tun src 10.244.1.1 (segment)\n") {
+		t.Errorf("cloud-1 should send from cni0's 10.244.1.1:\n%s", got)
+	}
+	cloud.LocalAddrs = []netip.Addr{ip("198.18.0.13")}
+	if got := Plan(cloud).String(); strings.Contains(got, "source") || strings.Contains(got, " src ") {
+		t.Errorf("no own address, yet a source:\n%s", got)
+	}
+}

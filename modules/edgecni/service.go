@@ -120,7 +120,8 @@ func (s *Service) Run(ctx context.Context) error {
 		due := time.Since(lastReconcile) >= reconcileInterval
 		if first || due || snap.Version != lastVersion {
 			lastVersion = snap.Version
-			plan := Plan(Input{Node: s.cfg.NodeName, Cloud: cloud, Edge: edge, Snapshot: snap, LocalNets: localNets(m.TunName)})
+			nets, addrs := localNets(m.TunName)
+			plan := Plan(Input{Node: s.cfg.NodeName, Cloud: cloud, Edge: edge, Snapshot: snap, LocalNets: nets, LocalAddrs: addrs})
 			text := plan.String()
 			if text != lastPlan || due {
 				if text != lastPlan {
@@ -128,6 +129,9 @@ func (s *Service) Run(ctx context.Context) error {
 					klog.V(2).InfoS("Route plan", "plan", text)
 				}
 				var errs []error
+				if err := k.reconcileAddrs(plan.Sources); err != nil {
+					errs = append(errs, err)
+				}
 				if err := k.reconcileRoutes(plan.Kernel); err != nil {
 					errs = append(errs, err)
 				}
@@ -185,12 +189,13 @@ func underlayMTU() int {
 }
 
 // localNets are the subnets of this node's addresses, except the TUN's.
-func localNets(tunName string) []netip.Prefix {
+func localNets(tunName string) ([]netip.Prefix, []netip.Addr) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	var out []netip.Prefix
+	var own []netip.Addr
 	for _, a := range addrs {
 		if a.IPNet == nil || a.Scope != int(netlink.SCOPE_UNIVERSE) {
 			continue
@@ -204,6 +209,8 @@ func localNets(tunName string) []netip.Prefix {
 		}
 		ones, _ := a.Mask.Size()
 		out = append(out, netip.PrefixFrom(ip.Unmap(), ones).Masked())
+		own = append(own, ip.Unmap())
 	}
-	return out
+	slices.SortFunc(own, netip.Addr.Compare)
+	return out, own
 }

@@ -85,6 +85,25 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// The Kubernetes network model: agents and hostNetwork pods reach
+	// every pod without NAT. Into the TUN they send from the node's own
+	// address (its pool gateway, or its CNI bridge's address), which the
+	// receiver accepts and answers.
+	t.Run("host network reaches pods in every segment", func(t *testing.T) {
+		for _, pr := range pairs {
+			for _, d := range [][2]string{pr, {pr[1], pr[0]}} {
+				from, to := c.Node(d[0]), pods[d[1]]
+				if out, err := from.Host.Exec("ping", "-c2", "-i0.2", "-W2", to.IP.String()); err != nil {
+					routes, _ := from.Host.Exec("ip", "route", "get", to.IP.String())
+					t.Errorf("ping from %s's host network -> pod %s: %v\n%s\nroute: %s", d[0], to, err, out, routes)
+				}
+			}
+		}
+		if out, _ := c.Node("cloud-1").Host.Exec("ip", "route", "get", pods["a1"].IP.String()); !strings.Contains(out, "src "+c.Node("cloud-1").PodPrefix.Addr().Next().String()) {
+			t.Errorf("cloud-1 sends to a1's pod from %q, want its bridge's %s", out, c.Node("cloud-1").PodPrefix.Addr().Next())
+		}
+	})
+
 	t.Run("edgelink status and ping show the paths", func(t *testing.T) {
 		clusterCLI(t, c, pods)
 	})
