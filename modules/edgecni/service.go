@@ -188,7 +188,8 @@ func underlayMTU() int {
 	return 1500
 }
 
-// localNets are the subnets of this node's addresses, except the TUN's.
+// localNets are the subnets of this node's addresses, except the TUN's,
+// and the addresses themselves, sorted.
 func localNets(tunName string) ([]netip.Prefix, []netip.Addr) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
