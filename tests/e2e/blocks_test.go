@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,48 +18,6 @@ import (
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
-
-// controllerProc runs `edgelink controller` against the test kube-apiserver.
-type controllerProc struct {
-	t    *testing.T
-	cfg  string
-	cmd  *exec.Cmd
-	logs *testutil.SyncBuffer
-}
-
-func startController(t *testing.T, cp *cluster.ControlPlane, yaml string) *controllerProc {
-	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "controller.yaml")
-	if err := os.WriteFile(cfg, []byte("kubeconfig: "+cp.Kubeconfig+"\n"+yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &controllerProc{t: t, cfg: cfg, logs: &testutil.SyncBuffer{}}
-	c.start()
-	t.Cleanup(func() {
-		c.kill()
-		if t.Failed() {
-			t.Logf("controller log:\n%s", c.logs.String())
-		}
-	})
-	return c
-}
-
-func (c *controllerProc) start() {
-	c.t.Helper()
-	c.cmd = testutil.EdgelinkCmd(c.t, "controller", "--config", c.cfg, "-v=2")
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *controllerProc) kill() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Signal(syscall.SIGKILL)
-		_ = c.cmd.Wait()
-		c.cmd = nil
-	}
-}
 
 // blocksOf reads the shared pool's claims from the kube-apiserver.
 func blocksOf(t *testing.T, cp *cluster.ControlPlane, pool string) (ipam.Claims, []string) {
@@ -121,7 +76,7 @@ func TestBlocksFromOneSharedPool(t *testing.T) {
 	const shared = "blk-default-v4"
 	createPool(t, cp, shared, map[string]any{"subnet": "10.246.0.0/16", "ips": []any{"10.246.0.0-10.246.20.200"}, "default": true})
 
-	ctl := startController(t, cp, `
+	ctl := testutil.StartController(t, cp.Kubeconfig, `
 meshCIDRConfig: {cloudCIDR: [10.246.1.0/24], edgeCIDR: [10.246.5.0/24, 10.246.6.0/24]}
 blockSize: 28
 minFree: 4
@@ -192,8 +147,8 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 	// restarted.
 	for i := 0; i < 24; i++ {
 		if i == 12 {
-			ctl.kill()
-			ctl.start()
+			ctl.Kill()
+			ctl.Start()
 		}
 		for _, e := range []*cluster.EdgeNode{e1, e2} {
 			if _, err := allocate(e, fmt.Sprintf("blk-%s-%d", e.Name[len(e.Name)-1:], i), 60*time.Second); err != nil {

@@ -52,6 +52,18 @@ func TestCluster(t *testing.T) {
 	t.Logf("all pairs answer pings %s after the agents started", took.Round(time.Millisecond))
 
 	t.Run("every pod reaches every other", func(t *testing.T) {
+		// The document's layout: edge pods hold the cluster pool's /16,
+		// from their node's block inside their site's segment.
+		for _, n := range c.PodNodes() {
+			if n.Kind != simcluster.Edge {
+				continue
+			}
+			p := pods[n.Name]
+			out, _ := p.Exec("ip", "-4", "-o", "addr", "show", "dev", "eth0")
+			if !n.PodPrefix.Contains(p.IP) || !strings.Contains(out, p.IP.String()+"/16") {
+				t.Errorf("pod %s: %s, want a /16 address inside %s", p, strings.TrimSpace(out), n.PodPrefix)
+			}
+		}
 		for _, pr := range pairs {
 			for _, d := range [][2]string{pr, {pr[1], pr[0]}} {
 				from, to := pods[d[0]], pods[d[1]]
@@ -181,8 +193,8 @@ func clusterCLI(t *testing.T, c *simcluster.Cluster, pods map[string]*simcluster
 	if p := paths["a1"]; p.Path != string(p2p.PathRelayed) || !strings.HasPrefix(p.Relay, "relay-") {
 		t.Errorf("b1's status: a1 via %q %q, want relayed via a relay", p.Path, p.Relay)
 	}
-	if len(ov.Segments) != 1 || ov.Segments[0] != simcluster.EdgeCIDR.String() {
-		t.Errorf("b1's segments %v", ov.Segments)
+	if len(ov.Segments) != 1 || ov.Segments[0] != c.Node("b1").PodPrefix.String() {
+		t.Errorf("b1's segments %v, want its site's %s", ov.Segments, c.Node("b1").PodPrefix)
 	}
 	table, err := edgelinkIn(t, c.Node("a1"), "status")
 	if err != nil || !strings.Contains(table, "c1") || !strings.Contains(table, "direct") {

@@ -21,13 +21,19 @@
 //	site B (symmetric NAT, defeats hole punching): b1
 //	  edge nodes: edgecore (metaServer on), agent with metaSync from the
 //	  metaServer, ipam, tunnel and edgeCNI; pods from edgelink-cni with
-//	  the spiderpool IPAM binary, out of a SpiderIPPool pinned to the node
+//	  the spiderpool IPAM binary, out of the node's blocks of the one
+//	  cluster pool
 //
 // Every node carries a membership certificate from one EdgeLink CA.
 //
-// Segments: cloudCIDR 10.244.0.0/16 (cloud-1 10.244.1.0/24, cloud-2
-// 10.244.2.0/24), edgeCIDR 10.245.0.0/16 (edge node n of the spec gets the
-// pool 10.245.n.0/24).
+// Addresses follow the EdgeMesh CNI document's layout: one SpiderIPPool
+// for the whole cluster (default-v4: 10.244.0.0/16, 10.244.0.0-10.244.20.200,
+// spec.default, pinned to no node), `edgelink controller` giving each edge
+// node blocks of it, and segments given only as cloudCIDR/edgeCIDR:
+// cloudCIDR 10.244.0.0/22 (cloud-1 10.244.1.0/24, cloud-2 10.244.2.0/24,
+// from the cloud's CNI), one edgeCIDR per site (site number i of the spec:
+// 10.244.(5+i).0/24, named on its nodes by the edgelink.io/segment
+// annotation). Edge pods get /16 addresses, as SpiderPool gives them.
 //
 // New takes a testing.TB and registers all teardown with its Cleanup, so
 // nothing is left behind when a test fails; it skips when not root.
@@ -54,6 +60,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -92,10 +99,15 @@ var Default = topology.Spec{
 	},
 }
 
-var (
-	CloudCIDR = netip.MustParsePrefix("10.244.0.0/16")
-	EdgeCIDR  = netip.MustParsePrefix("10.245.0.0/16")
-)
+// CloudCIDR is the cloud segment; SharedPool the one cluster pool.
+var CloudCIDR = netip.MustParsePrefix("10.244.0.0/22")
+
+const SharedPool = "default-v4"
+
+// SiteCIDR is the edge segment of site number i (0-based) of the spec.
+func SiteCIDR(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(5 + i), 0}), 24)
+}
 
 var poolGVR = schema.GroupVersionResource{Group: "spiderpool.spidernet.io", Version: "v2beta1", Resource: "spiderippools"}
 
@@ -104,12 +116,16 @@ type Cluster struct {
 	TP *topology.Topology
 	CP *cluster.ControlPlane
 
-	t      testing.TB
-	caDir  string
-	relays []v1.RelayNode
-	kubecf string // cloud agents' kubeconfig, via the control host
-	nodes  map[string]*Node
-	order  []string
+	// Controller is the block controller (edgelink controller).
+	Controller *testutil.Controller
+
+	t         testing.TB
+	edgeCIDRs []string
+	caDir     string
+	relays    []v1.RelayNode
+	kubecf    string // cloud agents' kubeconfig, via the control host
+	nodes     map[string]*Node
+	order     []string
 }
 
 // Node is one node of the cluster.
@@ -119,8 +135,8 @@ type Node struct {
 	Host  *topology.Host
 	Edge  *cluster.EdgeNode // edge nodes only
 	Agent *testutil.Agent
-	// PodPrefix is the node's pod range: its pod CIDR (cloud) or pinned
-	// pool subnet (edge).
+	// PodPrefix is the node's pod range: its pod CIDR (cloud) or its
+	// site's segment (edge).
 	PodPrefix netip.Prefix
 
 	c       *Cluster
@@ -186,12 +202,16 @@ func New(t testing.TB, spec topology.Spec) *Cluster {
 		}
 	}
 
-	cloudN, edgeN := 0, 0
+	for i := range spec.Sites {
+		c.edgeCIDRs = append(c.edgeCIDRs, SiteCIDR(i).String())
+	}
+	c.createPool(SharedPool, map[string]any{"subnet": "10.244.0.0/16", "ips": []any{"10.244.0.0-10.244.20.200"}, "default": true})
+	cloudN := 0
 	for _, h := range tp.Hosts() {
 		switch {
 		case h.Site != "":
-			edgeN++
-			c.addEdge(h, edgeN)
+			site := slices.IndexFunc(spec.Sites, func(s topology.SiteSpec) bool { return s.Name == h.Site })
+			c.addEdge(h, SiteCIDR(site))
 		case strings.HasPrefix(h.Name, "cloud-"):
 			cloudN++
 			c.addCloud(h, cloudN)
@@ -200,6 +220,9 @@ func New(t testing.TB, spec topology.Spec) *Cluster {
 		}
 	}
 	c.cloudHostGW()
+	c.Controller = testutil.StartController(t, cp.Kubeconfig, fmt.Sprintf(
+		"meshCIDRConfig: {cloudCIDR: [%s], edgeCIDR: [%s]}\nresyncPeriod: 2s\n", CloudCIDR, strings.Join(c.edgeCIDRs, ", ")))
+	c.waitBlocks()
 	for _, name := range c.order {
 		n := c.nodes[name]
 		n.Agent.Start(n.startOn)
@@ -265,7 +288,7 @@ func (c *Cluster) agentConfig(name string, kind Kind) *v1.AgentConfig {
 	m := &cfg.Modules
 	m.MetaSync.Enable, m.IPAM.Enable, m.EdgeCNI.Enable = kind != Relay, kind == Edge, kind != Relay
 	m.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
-	m.EdgeCNI.MeshCIDRConfig = v1.MeshCIDRConfig{CloudCIDR: []string{CloudCIDR.String()}, EdgeCIDR: []string{EdgeCIDR.String()}}
+	m.EdgeCNI.MeshCIDRConfig = v1.MeshCIDRConfig{CloudCIDR: []string{CloudCIDR.String()}, EdgeCIDR: c.edgeCIDRs}
 	tn := &m.Tunnel
 	tn.IdentityFile = filepath.Join(dir, "tunnel", "identity.key")
 	tn.RoutableCIDRs = []string{topology.PublicPrefix.String()}
@@ -315,16 +338,18 @@ func (c *Cluster) cloudHostGW() {
 	}
 }
 
-// addEdge makes edge node number n: edgecore in the host's namespace
-// (Node object with its LAN address), a SpiderIPPool 10.245.n.0/24 pinned
-// to it, edgelink-cni + spiderpool as its CNI, and a full agent.
-func (c *Cluster) addEdge(h *topology.Host, n int) {
+// addEdge makes an edge node of segment seg: edgecore in the host's
+// namespace (Node object with its LAN address, annotated with its
+// segment), edgelink-cni + spiderpool as its CNI, and a full agent. Its
+// addresses come from its blocks of the shared pool.
+func (c *Cluster) addEdge(h *topology.Host, seg netip.Prefix) {
 	t := c.t
 	e := c.CP.AddEdgeNodeIn(t, h.Name, cluster.EdgeIn{NetNS: h.NetNS, IP: net.IP(h.IP.AsSlice()), CloudHost: c.TP.Host("control").IP.String()})
-	pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 245, byte(n), 0}), 24)
-	first, last := pfx.Addr().Next().Next(), netip.AddrFrom4([4]byte{10, 245, byte(n), 250})
-	c.createPool(h.Name, map[string]any{"subnet": pfx.String(), "ips": []any{first.String() + "-" + last.String()},
-		"gateway": pfx.Addr().Next().String(), "nodeName": []any{h.Name}, "default": true})
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ipam.AnnoSegment, seg.String())
+	if _, err := c.CP.Client.CoreV1().Nodes().Patch(context.Background(), h.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("annotate node %s: %v", h.Name, err)
+	}
+	pfx := seg
 	cfg := c.agentConfig(h.Name, Edge)
 	cfg.Modules.MetaSync.MetaServer = e.MetaServer
 	conf, err := install.Conflist(install.Options{IPAMType: "spiderpool", IPAMSocket: cfg.Modules.IPAM.SocketPath, DataDir: filepath.Join(t.TempDir(), "cni")})
@@ -349,6 +374,31 @@ func setIPAMKey(t testing.TB, conf []byte, key string, v any) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// waitBlocks waits until the controller has given every edge node a block.
+func (c *Cluster) waitBlocks() {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		u, err := c.CP.Dynamic.Resource(poolGVR).Get(context.Background(), SharedPool, metav1.GetOptions{})
+		var claims ipam.Claims
+		if err == nil {
+			claims, err = ipam.ParseClaims(u.GetAnnotations()[ipam.AnnoBlocks])
+		}
+		missing := ""
+		for _, n := range c.nodes {
+			if n.Kind == Edge && len(claims.Of(n.Name)) == 0 {
+				missing = n.Name
+			}
+		}
+		if err == nil && missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("simcluster: no block for edge node %s after 60s (err %v)\ncontroller log:\n%s", missing, err, c.Controller.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) createPool(name string, spec map[string]any) {
