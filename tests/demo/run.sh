@@ -10,8 +10,7 @@
 # plugins, spiderpool; cached under ~/.cache/edgelink-tools, ~8 min the
 # first time) and runs tests/demo as a plain binary, so Ctrl-C reaches it
 # and it tears everything down. Nothing leaves the machine: every address
-# is in namespaces it makes (198.18.0.0/15, 192.168.n.0/24, 10.244/16,
-# 10.245/16).
+# is in namespaces it makes (198.18.0.0/15, 192.168.n.0/24, 10.244/16).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ $EUID -eq 0 ]] || { echo "the demo creates network namespaces: run it as root" >&2; exit 1; }
