@@ -253,9 +253,14 @@ func (c *ipamClient) do(method, path string, body any) (int, []byte, error) {
 // allocPod allocates for a pod and returns its first address as
 // "<address>@<pool>".
 func (c *ipamClient) allocPod(ns, name, uid string) (string, error) {
+	return c.allocPodCID(ns, name, uid, "c-"+uid)
+}
+
+// allocPodCID is allocPod for the sandbox (container ID) cid.
+func (c *ipamClient) allocPodCID(ns, name, uid, cid string) (string, error) {
 	s := func(v string) *string { return &v }
 	code, body, err := c.do("POST", "/v1/ipam/ip", map[string]any{
-		"containerID": s("c-" + uid), "ifName": s("eth0"), "netNamespace": s("/run/netns/x"),
+		"containerID": s(cid), "ifName": s("eth0"), "netNamespace": s("/run/netns/x"),
 		"podNamespace": s(ns), "podName": s(name), "podUID": s(uid),
 	})
 	if err != nil {

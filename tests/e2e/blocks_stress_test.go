@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/tests/cluster"
+	"github.com/edgelink/edgelink/tests/testutil"
+)
+
+// stressPod is one pod of the stress run: its API object and its lease.
+type stressPod struct {
+	name, uid, node, cid string
+	addr                 netip.Addr
+}
+
+// 500 ADD/DEL cycles over three edge nodes sharing one pool, two of them
+// in one segment (their blocks contend), while the agent of one node is
+// killed with kill -9 and restarted, the controller is killed and
+// restarted, and one edge site is cut from the cloud (its edgecore
+// stopped) for a fifth of the run, during which its pods' sandboxes are
+// recreated (same pod, new container: the same address) and torn down,
+// as the kubelet does offline. At every step no address is held twice
+// and every address lies in a block claimed for its node; at the end,
+// with every pod deleted, no node holds a lease, and a node deleted from
+// the API gives its blocks back.
+func TestBlocksStress(t *testing.T) {
+	testutil.RequireRoot(t)
+	cp := cluster.Shared(t)
+	ctx := context.Background()
+	nodes := []*cluster.EdgeNode{cp.AddEdgeNode(t, "st-edge-1"), cp.AddEdgeNode(t, "st-edge-2"), cp.AddEdgeNode(t, "st-edge-3")}
+	segs := []string{"10.248.0.0/24", "10.248.0.0/24", "10.248.1.0/24"}
+	for i, e := range nodes {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ipam.AnnoSegment, segs[i])
+		if _, err := cp.Client.CoreV1().Nodes().Patch(ctx, e.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const shared = "st-default-v4"
+	createPool(t, cp, shared, map[string]any{"subnet": "10.248.0.0/16", "ips": []any{"10.248.0.0-10.248.1.255"}, "default": true})
+	ctl := testutil.StartController(t, cp.Kubeconfig, `
+meshCIDRConfig: {cloudCIDR: [10.248.2.0/24], edgeCIDR: [10.248.0.0/24, 10.248.1.0/24]}
+blockSize: 28
+minFree: 4
+resyncPeriod: 1s
+leaderElection: {enable: true, namespace: kube-system, name: st-controller, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms}
+`)
+	agents := map[string]*testutil.Agent{}
+	clients := map[string]*ipamClient{}
+	for _, e := range nodes {
+		dir := t.TempDir()
+		c := v1.NewDefault()
+		c.NodeName, c.DataDir = e.Name, filepath.Join(dir, "data")
+		c.Modules.MetaSync.MetaServer = e.MetaServer
+		c.Modules.Tunnel.Enable = false
+		c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
+		agents[e.Name] = testutil.NewAgent(t, c, e.NetNS)
+		agents[e.Name].Start("Metadata synced")
+		clients[e.Name] = newIPAMClient(c.Modules.IPAM.SocketPath)
+	}
+
+	held := map[netip.Addr]string{} // address -> pod, over the whole cluster
+	live := map[string][]*stressPod{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var adds, dels, readds, offlineOps int
+
+	add := func(p *stressPod, wait time.Duration) {
+		t.Helper()
+		var got string
+		var err error
+		deadline := time.Now().Add(wait)
+		for {
+			got, err = clients[p.node].allocPodCID("default", p.name, p.uid, p.cid)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("ADD %s on %s: %v", p.name, p.node, err)
+		}
+		pfx, err := netip.ParsePrefix(strings.SplitN(got, "@", 2)[0])
+		if err != nil {
+			t.Fatalf("ADD %s: %q", p.name, got)
+		}
+		if p.addr.IsValid() {
+			if pfx.Addr() != p.addr {
+				t.Fatalf("pod %s's new sandbox got %s, its address is %s", p.name, pfx.Addr(), p.addr)
+			}
+			return
+		}
+		if other, dup := held[pfx.Addr()]; dup {
+			t.Fatalf("address %s given to %s on %s while %s holds it", pfx.Addr(), p.name, p.node, other)
+		}
+		p.addr = pfx.Addr()
+		held[p.addr] = p.name
+	}
+	del := func(p *stressPod) {
+		t.Helper()
+		s := func(v string) *string { return &v }
+		code, body, err := clients[p.node].do("DELETE", "/v1/ipam/ip", map[string]any{"containerID": s(p.cid), "ifName": s("eth0"),
+			"podNamespace": s("default"), "podName": s(p.name), "podUID": s(p.uid)})
+		if err != nil || code != 200 {
+			t.Fatalf("DEL %s on %s: %d %s %v", p.name, p.node, code, body, err)
+		}
+	}
+	newPod := func(i int, node string) *stressPod {
+		name := fmt.Sprintf("st-%d", i)
+		obj := cp.CreatePod(t, "default", name, node, nil, nil)
+		return &stressPod{name: name, uid: string(obj.UID), node: node, cid: "c1-" + name}
+	}
+	remove := func(p *stressPod) {
+		del(p)
+		delete(held, p.addr)
+		deletePod(t, cp, "default", p.name)
+		dels++
+	}
+
+	cut := nodes[2].Name
+	var tornDown []string // pods torn down offline; their API objects stay until the node is back
+	start := time.Now()
+	for i := 0; i < 500; i++ {
+		switch i {
+		case 100:
+			agents[nodes[0].Name].Kill()
+			agents[nodes[0].Name].Start("IPAM serving")
+		case 200:
+			ctl.Kill()
+			ctl.Start()
+		case 300:
+			nodes[2].Stop() // the site's cloud link: its metaServer goes with it
+		case 400:
+			if err := nodes[2].Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := nodes[i%3].Name
+		offline := n == cut && i >= 300 && i < 400
+		pods := live[n]
+		switch {
+		case offline && len(pods) > 0 && rng.IntN(2) == 0:
+			// a container restart offline: a new sandbox, the same address
+			p := pods[rng.IntN(len(pods))]
+			p.cid = fmt.Sprintf("c%d-%s", i, p.name)
+			add(p, 10*time.Second)
+			readds++
+			offlineOps++
+		case offline && len(pods) > 0:
+			p := pods[0]
+			del(p) // the kubelet tears it down; the API object stays until the cloud is back
+			delete(held, p.addr)
+			live[n] = pods[1:]
+			tornDown = append(tornDown, p.name)
+			offlineOps++
+		case offline:
+		case len(pods) >= 8 || (len(pods) > 0 && rng.IntN(3) == 0):
+			j := rng.IntN(len(pods))
+			remove(pods[j])
+			live[n] = append(pods[:j], pods[j+1:]...)
+		default:
+			p := newPod(i, n)
+			add(p, 60*time.Second)
+			cp.SetPodIP(t, "default", p.name, p.addr.String())
+			live[n] = append(live[n], p)
+			adds++
+		}
+		// Every held address is inside a block claimed for its node.
+		if i%50 == 49 {
+			claims, _ := blocksOf(t, cp, shared)
+			for node, ps := range live {
+				for _, p := range ps {
+					mine := false
+					for _, b := range claims.Of(node) {
+						mine = mine || b.Contains(p.addr)
+					}
+					if !mine {
+						t.Fatalf("cycle %d: %s on %s holds %s, outside its blocks %v", i, p.name, node, p.addr, claims.Of(node))
+					}
+				}
+			}
+		}
+	}
+	for _, ps := range live {
+		for _, p := range ps {
+			remove(p)
+		}
+	}
+	for _, name := range tornDown {
+		deletePod(t, cp, "default", name)
+	}
+	for _, e := range nodes {
+		eventually(t, "no lease left on "+e.Name, 30*time.Second, func() error {
+			if l := clients[e.Name].leaseUIDs(t); len(l) != 0 {
+				return fmt.Errorf("%d leases left: %v", len(l), l)
+			}
+			return nil
+		})
+	}
+	// A deleted node's blocks go back to the pool once nothing uses them
+	// (its pods are gone): claim, exclusion and block pool.
+	gone := nodes[2].Name
+	before, _ := blocksOf(t, cp, shared)
+	if err := cp.Client.CoreV1().Nodes().Delete(ctx, gone, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted node's blocks released", 30*time.Second, func() error {
+		claims, excl := blocksOf(t, cp, shared)
+		if got := claims.Of(gone); len(got) != 0 {
+			return fmt.Errorf("%s still holds %v", gone, got)
+		}
+		for _, b := range before.Of(gone) {
+			if strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
+				return fmt.Errorf("block %s still in excludeIPs %v", b, excl)
+			}
+			if _, err := cp.Dynamic.Resource(ipam.PoolGVR).Get(ctx, ipam.BlockName(shared, b), metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("block pool %s still exists", ipam.BlockName(shared, b))
+			}
+		}
+		if len(claims.Of(nodes[0].Name)) == 0 || len(claims.Of(nodes[1].Name)) == 0 {
+			return fmt.Errorf("the live nodes lost their blocks: %v", claims)
+		}
+		return nil
+	})
+
+	claims, _ := blocksOf(t, cp, shared)
+	t.Logf("500 cycles in %s: %d ADDs, %d re-ADDs of a new sandbox, %d DELs, %d operations on %s while cut off; 0 addresses held twice, 0 leases left; blocks %v",
+		time.Since(start).Round(time.Second), adds, readds, dels, offlineOps, cut, claims)
+}
