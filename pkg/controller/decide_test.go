@@ -194,6 +194,15 @@ func TestDecide(t *testing.T) {
 			want: "claim pool=site-a block=10.244.6.0/26 node=a1 (0 of 0 addresses free, minFree 16)\n",
 		},
 		{
+			name: "a nodeName list shares the pool among the nodes it names",
+			st: State{
+				Pools: map[string]*ipam.SpiderIPPool{"pair": pool("pair", "", func(sp *ipam.SpiderIPPool) { sp.Spec.NodeName = []string{"edge-1", "edge-2"} })},
+				Nodes: map[string]*Node{"edge-1": edgeNode("edge-1", "10.244.5.0/24"), "edge-2": edgeNode("edge-2", "10.244.5.0/24"), "edge-3": edgeNode("edge-3", "10.244.6.0/24")},
+			},
+			want: "claim pool=pair block=10.244.5.0/26 node=edge-1 (0 of 0 addresses free, minFree 16)\n" +
+				"claim pool=pair block=10.244.5.64/26 node=edge-2 (0 of 0 addresses free, minFree 16)\n",
+		},
+		{
 			name: "segment full",
 			st: State{
 				Pools: map[string]*ipam.SpiderIPPool{"small": pool("small", "", func(sp *ipam.SpiderIPPool) { sp.Spec.IPs = []string{"10.244.5.0-10.244.5.100"} })},
