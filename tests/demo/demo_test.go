@@ -52,7 +52,7 @@ func TestDemo(t *testing.T) {
 	if interrupted() {
 		return
 	}
-	say("\n==> pods (cloud: bridge + host-local; edge: edgelink-cni + spiderpool from pinned SpiderIPPools)")
+	say("\n==> pods (cloud: bridge + host-local; edge: edgelink-cni + spiderpool from their blocks of the one cluster pool)")
 	for _, n := range c.PodNodes() {
 		say("    %-8s %-7s %s", n.Name, n.Kind, pods[n.Name].IP)
 	}
