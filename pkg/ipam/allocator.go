@@ -334,9 +334,14 @@ type PoolUsage struct {
 	Pool      string `json:"pool"`
 	Allocated int    `json:"allocated"`
 	Size      string `json:"size"`
+	// BlockOf names the shared pool when Pool is one of this node's
+	// blocks of it.
+	BlockOf string `json:"blockOf,omitempty"`
 }
 
-// Usage reports allocated addresses per pool of the current view.
+// Usage reports allocated addresses per pool this node allocates from:
+// the pools pinned to it alone, its blocks of shared pools among them
+// (other nodes' pools and the shared pools themselves are left out).
 func (a *Allocator) Usage() ([]PoolUsage, error) {
 	v := a.view.Load()
 	count := map[string]int{}
@@ -351,7 +356,11 @@ func (a *Allocator) Usage() ([]PoolUsage, error) {
 	}
 	var out []PoolUsage
 	for _, name := range v.PoolNames() {
-		out = append(out, PoolUsage{Pool: name, Allocated: count[name], Size: v.Pools[name].SizeString()})
+		p := v.Pools[name]
+		if p.Shared() || p.nodeNames[0] != v.NodeName {
+			continue
+		}
+		out = append(out, PoolUsage{Pool: name, Allocated: count[name], Size: p.SizeString(), BlockOf: p.blockOf})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Pool < out[j].Pool })
 	return out, nil

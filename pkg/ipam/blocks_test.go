@@ -160,6 +160,11 @@ func TestSharedPoolAllocatesFromOwnBlocks(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
+	// Usage shows what this node allocates from: its block, not the
+	// shared pool nor another node's block.
+	if u, err := a.Usage(); err != nil || len(u) != 1 || u[0] != (PoolUsage{Pool: "default-v4-10-244-5-0-30", Allocated: 3, Size: "3", BlockOf: "default-v4"}) {
+		t.Errorf("Usage() = %+v, %v", u, err)
+	}
 	// Another node's block is never borrowed, and the shared pool's own
 	// addresses are never handed out directly.
 	r := req("e")
