@@ -1,8 +1,11 @@
 package ipam
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/ipam"
 )
 
@@ -49,4 +52,37 @@ func serveStatus(w http.ResponseWriter, socket string, a *ipam.Allocator) {
 		st.Invalid[name] = err.Error()
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// Diagnose checks that the node has addresses to give (`edgelink
+// diagnose`): a shared pool that may serve it but of which it holds no
+// block fails every pod that asks for it.
+func (m *Module) Diagnose() []agentapi.Check {
+	const name = "IPAM blocks of shared pools"
+	if !m.enable {
+		return []agentapi.Check{agentapi.Skip(name, "the ipam module is disabled")}
+	}
+	a := m.svc.live.Load()
+	if a == nil {
+		return []agentapi.Check{agentapi.Fail(name, "the ipam module is not serving yet", "wait for the agent to start; its log says why it does not")}
+	}
+	return []agentapi.Check{blocksCheck(a.View())}
+}
+
+func blocksCheck(v *ipam.View) agentapi.Check {
+	const name = "IPAM blocks of shared pools"
+	if missing := v.SharedWithoutBlocks(); len(missing) > 0 {
+		return agentapi.Fail(name, fmt.Sprintf("node %s has no block of shared pool(s) %s: pods asking for them get no address", v.NodeName, strings.Join(missing, ", ")),
+			"run `edgelink controller` in the cloud (the Helm chart's Deployment), and give the node its segment: spec.podCIDR inside a cloudCIDR/edgeCIDR entry, or `kubectl annotate node "+v.NodeName+" "+ipam.AnnoSegment+"=<CIDR>`; its log names nodes it cannot serve")
+	}
+	var blocks []string
+	for _, name := range v.PoolNames() {
+		if p := v.Pools[name]; p.BlockOf() != "" && !p.Shared() && p.PinnedNode() == v.NodeName {
+			blocks = append(blocks, name)
+		}
+	}
+	if len(blocks) == 0 {
+		return agentapi.OK(name, "no shared pool serves this node")
+	}
+	return agentapi.OK(name, fmt.Sprintf("blocks %s", strings.Join(blocks, ", ")))
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/ipam"
 )
 
@@ -52,5 +54,30 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]
 	off.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ipam", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("disabled module: %d, want 404", rec.Code)
+	}
+}
+
+// `edgelink diagnose` fails a node that a shared pool serves but that
+// holds no block of it, naming the pool and what to do.
+func TestBlocksCheck(t *testing.T) {
+	view := func(yaml string) *ipam.View {
+		objs, err := ipam.DecodeObjects(strings.NewReader(yaml), "edge-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ipam.NewView("edge-1", objs)
+	}
+	const shared = `{kind: SpiderIPPool, metadata: {name: default-v4}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.0.0-10.244.20.200"], default: true}}`
+	c := blocksCheck(view(shared))
+	if c.Status != agentapi.CheckFail || !strings.Contains(c.Detail, "default-v4") || !strings.Contains(c.Fix, "edgelink controller") || !strings.Contains(c.Fix, ipam.AnnoSegment) {
+		t.Errorf("no block: %+v", c)
+	}
+	c = blocksCheck(view(shared + "\n---\n" + `{kind: SpiderIPPool, metadata: {name: default-v4-10-244-5-0-26, annotations: {edgelink.io/block-of: default-v4}}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.0-10.244.5.63"], excludeIPs: [10.244.5.0], gateway: 10.244.5.0, nodeName: [edge-1]}}`))
+	if c.Status != agentapi.CheckOK || !strings.Contains(c.Detail, "default-v4-10-244-5-0-26") {
+		t.Errorf("with a block: %+v", c)
+	}
+	c = blocksCheck(view(`{kind: SpiderIPPool, metadata: {name: mine}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.2"], nodeName: [edge-1]}}`))
+	if c.Status != agentapi.CheckOK {
+		t.Errorf("pinned pools only: %+v", c)
 	}
 }

@@ -229,3 +229,17 @@ func CarveBlock(p *Pool, within netip.Prefix, bits int, claimed []netip.Prefix, 
 	}
 	return netip.Prefix{}, false
 }
+
+// SharedWithoutBlocks lists, sorted, the enabled shared pools that may
+// serve this node and of which it holds no block: a request naming one
+// fails until `edgelink controller` gives the node a block.
+func (v *View) SharedWithoutBlocks() []string {
+	var out []string
+	for _, name := range v.PoolNames() {
+		p := v.Pools[name]
+		if p.Shared() && p.blockOf == "" && !p.Disable && p.MayServe(v.NodeName, v.NodeLabels) && len(v.blocks[name]) == 0 {
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -172,6 +172,7 @@ func diagnose(ctx context.Context, c *v1.AgentConfig, m opsModules) agentapi.Dia
 	d := agentapi.Diagnosis{Node: c.NodeName, Time: time.Now()}
 	d.Checks = append(d.Checks, m.cni.Diagnose(ctx)...)
 	d.Checks = append(d.Checks, ipamCheck(ctx, c))
+	d.Checks = append(d.Checks, m.ipam.Diagnose()...)
 	d.Checks = append(d.Checks, m.meta.Diagnose()...)
 	d.Checks = append(d.Checks, m.tun.Diagnose()...)
 	return d
