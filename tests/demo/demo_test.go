@@ -21,6 +21,31 @@ import (
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
+// failures collects what did not work; the demo fails, loudly, when one did.
+type failures struct {
+	t    *testing.T
+	list []string
+}
+
+func (f *failures) add(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	f.list = append(f.list, msg)
+	say("    FAILED: %s", msg)
+	f.t.Error(msg)
+}
+
+// report prints the verdict last, where a reader of the demo looks.
+func (f *failures) report() {
+	if len(f.list) == 0 {
+		say("\n==> demo OK: every ping answered, every status and transfer worked")
+		return
+	}
+	say("\n==> DEMO FAILED: %d problem(s):", len(f.list))
+	for _, m := range f.list {
+		say("    - %s", m)
+	}
+}
+
 // TestDemo runs only when EDGELINK_DEMO=1 (make demo sets it).
 func TestDemo(t *testing.T) {
 	if os.Getenv("EDGELINK_DEMO") != "1" {
@@ -41,6 +66,8 @@ func TestDemo(t *testing.T) {
 			return false
 		}
 	}
+	fails := &failures{t: t}
+	defer fails.report()
 	start := time.Now()
 	say("==> bringing up the cluster: etcd, kube-apiserver, cloudcore; 2 relays, 2 cloud nodes, sites A (2 nodes), C, B (symmetric NAT); an edgecore and an agent per node")
 	c := simcluster.New(t, simcluster.Default)
@@ -75,6 +102,9 @@ func TestDemo(t *testing.T) {
 			rtt = strings.Fields(out[i+5:])[0] + " ms"
 		}
 		say("    %-8s -> %-8s %-12s %s", pr[0], pr[1], to.IP, rtt)
+		if err != nil {
+			fails.add("ping %s -> %s (%s): no answer within 60s", pr[0], pr[1], to.IP)
+		}
 	}
 
 	if interrupted() {
@@ -85,7 +115,7 @@ func TestDemo(t *testing.T) {
 		say("--- %s", n.Name)
 		out, err := exec.Command("ip", "netns", "exec", n.Host.NetNS, filepath.Join(testutil.Binaries(t), "edgelink"), "status", "--socket", n.Agent.Config.StatusSocket).CombinedOutput()
 		if err != nil {
-			say("    (edgelink status: %v)", err)
+			fails.add("edgelink status on %s: %v", n.Name, err)
 		}
 		say("%s", strings.TrimRight(string(out), "\n"))
 	}
@@ -94,7 +124,7 @@ func TestDemo(t *testing.T) {
 	for _, pr := range [][2]string{{"cloud-1", "a1"}, {"a1", "c1"}} {
 		took, err := simcluster.Transfer(pods[pr[0]], pods[pr[1]], 64<<20)
 		if err != nil {
-			say("    %s -> %s: %v", pr[0], pr[1], err)
+			fails.add("transfer %s -> %s: %v", pr[0], pr[1], err)
 			continue
 		}
 		say("    %s -> %s: %.2f Gbit/s (content checked)", pr[0], pr[1], float64(64<<20)*8/took.Seconds()/1e9)
