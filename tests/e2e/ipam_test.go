@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,10 +286,16 @@ func (c *ipamClient) alloc(uid string) (string, error) {
 	return addr, err
 }
 
+// killBudget bounds the allocations of one round of
+// TestIPAMKillDuringAllocation.
+const killBudget = 800
+
 // kill -9 in the middle of concurrent allocations, restart: every
 // acknowledged lease is still there with the same address, and no address
 // belongs to two pods.
 func TestIPAMKillDuringAllocation(t *testing.T) {
+	// Each round allocates at most killBudget addresses plus 200 fresh
+	// ones, and keeps them: 3 rounds stay well inside the 4096-address pool.
 	pools := `
 apiVersion: spiderpool.spidernet.io/v2beta1
 kind: SpiderIPPool
@@ -302,16 +309,20 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.244.16.0-10.244.31.255"], nodeName: [edg
 		var mu sync.Mutex
 		acked := map[string]string{}
 		var wg sync.WaitGroup
+		var done atomic.Int64
 		stop := make(chan struct{})
 		for w := 0; w < 8; w++ {
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				for i := 0; i < 2000; i++ {
+				for i := 0; i < killBudget; i++ {
 					select {
 					case <-stop:
 						return
 					default:
+					}
+					if done.Load() >= killBudget {
+						return
 					}
 					uid := fmt.Sprintf("r%d-w%d-%d", round, w, i)
 					ip, err := client.alloc(uid)
@@ -321,10 +332,17 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.244.16.0-10.244.31.255"], nodeName: [edg
 					mu.Lock()
 					acked[uid] = ip
 					mu.Unlock()
+					done.Add(1)
 				}
 			}(w)
 		}
-		time.Sleep(time.Duration(100+rng.Intn(400)) * time.Millisecond)
+		// The kill comes after a random number of acknowledgements, with
+		// the workers still allocating: mid-allocation on a fast disk
+		// (tmpfs) and a slow one alike, and the pool never runs out.
+		at := int64(50 + rng.Intn(killBudget/2))
+		for deadline := time.Now().Add(60 * time.Second); done.Load() < at && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		n.agent.Kill()
 		close(stop)
 		wg.Wait()
