@@ -3,10 +3,13 @@ package dataplane
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,12 +246,15 @@ func TestPlanSwapUnderLookups(t *testing.T) {
 	f, _, _ := newTestForwarder(t)
 	other := &Plan{Local: testPlan.Local, Remote: map[string][]netip.Prefix{"edge-3": {pfx("10.245.1.0/24")}, "edge-2": {pfx("10.245.2.0/24")}}}
 	a, b := netip.MustParseAddr("10.245.1.1"), netip.MustParseAddr("10.245.2.1")
+	// What a reader of one table sees for (a, b): the whole of one plan.
+	whole := map[[2]string]string{{"edge-2", "edge-3"}: "testPlan", {"edge-3", "edge-2"}: "other"}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan string, 4)
+	var seen sync.Map // plan name -> *atomic.Int64
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
-		go func() {
+		go func(i int) {
 			defer wg.Done()
 			for {
 				select {
@@ -256,28 +262,52 @@ func TestPlanSwapUnderLookups(t *testing.T) {
 					return
 				default:
 				}
-				na, oka := f.Lookup(a)
-				nb, okb := f.Lookup(b)
-				if !oka || !okb || na == "" || nb == "" {
+				tbl := f.tbl.Load() // one table, as a forwarder's batch reads it
+				da, oka := tbl.lookup(a)
+				db, okb := tbl.lookup(b)
+				if !oka || !okb || da.link == nil || db.link == nil {
 					errs <- "a lookup found no route"
 					return
 				}
+				plan, ok := whole[[2]string{da.link.node, db.link.node}]
+				if !ok {
+					errs <- fmt.Sprintf("a mix of plans: %s via %s, %s via %s", a, da.link.node, b, db.link.node)
+					return
+				}
+				c, _ := seen.LoadOrStore(plan, new(atomic.Int64))
+				c.(*atomic.Int64).Add(1)
 			}
-		}()
+		}(i)
 	}
-	for i := 0; i < 2000; i++ {
+	count := func(plan string) int64 {
+		if c, ok := seen.Load(plan); ok {
+			return c.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	// At least 2000 swaps, and on until the readers have seen both plans
+	// (bounded: a loaded machine may be slow to schedule them).
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; i < 2000 || ((count("testPlan") == 0 || count("other") == 0) && time.Now().Before(deadline)); i++ {
 		if i%2 == 0 {
 			f.SetPlan(other)
 		} else {
 			f.SetPlan(testPlan)
 		}
+		if i%100 == 0 {
+			runtime.Gosched()
+		}
 	}
+	f.SetPlan(testPlan)
 	close(stop)
 	wg.Wait()
 	select {
 	case e := <-errs:
 		t.Fatal(e)
 	default:
+	}
+	if count("testPlan") == 0 || count("other") == 0 {
+		t.Errorf("the readers saw testPlan %d times, other %d times: the swaps were not under lookups", count("testPlan"), count("other"))
 	}
 	if node, _ := f.Lookup(a); node != "edge-2" {
 		t.Errorf("after the last swap 10.245.1.1 goes to %q", node)
