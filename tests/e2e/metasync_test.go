@@ -60,8 +60,12 @@ func TestMetasyncEdgeNode(t *testing.T) {
 	testutil.RequireRoot(t)
 	cp := cluster.Shared(t)
 	e := cp.AddEdgeNode(t, "ms-edge-1")
-	p := edgeProbe(t, e, filepath.Join(t.TempDir(), "snapshot.json"))
-	const wait = 30 * time.Second
+	// Only the watches can deliver changes within wait: the audit, which
+	// would repair a missed event, comes after 10 minutes.
+	const wait = 20 * time.Second
+	p := metaprobe.Start(t, e.NetNS, metaprobe.Config{Source: v1.SourceMetaServer, Server: e.MetaServer,
+		SnapshotPath: filepath.Join(t.TempDir(), "snapshot.json"), AuditPeriod: 10 * time.Minute})
+	p.WaitFor("initial sync", 60*time.Second, func(ev metaprobe.Event) bool { return ev.Status.Synced })
 
 	createNode(t, cp, "ms-worker-1", "10.244.1.0/24", "198.18.1.10")
 	ev := p.WaitFor("node insert", wait, func(ev metaprobe.Event) bool { return metaprobe.HasChange(ev, "insert", "null/node/ms-worker-1") })

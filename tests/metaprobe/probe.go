@@ -54,6 +54,10 @@ type Change struct {
 // Config is what the child's Service is built from.
 type Config struct {
 	Source, Server, Kubeconfig, SnapshotPath string
+	// AuditPeriod, when set, replaces the service's (30 s): a test that
+	// checks what the watches deliver sets it beyond its own waits, so the
+	// audit cannot repair a missed event in time.
+	AuditPeriod time.Duration
 }
 
 // RunIfChild runs the child side and exits when this process was started
@@ -74,7 +78,7 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "probe config:", err)
 		return 2
 	}
-	svc := &metasync.Service{Source: pc.Source, Server: pc.Server, Kubeconfig: pc.Kubeconfig, SnapshotPath: pc.SnapshotPath}
+	svc := &metasync.Service{Source: pc.Source, Server: pc.Server, Kubeconfig: pc.Kubeconfig, SnapshotPath: pc.SnapshotPath, AuditPeriod: pc.AuditPeriod}
 	var mu sync.Mutex
 	enc := json.NewEncoder(os.Stdout)
 	first := true
