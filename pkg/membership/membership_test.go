@@ -106,6 +106,22 @@ func TestProofRejected(t *testing.T) {
 			p, _ := c.Proof(id, time.Now())
 			return p
 		}, id, `certificate names node "edge-1", proof claims "edge-2"`},
+		{"proof valid for 100 years", func() []byte {
+			p, _ := good.Proof(id, time.Now().Add(100*365*24*time.Hour))
+			return p
+		}, id, "expires too far in the future"},
+		{"a certificate for xedge-1 claiming edge-1 (suffix)", func() []byte {
+			c := *f.creds(t, f.ca, "xedge-1", id, time.Hour)
+			c.Node = "edge-1"
+			p, _ := c.Proof(id, time.Now())
+			return p
+		}, id, `certificate names node "xedge-1", proof claims "edge-1"`},
+		{"a certificate for edge-1 claiming edge-1x (prefix)", func() []byte {
+			c := *good
+			c.Node = "edge-1x"
+			p, _ := c.Proof(id, time.Now())
+			return p
+		}, id, `certificate names node "edge-1", proof claims "edge-1x"`},
 		{"oversized", func() []byte { return []byte(strings.Repeat(" ", MaxProofSize+1)) }, id, "exceeds"},
 	}
 	for _, tt := range tests {
