@@ -342,8 +342,25 @@ func clusterAgentRestart(t *testing.T, c *simcluster.Cluster, pods map[string]*s
 	g := startFlow(t, pods["a1"], pods["c1"])
 	time.Sleep(500 * time.Millisecond)
 	a := c.Node("a1").Agent
+	host := c.Node("a1").Host
+	// a1 routes a2's pods via a2's LAN address (host-gw): a route that,
+	// unlike those into the TUN, would outlive the TUN if left behind.
+	if out, _ := host.Exec("ip", "route", "show", "proto", "77"); !strings.Contains(out, " via ") || !strings.Contains(out, "dev edgelink0") {
+		t.Fatalf("a1 should hold a host-gw route and routes into the TUN:\n%s", out)
+	}
 	start := time.Now()
 	a.Stop()
+	// A clean stop leaves nothing: no route of ours (host-gw included), no
+	// TUN, no chain.
+	for what, args := range map[string][]string{
+		"routes": {"ip", "route", "show", "proto", "77"},
+		"TUN":    {"sh", "-c", "ip -o link show edgelink0 2>/dev/null"},
+		"chains": {"sh", "-c", "iptables-save | grep EDGELINK || true"},
+	} {
+		if out, _ := host.Exec(args...); strings.TrimSpace(out) != "" {
+			t.Errorf("a1's agent stopped, %s left behind:\n%s", what, out)
+		}
+	}
 	a.Start("Data plane up")
 	t.Logf("a1's agent restarted in %s", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 30*time.Second, "cloud-1 -> a1 after the restart", func() error { return pingOK(pods["cloud-1"], pods["a1"]) })
