@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
@@ -176,4 +177,41 @@ func FuzzReadProof(f *testing.F) {
 			t.Fatalf("accepted a %d-byte proof", len(p))
 		}
 	})
+}
+
+// A guarded stream opened at once, before any proof, by a peer that never
+// proves membership (a plain libp2p host): the gate holds it until the
+// proof deadline and then resets it; the handler never runs, so not one
+// byte comes back.
+func TestGateHoldsStreamsUntilProof(t *testing.T) {
+	old := ProveTimeout
+	ProveTimeout = 2 * time.Second
+	t.Cleanup(func() { ProveTimeout = old })
+	c := newCluster(t)
+	a := c.host("edge-a", nil)
+	plain, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := plain.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: a.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s, err := plain.NewStream(ctx, a.ID(), echoProto)
+	if err != nil {
+		return // refused at negotiation: nothing reached the handler either
+	}
+	defer s.Close()
+	_, _ = s.Write([]byte("ping"))
+	_ = s.CloseWrite()
+	got, _ := io.ReadAll(s)
+	if len(got) > 0 {
+		t.Fatalf("a peer that never proved membership got %q back from a guarded protocol after %s", got, time.Since(start).Round(time.Millisecond))
+	}
+	if el := time.Since(start); el < ProveTimeout/2 {
+		t.Errorf("the stream ended after %s, before the proof deadline: was it refused for another reason?", el.Round(time.Millisecond))
+	}
 }
