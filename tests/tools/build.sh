@@ -3,6 +3,7 @@
 # prints one "name=path" line per tool asked for.
 #
 #   tests/tools/build.sh cnitool host-local bridge spiderpool
+#   tests/tools/build.sh spiderpool-agent                       # tests/e2e/spiderpool_agent_test.go
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
@@ -24,13 +25,14 @@ spec() {
 	host-local) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/ipam/host-local" ;;
 	bridge) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/bridge" ;;
 	spiderpool) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool" ;;
+	spiderpool-agent) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-agent" ;;
 	etcd) echo "etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3" ;;
 	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool etcd kube-apiserver cloudcore edgecore wireguard-go helm)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent etcd kube-apiserver cloudcore edgecore wireguard-go helm)" >&2; return 1 ;;
 	esac
 }
 
