@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -25,8 +26,10 @@ type stressPod struct {
 	addr                 netip.Addr
 }
 
-// 500 ADD/DEL cycles over three edge nodes sharing one pool, two of them
-// in one segment (their blocks contend), while the agent of one node is
+// 500 ADD/DEL cycles over three edge nodes and a cloud node sharing one
+// pool (SpiderPool's own agent allocating for the cloud node from the
+// addresses no block holds), two edge nodes in one segment (their blocks
+// contend), while the agent of one node is
 // killed with kill -9 and restarted, the controller is killed and
 // restarted, and one edge site is cut from the cloud (its edgecore
 // stopped) for a fifth of the run, during which its pods' sandboxes are
@@ -48,7 +51,16 @@ func TestBlocksStress(t *testing.T) {
 		}
 	}
 	const shared = "st-default-v4"
-	createPool(t, cp, shared, map[string]any{"subnet": "10.248.0.0/16", "ips": []any{"10.248.0.0-10.248.1.255"}, "default": true})
+	createPool(t, cp, shared, map[string]any{"ipVersion": 4, "subnet": "10.248.0.0/16", "ips": []any{"10.248.0.0-10.248.1.255"}, "default": true})
+	// The cloud node: a plain Node, its pods' addresses from spiderpool-agent.
+	const cloud = "st-cloud-1"
+	if _, err := cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cloud,
+		Labels: map[string]string{"kubernetes.io/hostname": cloud}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Client.CoreV1().Nodes().Delete(context.Background(), cloud, metav1.DeleteOptions{}) })
+	spa := testutil.StartSpiderpoolAgent(t, cp.Kubeconfig, "spiderpool-agent-"+cloud)
+	spc := newIPAMClient(spa.Socket)
 	ctl := testutil.StartController(t, cp.Kubeconfig, `
 meshCIDRConfig: {cloudCIDR: [10.248.2.0/24], edgeCIDR: [10.248.0.0/24, 10.248.1.0/24]}
 blockSize: 28
@@ -127,6 +139,8 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 		dels++
 	}
 
+	var cloudPods []*stressPod
+	cloudOps := 0
 	cut := nodes[2].Name
 	var tornDown []string // pods torn down offline; their API objects stay until the node is back
 	start := time.Now()
@@ -145,7 +159,35 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 				t.Fatal(err)
 			}
 		}
-		n := nodes[i%3].Name
+		if i%4 == 3 { // the cloud node, through SpiderPool's own agent
+			cloudOps++
+			if len(cloudPods) >= 6 || (len(cloudPods) > 0 && rng.IntN(3) == 0) {
+				j := rng.IntN(len(cloudPods))
+				p := cloudPods[j]
+				deletePod(t, cp, "default", p.name) // SpiderPool releases only pods that are gone
+				if err := spRelease(spc, "default", p.name, p.uid); err != nil {
+					t.Fatalf("SpiderPool DEL %s: %v", p.name, err)
+				}
+				delete(held, p.addr)
+				cloudPods = append(cloudPods[:j], cloudPods[j+1:]...)
+				dels++
+				continue
+			}
+			p := newPod(i, cloud)
+			r := spAllocate(spc, "default", p.name, p.uid, shared, 30*time.Second)
+			if r.err != nil {
+				t.Fatalf("SpiderPool ADD %s: %v\n%s", p.name, r.err, spa.Log())
+			}
+			if other, dup := held[r.addr.Addr()]; dup {
+				t.Fatalf("SpiderPool gave %s to %s while %s holds it", r.addr.Addr(), p.name, other)
+			}
+			p.addr = r.addr.Addr()
+			held[p.addr] = p.name
+			cloudPods = append(cloudPods, p)
+			adds++
+			continue
+		}
+		n := nodes[i%4].Name
 		offline := n == cut && i >= 300 && i < 400
 		pods := live[n]
 		switch {
@@ -189,6 +231,13 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 					}
 				}
 			}
+			for _, p := range cloudPods {
+				for b, node := range claims {
+					if b.Contains(p.addr) {
+						t.Fatalf("cycle %d: SpiderPool's %s holds %s, inside %s's block %s", i, p.name, p.addr, node, b)
+					}
+				}
+			}
 		}
 	}
 	for _, ps := range live {
@@ -198,6 +247,15 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 	}
 	for _, name := range tornDown {
 		deletePod(t, cp, "default", name)
+	}
+	for _, p := range cloudPods {
+		deletePod(t, cp, "default", p.name)
+		if err := spRelease(spc, "default", p.name, p.uid); err != nil {
+			t.Fatalf("SpiderPool DEL %s: %v", p.name, err)
+		}
+	}
+	if left, n := allocatedIPs(t, cp, shared); len(left) != 0 || n != 0 {
+		t.Errorf("SpiderPool still records %d allocations (%d): %v", len(left), n, left)
 	}
 	for _, e := range nodes {
 		eventually(t, "no lease left on "+e.Name, 30*time.Second, func() error {
@@ -234,6 +292,6 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 	})
 
 	claims, _ := blocksOf(t, cp, shared)
-	t.Logf("500 cycles in %s: %d ADDs, %d re-ADDs of a new sandbox, %d DELs, %d operations on %s while cut off; 0 addresses held twice, 0 leases left; blocks %v",
-		time.Since(start).Round(time.Second), adds, readds, dels, offlineOps, cut, claims)
+	t.Logf("500 cycles in %s: %d ADDs, %d re-ADDs of a new sandbox, %d DELs (%d operations on the cloud node through spiderpool-agent), %d operations on %s while cut off; 0 addresses held twice, 0 leases left; blocks %v",
+		time.Since(start).Round(time.Second), adds, readds, dels, cloudOps, offlineOps, cut, claims)
 }

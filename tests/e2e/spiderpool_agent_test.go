@@ -71,7 +71,7 @@ func spAllocate(c *ipamClient, ns, name, uid, pool string, wait time.Duration) s
 				r.pool = resp.Ips[0].IPPool
 			}
 			if err == nil {
-				r.at = time.Now()
+				r.at, r.err = time.Now(), nil // an earlier try's error is not this one's
 				return r
 			}
 		}
