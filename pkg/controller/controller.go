@@ -287,17 +287,43 @@ func (c *Controller) apply(ctx context.Context, a Action) error {
 }
 
 // createBlock creates the SpiderIPPool of block, pinned to node, from the
-// shared pool u (already excluding it). An existing one is left alone.
+// shared pool u (already excluding it). One that exists already is made
+// what it should be in place (a shared pool deleted and re-created leaves
+// block pools of its predecessor, perhaps of another node): updated, not
+// deleted and re-created, so the edge never sees the name go away.
 func (c *Controller) createBlock(ctx context.Context, u *unstructured.Unstructured, block netip.Prefix, node string) error {
 	obj, err := BlockPool(u, block, node)
 	if err != nil {
 		return err
 	}
-	_, err = c.Dynamic.Resource(ipam.PoolGVR).Create(ctx, obj, metav1.CreateOptions{FieldManager: "edgelink-controller"})
-	if apierrors.IsAlreadyExists(err) {
+	pools := c.Dynamic.Resource(ipam.PoolGVR)
+	_, err = pools.Create(ctx, obj, metav1.CreateOptions{FieldManager: "edgelink-controller"})
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	have, err := pools.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if sameBlockPool(have, obj) {
 		return nil
 	}
+	have.Object["spec"] = obj.Object["spec"]
+	have.SetLabels(obj.GetLabels())
+	have.SetAnnotations(obj.GetAnnotations())
+	have.SetOwnerReferences(obj.GetOwnerReferences())
+	_, err = pools.Update(ctx, have, metav1.UpdateOptions{FieldManager: "edgelink-controller"})
 	return err
+}
+
+// sameBlockPool reports whether the existing block pool have already is
+// want: same spec, same owner.
+func sameBlockPool(have, want *unstructured.Unstructured) bool {
+	hs, _ := json.Marshal(have.Object["spec"])
+	ws, _ := json.Marshal(want.Object["spec"])
+	ho, _ := json.Marshal(have.GetOwnerReferences())
+	wo, _ := json.Marshal(want.GetOwnerReferences())
+	return string(hs) == string(ws) && string(ho) == string(wo) && have.GetAnnotations()[ipam.AnnoBlockOf] == want.GetAnnotations()[ipam.AnnoBlockOf]
 }
 
 // BlockPool is the SpiderIPPool of a block of shared pool parent, pinned

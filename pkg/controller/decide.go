@@ -235,7 +235,12 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 					recorded = true
 				}
 			}
-			if recorded || slices.ContainsFunc(acts, func(a Action) bool { return a.Kind == DeleteBlock && a.Name == bname }) {
+			// Not when this pass claims the same block again (a shared
+			// pool deleted and re-created leaves its old block pools):
+			// the claim takes the pool over instead.
+			if recorded || slices.ContainsFunc(acts, func(a Action) bool {
+				return (a.Kind == DeleteBlock && a.Name == bname) || (a.Kind == Claim && ipam.BlockName(a.Pool, a.Block) == bname)
+			}) {
 				continue
 			}
 			bp, err := ipam.ParsePool(blockPools[parent][bname])

@@ -203,6 +203,16 @@ func TestDecide(t *testing.T) {
 				"claim pool=pair block=10.244.5.64/26 node=edge-2 (0 of 0 addresses free, minFree 16)\n",
 		},
 		{
+			name: "a re-created shared pool takes over its predecessor's block pool instead of deleting it",
+			st: State{
+				Pools: map[string]*ipam.SpiderIPPool{
+					"default-v4":                pool("default-v4", "", nil),
+					"default-v4-10-244-5-0-26": blockPool("default-v4", "10.244.5.0/26", "edge-1")},
+				Nodes: map[string]*Node{"edge-1": edgeNode("edge-1", "10.244.5.0/24")},
+			},
+			want: "claim pool=default-v4 block=10.244.5.0/26 node=edge-1 (0 of 0 addresses free, minFree 16)\n",
+		},
+		{
 			name: "segment full",
 			st: State{
 				Pools: map[string]*ipam.SpiderIPPool{"small": pool("small", "", func(sp *ipam.SpiderIPPool) { sp.Spec.IPs = []string{"10.244.5.0-10.244.5.100"} })},
