@@ -206,7 +206,7 @@ func TestDecide(t *testing.T) {
 			name: "a re-created shared pool takes over its predecessor's block pool instead of deleting it",
 			st: State{
 				Pools: map[string]*ipam.SpiderIPPool{
-					"default-v4":                pool("default-v4", "", nil),
+					"default-v4":               pool("default-v4", "", nil),
 					"default-v4-10-244-5-0-26": blockPool("default-v4", "10.244.5.0/26", "edge-1")},
 				Nodes: map[string]*Node{"edge-1": edgeNode("edge-1", "10.244.5.0/24")},
 			},
