@@ -2,7 +2,9 @@ package v1alpha1
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -37,4 +39,14 @@ func Load(path string) (*AgentConfig, []string, error) {
 // Marshal renders c as YAML.
 func Marshal(c *AgentConfig) ([]byte, error) {
 	return yaml.Marshal(c)
+}
+
+// MustPrefixes parses CIDR lists that Validate has accepted (it panics on
+// one it would have refused).
+func MustPrefixes(ss []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(strings.TrimSpace(s)))
+	}
+	return out
 }

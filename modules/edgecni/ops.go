@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 )
 
@@ -222,7 +223,7 @@ func (s *Service) diagnose(ctx context.Context) []agentapi.Check {
 	}
 
 	// iptables
-	cloud, edge := mustPrefixes(c.MeshCIDRConfig.CloudCIDR), mustPrefixes(c.MeshCIDRConfig.EdgeCIDR)
+	cloud, edge := v1.MustPrefixes(c.MeshCIDRConfig.CloudCIDR), v1.MustPrefixes(c.MeshCIDRConfig.EdgeCIDR)
 	mesh := append(cloud, edge...)
 	return append(out, s.iptablesChecks(ctx, mesh)...)
 }

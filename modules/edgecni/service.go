@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,19 +57,12 @@ func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Ser
 	return &Service{cfg: c, md: md, net: n}
 }
 
-func mustPrefixes(ss []string) []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range ss {
-		out = append(out, netip.MustParsePrefix(strings.TrimSpace(s))) // validated
-	}
-	return out
-}
 
 // Run creates the TUN, forwards and keeps routes and rules in shape until
 // ctx ends, then removes everything it made.
 func (s *Service) Run(ctx context.Context) error {
 	m := s.cfg.Modules.EdgeCNI
-	cloud, edge := mustPrefixes(m.MeshCIDRConfig.CloudCIDR), mustPrefixes(m.MeshCIDRConfig.EdgeCIDR)
+	cloud, edge := v1.MustPrefixes(m.MeshCIDRConfig.CloudCIDR), v1.MustPrefixes(m.MeshCIDRConfig.EdgeCIDR)
 	mesh := append(slices.Clone(cloud), edge...)
 	v6 := slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() })
 	k := &kernel{tun: m.TunName}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os/signal"
 	"syscall"
 	"time"
@@ -71,7 +70,7 @@ func runController(ctx context.Context, c *v1.ControllerConfig) error {
 	}
 	resync, _ := time.ParseDuration(c.ResyncPeriod) // validated
 	ctl := &controller.Controller{Kube: kube, Dynamic: dyn, Resync: resync, Config: controller.Config{
-		Cloud: prefixes(c.MeshCIDRConfig.CloudCIDR), Edge: prefixes(c.MeshCIDRConfig.EdgeCIDR),
+		Cloud: v1.MustPrefixes(c.MeshCIDRConfig.CloudCIDR), Edge: v1.MustPrefixes(c.MeshCIDRConfig.EdgeCIDR),
 		EdgeLabel: c.EdgeNodeLabel, Bits4: c.BlockSize, Bits6: c.BlockSizeIPv6, MinFree: c.MinFree,
 	}}
 	if !c.LeaderElection.Enable {
@@ -81,15 +80,4 @@ func runController(ctx context.Context, c *v1.ControllerConfig) error {
 	d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v } // validated
 	return controller.RunElected(ctx, ctl, controller.LeaderElection{Namespace: le.Namespace, Name: le.Name,
 		LeaseDuration: d(le.LeaseDuration), RenewDeadline: d(le.RenewDeadline), RetryPeriod: d(le.RetryPeriod)})
-}
-
-// prefixes parses validated CIDRs.
-func prefixes(ss []string) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ss))
-	for _, s := range ss {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
 }
