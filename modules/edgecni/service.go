@@ -57,7 +57,6 @@ func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Ser
 	return &Service{cfg: c, md: md, net: n}
 }
 
-
 // Run creates the TUN, forwards and keeps routes and rules in shape until
 // ctx ends, then removes everything it made.
 func (s *Service) Run(ctx context.Context) error {
