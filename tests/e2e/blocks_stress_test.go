@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -71,15 +69,7 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 	agents := map[string]*testutil.Agent{}
 	clients := map[string]*ipamClient{}
 	for _, e := range nodes {
-		dir := t.TempDir()
-		c := v1.NewDefault()
-		c.NodeName, c.DataDir = e.Name, filepath.Join(dir, "data")
-		c.Modules.MetaSync.MetaServer = e.MetaServer
-		c.Modules.Tunnel.Enable = false
-		c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
-		agents[e.Name] = testutil.NewAgent(t, c, e.NetNS)
-		agents[e.Name].Start("Metadata synced")
-		clients[e.Name] = newIPAMClient(c.Modules.IPAM.SocketPath)
+		agents[e.Name], clients[e.Name] = startEdgeIPAM(t, e, nil)
 	}
 
 	held := map[netip.Addr]string{} // address -> pod, over the whole cluster

@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -30,26 +29,8 @@ func blocksOf(t *testing.T, cp *cluster.ControlPlane, pool string) (ipam.Claims,
 	if err != nil {
 		t.Fatal(err)
 	}
-	excl, _, _ := unstructuredStrings(u.Object, "spec", "excludeIPs")
+	excl, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "excludeIPs")
 	return claims, excl
-}
-
-func unstructuredStrings(obj map[string]any, path ...string) ([]string, bool, error) {
-	cur := any(obj)
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[p]
-	}
-	list, _ := cur.([]any)
-	var out []string
-	for _, v := range list {
-		s, _ := v.(string)
-		out = append(out, s)
-	}
-	return out, list != nil, nil
 }
 
 // The EdgeMesh document's layout: one cluster default pool, pinned to no
@@ -95,16 +76,7 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 
 	clients := map[string]*ipamClient{}
 	for _, e := range []*cluster.EdgeNode{e1, e2} {
-		dir := t.TempDir()
-		c := v1.NewDefault()
-		c.NodeName = e.Name
-		c.DataDir = filepath.Join(dir, "data")
-		c.Modules.MetaSync.MetaServer = e.MetaServer
-		c.Modules.Tunnel.Enable = false
-		c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
-		agent := testutil.NewAgent(t, c, e.NetNS)
-		agent.Start("Metadata synced")
-		clients[e.Name] = newIPAMClient(c.Modules.IPAM.SocketPath)
+		_, clients[e.Name] = startEdgeIPAM(t, e, nil)
 	}
 
 	owner := map[netip.Addr]string{} // address -> pod
@@ -169,7 +141,7 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 			t.Errorf("block %s has no SpiderIPPool: %v", b, err)
 			continue
 		}
-		nodes, _, _ := unstructuredStrings(u.Object, "spec", "nodeName")
+		nodes, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "nodeName")
 		if len(nodes) != 1 || nodes[0] != node {
 			t.Errorf("block pool %s is pinned to %v, want [%s]", u.GetName(), nodes, node)
 		}

@@ -50,6 +50,25 @@ func (c *ipamClient) leaseUIDs(t *testing.T) map[string]bool {
 	return out
 }
 
+// startEdgeIPAM runs an agent with metaSync (from e's metaServer) and
+// ipam, no tunnel, inside e's namespace, edited by edit when not nil, and
+// returns it with a client of its IPAM socket.
+func startEdgeIPAM(t *testing.T, e *cluster.EdgeNode, edit func(*v1.AgentConfig)) (*testutil.Agent, *ipamClient) {
+	t.Helper()
+	dir := t.TempDir()
+	c := v1.NewDefault()
+	c.NodeName, c.DataDir = e.Name, filepath.Join(dir, "data")
+	c.Modules.MetaSync.MetaServer = e.MetaServer
+	c.Modules.Tunnel.Enable = false
+	c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
+	if edit != nil {
+		edit(c)
+	}
+	agent := testutil.NewAgent(t, c, e.NetNS)
+	agent.Start("Metadata synced")
+	return agent, newIPAMClient(c.Modules.IPAM.SocketPath)
+}
+
 // eventually retries f until it succeeds or the timeout passes.
 func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
 	t.Helper()
@@ -80,17 +99,7 @@ func TestIPAMFromCloudChannel(t *testing.T) {
 	createPool(t, cp, "ipam-edge-special", map[string]any{"subnet": "10.244.0.0/16", "ips": []any{"10.244.41.2-10.244.41.9"},
 		"nodeName": []any{e.Name}})
 
-	dir := t.TempDir()
-	c := v1.NewDefault()
-	c.NodeName = e.Name
-	c.DataDir = filepath.Join(dir, "data")
-	c.Modules.MetaSync.MetaServer = e.MetaServer
-	c.Modules.Tunnel.Enable = false
-	c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
-	c.Modules.IPAM.ReconcileGrace = "1s"
-	agent := testutil.NewAgent(t, c, e.NetNS)
-	agent.Start("Metadata synced")
-	client := newIPAMClient(c.Modules.IPAM.SocketPath)
+	agent, client := startEdgeIPAM(t, e, func(c *v1.AgentConfig) { c.Modules.IPAM.ReconcileGrace = "1s" })
 
 	doomed := cp.CreatePod(t, "default", "ipam-doomed", e.Name, nil, nil)
 	survivor := cp.CreatePod(t, "default", "ipam-survivor", e.Name, nil, nil)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
-	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -208,16 +206,7 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 		}
 		return nil
 	})
-	dir := t.TempDir()
-	c := v1.NewDefault()
-	c.NodeName = e1.Name
-	c.DataDir = filepath.Join(dir, "data")
-	c.Modules.MetaSync.MetaServer = e1.MetaServer
-	c.Modules.Tunnel.Enable = false
-	c.Modules.IPAM.SocketPath = filepath.Join(dir, "ipam.sock")
-	agent := testutil.NewAgent(t, c, e1.NetNS)
-	agent.Start("Metadata synced")
-	edge := newIPAMClient(c.Modules.IPAM.SocketPath)
+	_, edge := startEdgeIPAM(t, e1, nil)
 
 	// The cloud node's pods exist before SpiderPool is asked (a kubelet
 	// calls CNI ADD for a pod bound to it).
