@@ -124,8 +124,8 @@ func (c *Controller) state() State {
 		if !ok {
 			continue
 		}
-		sp := &ipam.SpiderIPPool{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sp); err != nil {
+		sp, err := decodePool(u)
+		if err != nil {
 			klog.ErrorS(err, "Ignoring undecodable SpiderIPPool", "name", u.GetName())
 			continue
 		}
@@ -366,11 +366,7 @@ func BlockPool(parent *unstructured.Unstructured, block netip.Prefix, node strin
 
 func decodePool(u *unstructured.Unstructured) (*ipam.SpiderIPPool, error) {
 	sp := &ipam.SpiderIPPool{}
-	data, err := json.Marshal(u.Object)
-	if err != nil {
-		return nil, err
-	}
-	return sp, json.Unmarshal(data, sp)
+	return sp, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sp)
 }
 
 func setAnnotation(u *unstructured.Unstructured, k, v string) {
