@@ -110,11 +110,8 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 	}
 	del := func(p *stressPod) {
 		t.Helper()
-		s := func(v string) *string { return &v }
-		code, body, err := clients[p.node].do("DELETE", "/v1/ipam/ip", map[string]any{"containerID": s(p.cid), "ifName": s("eth0"),
-			"podNamespace": s("default"), "podName": s(p.name), "podUID": s(p.uid)})
-		if err != nil || code != 200 {
-			t.Fatalf("DEL %s on %s: %d %s %v", p.name, p.node, code, body, err)
+		if err := clients[p.node].releasePodCID("default", p.name, p.uid, p.cid); err != nil {
+			t.Fatalf("DEL %s on %s: %v", p.name, p.node, err)
 		}
 	}
 	newPod := func(i int, node string) *stressPod {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +178,94 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 	var js []byte
 	js, _ = json.Marshal(claims)
 	t.Logf("%d addresses over 2 nodes, blocks %s, %d allocated offline before: %v", len(owner), js, offline, lastErr)
+}
+
+// A node deleted from the API gives its blocks back; a node that joins
+// again under the same name (a machine re-installed with keadm join) gets
+// blocks of the shared pool again, the same addresses included, and its
+// agent allocates from them. Three rounds: each round's node is new to
+// KubeEdge (new Node object, new edgecore with an empty cache).
+func TestBlocksNodeRejoins(t *testing.T) {
+	testutil.RequireRoot(t)
+	cp := cluster.Shared(t)
+	ctx := context.Background()
+	const (
+		shared = "rj-default-v4"
+		name   = "rj-edge-1"
+	)
+	createPool(t, cp, shared, map[string]any{"subnet": "10.249.0.0/16", "ips": []any{"10.249.0.0-10.249.0.255"}, "default": true})
+	testutil.StartController(t, cp.Kubeconfig, `
+meshCIDRConfig: {cloudCIDR: [10.249.1.0/24], edgeCIDR: [10.249.0.0/24]}
+blockSize: 28
+minFree: 4
+resyncPeriod: 1s
+leaderElection: {enable: true, namespace: kube-system, name: rj-test-controller, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms}
+`)
+	var first []netip.Prefix
+	for round := 1; round <= 3; round++ {
+		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
+			e := cp.AddEdgeNode(t, name)
+			if _, err := cp.Client.CoreV1().Nodes().Patch(ctx, e.Name, types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"edgelink.io/segment":"10.249.0.0/24"}}}`), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "a block for "+name, 60*time.Second, func() error {
+				claims, _ := blocksOf(t, cp, shared)
+				if len(claims.Of(name)) == 0 {
+					return fmt.Errorf("no block yet: %v", claims)
+				}
+				return nil
+			})
+			claims, _ := blocksOf(t, cp, shared)
+			mine := claims.Of(name)
+			if round == 1 {
+				first = mine
+			} else if fmt.Sprint(mine) != fmt.Sprint(first) {
+				// What this test is about: the same blocks claimed again
+				// for a new node of the same name.
+				t.Errorf("round %d: blocks %v, want round 1's %v again (the lowest free blocks)", round, mine, first)
+			}
+			_, c := startEdgeIPAM(t, e, nil)
+			pod := cp.CreatePod(t, "default", fmt.Sprintf("rj-pod-%d", round), name, nil, nil)
+			var got string
+			eventually(t, "an address for a pod on "+name, 60*time.Second, func() error {
+				var err error
+				got, err = c.allocPod("default", pod.Name, string(pod.UID))
+				return err
+			})
+			addr, pool, _ := strings.Cut(got, "@")
+			a := netip.MustParsePrefix(addr).Addr()
+			if !slices.ContainsFunc(mine, func(b netip.Prefix) bool { return b.Contains(a) }) {
+				t.Fatalf("round %d: pod got %s from %s, outside the node's blocks %v", round, a, pool, mine)
+			}
+			if err := c.releasePodCID("default", pod.Name, string(pod.UID), "c-"+string(pod.UID)); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			deletePod(t, cp, "default", pod.Name)
+			t.Logf("round %d: blocks %v, pod address %s from %s", round, mine, a, pool)
+		})
+		if t.Failed() {
+			return
+		}
+		// The subtest's cleanup stopped edgecore and deleted the Node.
+		eventually(t, "the deleted node's blocks released", 60*time.Second, func() error {
+			claims, excl := blocksOf(t, cp, shared)
+			if got := claims.Of(name); len(got) != 0 {
+				return fmt.Errorf("%s still holds %v", name, got)
+			}
+			if len(excl) != 0 {
+				return fmt.Errorf("excludeIPs still %v", excl)
+			}
+			list, err := cp.Dynamic.Resource(ipam.PoolGVR).List(ctx, metav1.ListOptions{LabelSelector: ipam.LabelBlock + "=true"})
+			if err != nil {
+				return err
+			}
+			for _, p := range list.Items {
+				if p.GetAnnotations()[ipam.AnnoBlockOf] == shared {
+					return fmt.Errorf("block pool %s still exists", p.GetName())
+				}
+			}
+			return nil
+		})
+	}
 }

@@ -279,6 +279,20 @@ func (c *ipamClient) allocPodCID(ns, name, uid, cid string) (string, error) {
 	return resp.Ips[0].Address + "@" + resp.Ips[0].IPPool, nil
 }
 
+// releasePodCID is CNI DEL of sandbox cid of pod ns/name: the agent's or
+// spiderpool-agent's IPAM socket.
+func (c *ipamClient) releasePodCID(ns, name, uid, cid string) error {
+	s := func(v string) *string { return &v }
+	code, body, err := c.do("DELETE", "/v1/ipam/ip", map[string]any{
+		"containerID": s(cid), "ifName": s("eth0"), "netNamespace": "/run/netns/x",
+		"podNamespace": s(ns), "podName": s(name), "podUID": s(uid),
+	})
+	if err == nil && code != 200 {
+		err = fmt.Errorf("HTTP %d: %s", code, body)
+	}
+	return err
+}
+
 // alloc allocates for pod default/p-<uid> and returns its first address.
 func (c *ipamClient) alloc(uid string) (string, error) {
 	got, err := c.allocPod("default", "p-"+uid, uid)

@@ -90,15 +90,7 @@ func addN(a netip.Addr, n int) netip.Addr {
 
 // spRelease is CNI DEL through spiderpool-agent.
 func spRelease(c *ipamClient, ns, name, uid string) error {
-	s := func(v string) *string { return &v }
-	code, body, err := c.do("DELETE", "/v1/ipam/ip", map[string]any{
-		"containerID": s("c-" + uid), "ifName": s("eth0"), "netNamespace": "/run/netns/x",
-		"podNamespace": s(ns), "podName": s(name), "podUID": s(uid),
-	})
-	if err == nil && code != 200 {
-		err = fmt.Errorf("HTTP %d: %s", code, body)
-	}
-	return err
+	return c.releasePodCID(ns, name, uid, "c-"+uid)
 }
 
 // allocatedIPs reads a pool's status.allocatedIPs: address -> pod UID.
@@ -271,6 +263,8 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 	results := make(chan spAlloc, nSpider)
 	start := time.Now()
 	var wg sync.WaitGroup
+	spStarted := make(chan struct{})
+	var spStartedOnce sync.Once
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -279,14 +273,24 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 			for i := w; i < nSpider; i += 2 {
 				p := spPods[i]
 				results <- spAllocate(spc, ns, p.Name, string(p.UID), shared, 30*time.Second)
+				spStartedOnce.Do(func() { close(spStarted) })
 				time.Sleep(time.Duration(100+rng.Intn(300)) * time.Millisecond)
 			}
 		}(w)
 	}
+	// The edge node's pods come once SpiderPool has written the pool at
+	// least once, so that the claims they cause land among SpiderPool's
+	// writes however fast or slow the machine is.
+	select {
+	case <-spStarted:
+	case <-time.After(60 * time.Second):
+		t.Fatal("spiderpool-agent made no allocation in 60s")
+	}
 
-	// EdgeLink's edge node, at the same time: its pods arrive at once (the
-	// controller counts each as needing an address and claims blocks for
-	// them while SpiderPool writes the pool), then its agent allocates.
+	// EdgeLink's edge node, while SpiderPool goes on: its pods arrive at
+	// once (the controller counts each as needing an address and claims
+	// blocks for them while SpiderPool writes the pool), then its agent
+	// allocates.
 	edgePods := make([]*corev1.Pod, nEdge)
 	for i := range edgePods {
 		edgePods[i] = cp.CreatePod(t, ns, fmt.Sprintf("%s-edge-%d", run, i), e1.Name, nil, nil)

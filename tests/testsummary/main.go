@@ -4,6 +4,10 @@
 //
 //	SUITE e2e: PASS  41 passed, 0 failed, 2 skipped, 9 packages (63.2s)
 //
+// Before the summary line it repeats each failed test that has no failed
+// subtest, with the last lines its test code reported (file.go:N: ...),
+// and the summary line names them: the end of a long log says what broke.
+//
 // It exits non-zero when any test or package failed (including build
 // failures), so `set -o pipefail` is not needed to catch them.
 package main
@@ -32,6 +36,11 @@ func main() {
 	start := time.Now()
 	var passed, failed, skipped, pkgs, pkgFailed int
 	buf := map[string][]string{} // package/test -> output
+	type failure struct {
+		pkg, test string
+		said      []string // its last test-code lines
+	}
+	var failures []failure
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -71,6 +80,16 @@ func main() {
 			if e.Test != "" {
 				failed++
 				fmt.Printf("FAIL  %s %s (%.1fs)\n%s", e.Package, e.Test, e.Elapsed, strings.Join(buf[key], ""))
+				// A parent fails after its subtests: keep the leaves only.
+				leaf := true
+				for _, f := range failures {
+					if f.pkg == e.Package && strings.HasPrefix(f.test, e.Test+"/") {
+						leaf = false
+					}
+				}
+				if leaf {
+					failures = append(failures, failure{e.Package, e.Test, testLines(buf[key], 3)})
+				}
 			} else {
 				pkgs++
 				pkgFailed++
@@ -83,9 +102,46 @@ func main() {
 	if failed > 0 || pkgFailed > 0 {
 		status = "FAIL"
 	}
-	fmt.Printf("SUITE %s: %s  %d passed, %d failed, %d skipped, %d packages (%.1fs)\n",
-		*suite, status, passed, failed, skipped, pkgs, time.Since(start).Seconds())
+	var names []string
+	for _, f := range failures {
+		fmt.Printf("FAILED %s %s\n", f.pkg, f.test)
+		for _, l := range f.said {
+			fmt.Printf("    %s\n", l)
+		}
+		names = append(names, f.test)
+	}
+	which := ""
+	if len(names) > 0 {
+		if len(names) > 5 {
+			names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+		}
+		which = ": " + strings.Join(names, ", ")
+	}
+	fmt.Printf("SUITE %s: %s  %d passed, %d failed, %d skipped, %d packages (%.1fs)%s\n",
+		*suite, status, passed, failed, skipped, pkgs, time.Since(start).Seconds(), which)
 	if status != "PASS" {
 		os.Exit(1)
 	}
+}
+
+// testLines is the last n lines of a test's output that its own code
+// reported (t.Error, t.Fatal, t.Log: "    name_test.go:42: ..."), each cut
+// to 300 bytes; continuation lines and process logs are left out.
+func testLines(out []string, n int) []string {
+	var said []string
+	for _, o := range out {
+		s := strings.TrimSpace(o)
+		file, _, ok := strings.Cut(s, ":")
+		if !ok || !strings.HasSuffix(file, ".go") || strings.ContainsAny(file, " /") {
+			continue
+		}
+		if len(s) > 300 {
+			s = s[:300] + "..."
+		}
+		said = append(said, s)
+	}
+	if len(said) > n {
+		said = said[len(said)-n:]
+	}
+	return said
 }
