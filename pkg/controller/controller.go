@@ -140,7 +140,7 @@ func (c *Controller) state() State {
 		if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
 			cidrs = []string{n.Spec.PodCIDR}
 		}
-		st.Nodes[n.Name] = &Node{Name: n.Name, Labels: n.Labels, Annotations: n.Annotations, PodCIDRs: cidrs}
+		st.Nodes[n.Name] = &Node{Name: n.Name, UID: string(n.UID), Labels: n.Labels, Annotations: n.Annotations, PodCIDRs: cidrs}
 	}
 	for _, o := range c.pods.GetStore().List() {
 		p, ok := o.(*corev1.Pod)
@@ -246,13 +246,13 @@ func (c *Controller) apply(ctx context.Context, a Action) error {
 		if err != nil {
 			return err
 		}
-		return c.createBlock(ctx, u, a.Block, a.Node)
+		return c.createBlock(ctx, u, a.Name, a.Block, a.Node)
 	case CreateBlock:
 		u, err := pools.Get(ctx, a.Pool, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		return c.createBlock(ctx, u, a.Block, a.Node)
+		return c.createBlock(ctx, u, a.Name, a.Block, a.Node)
 	case DeleteBlock:
 		err := pools.Delete(ctx, a.Name, metav1.DeleteOptions{})
 		if apierrors.IsNotFound(err) {
@@ -286,13 +286,12 @@ func (c *Controller) apply(ctx context.Context, a Action) error {
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
-// createBlock creates the SpiderIPPool of block, pinned to node, from the
-// shared pool u (already excluding it). One that exists already is made
-// what it should be in place (a shared pool deleted and re-created leaves
-// block pools of its predecessor, perhaps of another node): updated, not
-// deleted and re-created, so the edge never sees the name go away.
-func (c *Controller) createBlock(ctx context.Context, u *unstructured.Unstructured, block netip.Prefix, node string) error {
-	obj, err := BlockPool(u, block, node)
+// createBlock creates SpiderIPPool name for block, pinned to node, from
+// the shared pool u (already excluding it). The name is the claim's
+// (ipam.BlockName): one that exists already is this claim's pool from an
+// earlier try, made what it should be in place.
+func (c *Controller) createBlock(ctx context.Context, u *unstructured.Unstructured, name string, block netip.Prefix, node string) error {
+	obj, err := BlockPool(u, name, block, node)
 	if err != nil {
 		return err
 	}
@@ -326,11 +325,11 @@ func sameBlockPool(have, want *unstructured.Unstructured) bool {
 	return string(hs) == string(ws) && string(ho) == string(wo) && have.GetAnnotations()[ipam.AnnoBlockOf] == want.GetAnnotations()[ipam.AnnoBlockOf]
 }
 
-// BlockPool is the SpiderIPPool of a block of shared pool parent, pinned
+// BlockPool is SpiderIPPool name, of a block of shared pool parent, pinned
 // to node: the parent's subnet, routes and vlan, the block's addresses,
 // its first address as gateway (excluded from allocation, as SpiderPool's
 // webhook wants), owned by the parent (deleted with it).
-func BlockPool(parent *unstructured.Unstructured, block netip.Prefix, node string) (*unstructured.Unstructured, error) {
+func BlockPool(parent *unstructured.Unstructured, name string, block netip.Prefix, node string) (*unstructured.Unstructured, error) {
 	spec, _, _ := unstructured.NestedMap(parent.Object, "spec")
 	gw := ipam.BlockGateway(block).String()
 	out := map[string]any{
@@ -349,7 +348,7 @@ func BlockPool(parent *unstructured.Unstructured, block netip.Prefix, node strin
 		"apiVersion": parent.GetAPIVersion(),
 		"kind":       "SpiderIPPool",
 		"metadata": map[string]any{
-			"name":        ipam.BlockName(parent.GetName(), block),
+			"name":        name,
 			"labels":      map[string]any{ipam.LabelBlock: "true"},
 			"annotations": map[string]any{ipam.AnnoBlockOf: parent.GetName()},
 		},

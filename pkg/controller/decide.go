@@ -23,6 +23,7 @@ type Config struct {
 // Node is what the decisions read of a Node.
 type Node struct {
 	Name        string
+	UID         string // names its block pools (ipam.BlockName)
 	Labels      map[string]string
 	Annotations map[string]string
 	PodCIDRs    []string
@@ -54,7 +55,7 @@ const (
 	// CreateBlock creates the pool of a block that Pool records but that
 	// does not exist (a controller stopped between the two writes).
 	CreateBlock ActionKind = "create-block"
-	// DeleteBlock deletes block pool Name (its block is not in use).
+	// DeleteBlock deletes block pool Name (no pod of its node uses it).
 	DeleteBlock ActionKind = "delete-block"
 	// Release removes Block from Pool's claims and excludeIPs.
 	Release ActionKind = "release"
@@ -64,7 +65,7 @@ const (
 type Action struct {
 	Kind  ActionKind
 	Pool  string // the shared pool
-	Name  string // the block pool (DeleteBlock)
+	Name  string // the block pool (Claim, CreateBlock: to create)
 	Block netip.Prefix
 	Node  string
 	// Have is how many blocks of Pool Node had when Claim was decided:
@@ -108,22 +109,54 @@ func (p Problem) String() string {
 // A block whose node is gone (or no longer served by the pool) is
 // released once no pod holds an address in it and no pod is bound to the
 // node: leases at the edge outlive the Node object only through pods.
+//
+// Block pools are matched to claims by what they are (shared pool, block,
+// node), not by name; a new one is named for the Node object it is made
+// for (ipam.BlockName). A block pool that no claim accounts for (its
+// claim released, or made again for another node) is deleted once no pod
+// of the node it is pinned to holds an address in it; until then its
+// block is not claimed again.
 func Decide(cfg Config, st State) ([]Action, []Problem) {
 	var acts []Action
 	var probs []Problem
-	blockPools := map[string]map[string]*ipam.SpiderIPPool{} // parent -> name -> pool
-	for name, sp := range st.Pools {
-		if parent := sp.Annotations[ipam.AnnoBlockOf]; parent != "" {
-			if blockPools[parent] == nil {
-				blockPools[parent] = map[string]*ipam.SpiderIPPool{}
-			}
-			blockPools[parent][name] = sp
+	type blockPool struct {
+		name  string
+		block netip.Prefix // invalid: not one block (edited by hand)
+		node  string
+	}
+	blockPools := map[string][]blockPool{} // parent -> its block pools, by name
+	for _, name := range sortedKeys(st.Pools) {
+		sp := st.Pools[name]
+		parent := sp.Annotations[ipam.AnnoBlockOf]
+		if parent == "" {
+			continue
 		}
+		bp := blockPool{name: name}
+		if p, err := ipam.ParsePool(sp); err == nil {
+			if pfx := p.Prefixes(); len(pfx) == 1 {
+				bp.block = pfx[0]
+			}
+			bp.node = p.PinnedNode()
+		}
+		blockPools[parent] = append(blockPools[parent], bp)
 	}
 	inUse := func(block netip.Prefix) bool {
 		return slices.ContainsFunc(st.Pods, func(p Pod) bool {
 			return !p.Terminal && slices.ContainsFunc(p.IPs, block.Contains)
 		})
+	}
+	// usedOn: a pod of node holds an address in block.
+	usedOn := func(node string, block netip.Prefix) bool {
+		return slices.ContainsFunc(st.Pods, func(p Pod) bool {
+			return !p.Terminal && p.Node == node && slices.ContainsFunc(p.IPs, block.Contains)
+		})
+	}
+	// accounted: block pool bp is the pool of a claim (whatever its name:
+	// a Node deleted and made again before its block was released keeps
+	// the block and its pool).
+	accounted := func(claims ipam.Claims, bp blockPool) bool {
+		node, ok := claims[bp.block]
+		return ok && bp.block.IsValid() && node == bp.node
 	}
 	bound := func(node string) bool {
 		return slices.ContainsFunc(st.Pods, func(p Pod) bool { return p.Node == node && !p.Terminal })
@@ -153,18 +186,22 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			node := claims[b]
 			n := st.Nodes[node]
 			keep := n != nil && isEdge(cfg, n) && pool.MayServe(node, n.Labels)
-			bname := ipam.BlockName(name, b)
-			_, exists := blockPools[name][bname]
+			var mine []string // the claim's block pools
+			for _, bp := range blockPools[name] {
+				if bp.block == b && accounted(claims, bp) {
+					mine = append(mine, bp.name)
+				}
+			}
 			if keep {
-				if !exists {
-					acts = append(acts, Action{Kind: CreateBlock, Pool: name, Block: b, Node: node, Why: "claimed, pool missing"})
+				if len(mine) == 0 {
+					acts = append(acts, Action{Kind: CreateBlock, Pool: name, Name: ipam.BlockName(name, b, n.UID), Block: b, Node: node, Why: "claimed, pool missing"})
 				}
 				continue
 			}
 			if inUse(b) || (n == nil && bound(node)) {
 				continue // released once nothing uses it
 			}
-			if exists {
+			for _, bname := range mine {
 				acts = append(acts, Action{Kind: DeleteBlock, Pool: name, Name: bname, Block: b, Node: node, Why: "node gone or no longer served"})
 			}
 			acts = append(acts, Action{Kind: Release, Pool: name, Block: b, Node: node, Why: "node gone or no longer served, block unused"})
@@ -173,8 +210,33 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			continue
 		}
 
-		// Each served edge node keeps MinFree free addresses.
+		// Each served edge node keeps MinFree free addresses. Blocks of
+		// block pools still waiting to be deleted are not free, except to
+		// the node they are pinned to: a shared pool deleted and made
+		// again leaves its predecessor's block pools, and claiming such a
+		// block again for its node takes its pool over (updated in place,
+		// so the edge never sees it go away).
 		planned := slices.Clone(claimed)
+		var leftovers []blockPool
+		for _, bp := range blockPools[name] {
+			if bp.block.IsValid() && !accounted(claims, bp) {
+				planned = append(planned, bp.block)
+				leftovers = append(leftovers, bp)
+			}
+		}
+		takeOver := func(node string, seg netip.Prefix) (blockPool, bool) {
+			for i, lo := range leftovers {
+				if lo.node != node || seg.Bits() > lo.block.Bits() || !seg.Contains(lo.block.Addr()) {
+					continue
+				}
+				others := slices.DeleteFunc(slices.Clone(planned), func(b netip.Prefix) bool { return b == lo.block })
+				if got, ok := ipam.CarveBlock(pool, lo.block, lo.block.Bits(), others, allocatedOf(sp)); ok && got == lo.block {
+					leftovers = slices.Delete(leftovers, i, i+1)
+					return lo, true
+				}
+			}
+			return blockPool{}, false
+		}
 		for _, nodeName := range sortedKeys(st.Nodes) {
 			n := st.Nodes[nodeName]
 			if !isEdge(cfg, n) || !pool.MayServe(nodeName, n.Labels) {
@@ -204,6 +266,12 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			if capacity-used >= cfg.MinFree {
 				continue
 			}
+			free := fmt.Sprintf("%d of %d addresses free, minFree %d", capacity-used, capacity, cfg.MinFree)
+			if lo, ok := takeOver(nodeName, seg); ok {
+				acts = append(acts, Action{Kind: Claim, Pool: name, Name: lo.name, Block: lo.block, Node: nodeName, Have: len(mine),
+					Why: free + "; taking a leftover block pool over"})
+				continue
+			}
 			bits := cfg.Bits4
 			if pool.Version == 6 {
 				bits = cfg.Bits6
@@ -216,41 +284,28 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 				continue
 			}
 			planned = append(planned, b)
-			acts = append(acts, Action{Kind: Claim, Pool: name, Block: b, Node: nodeName, Have: len(mine),
-				Why: fmt.Sprintf("%d of %d addresses free, minFree %d", capacity-used, capacity, cfg.MinFree)})
+			acts = append(acts, Action{Kind: Claim, Pool: name, Name: ipam.BlockName(name, b, n.UID), Block: b, Node: nodeName, Have: len(mine), Why: free})
 		}
 	}
 
-	// Block pools their shared pool does not record (it was deleted, or
-	// the claim released): delete once unused.
+	// Block pools no claim of their shared pool accounts for (it was
+	// deleted, the claim released, or made again for another node):
+	// delete once no pod of their node uses them.
 	for _, parent := range sortedKeys(blockPools) {
 		var claims ipam.Claims
 		if sp, ok := st.Pools[parent]; ok {
 			claims, _ = ipam.ParseClaims(sp.Annotations[ipam.AnnoBlocks])
 		}
-		for _, bname := range sortedKeys(blockPools[parent]) {
-			recorded := false
-			for b := range claims {
-				if ipam.BlockName(parent, b) == bname {
-					recorded = true
-				}
-			}
-			// Not when this pass claims the same block again (a shared
-			// pool deleted and re-created leaves its old block pools):
-			// the claim takes the pool over instead.
-			if recorded || slices.ContainsFunc(acts, func(a Action) bool {
-				return (a.Kind == DeleteBlock && a.Name == bname) || (a.Kind == Claim && ipam.BlockName(a.Pool, a.Block) == bname)
+		for _, bp := range blockPools[parent] {
+			if accounted(claims, bp) || slices.ContainsFunc(acts, func(a Action) bool {
+				return (a.Kind == DeleteBlock || a.Kind == Claim) && a.Name == bp.name
 			}) {
 				continue
 			}
-			bp, err := ipam.ParsePool(blockPools[parent][bname])
-			if err != nil {
+			if bp.block.IsValid() && usedOn(bp.node, bp.block) {
 				continue
 			}
-			if slices.ContainsFunc(bp.Prefixes(), inUse) {
-				continue
-			}
-			acts = append(acts, Action{Kind: DeleteBlock, Pool: parent, Name: bname, Why: "not recorded by its shared pool"})
+			acts = append(acts, Action{Kind: DeleteBlock, Pool: parent, Name: bp.name, Block: bp.block, Node: bp.node, Why: "not a claim of its shared pool"})
 		}
 	}
 	return acts, probs

@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -132,12 +134,18 @@ func RangeString(p netip.Prefix) string {
 	return r.From().String() + "-" + r.To().String()
 }
 
-// BlockName is the SpiderIPPool name of a block of pool parent:
-// "<parent>-<address with dashes>-<bits>", e.g. default-v4-10-244-5-0-26.
-// The name follows from the block, so two claims of one block collide.
-func BlockName(parent string, p netip.Prefix) string {
+// BlockName is the SpiderIPPool name of block p of pool parent claimed
+// for the node whose Node object has UID nodeUID:
+// "<parent>-<address with dashes>-<bits>-<8 hex digits of the UID's
+// SHA-256>", e.g. default-v4-10-244-5-0-26-1a2b3c4d. The same claim
+// always has the same name (a create that is repeated finds its pool);
+// a block claimed again for a node that left and joined again (a new Node
+// object) gets a new name, so a deletion of the old pool that KubeEdge
+// still delivers to the edge never removes the new one.
+func BlockName(parent string, p netip.Prefix, nodeUID string) string {
 	addr := strings.NewReplacer(".", "-", ":", "-").Replace(p.Addr().String())
-	name := fmt.Sprintf("%s-%s-%d", parent, strings.Trim(addr, "-"), p.Bits())
+	sum := sha256.Sum256([]byte(nodeUID))
+	name := fmt.Sprintf("%s-%s-%d-%s", parent, strings.Trim(addr, "-"), p.Bits(), hex.EncodeToString(sum[:4]))
 	if len(name) > 253 { // a DNS subdomain: keep the block part whole
 		suffix := name[len(parent):]
 		name = parent[:253-len(suffix)] + suffix

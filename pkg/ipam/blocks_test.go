@@ -88,13 +88,18 @@ func TestClaimsRoundTrip(t *testing.T) {
 
 func TestBlockNameAndRange(t *testing.T) {
 	p := netip.MustParsePrefix("10.244.5.64/26")
-	if got := BlockName("default-v4", p); got != "default-v4-10-244-5-64-26" {
+	uid := "node-uid-1"
+	const h = "fa7e17aa" // sha256("node-uid-1"), first 4 bytes
+	if got := BlockName("default-v4", p, uid); got != "default-v4-10-244-5-64-26-"+h {
 		t.Errorf("BlockName = %s", got)
 	}
-	if got := BlockName("v6", netip.MustParsePrefix("fd00:244::40/122")); got != "v6-fd00-244--40-122" {
+	if got := BlockName("v6", netip.MustParsePrefix("fd00:244::40/122"), uid); got != "v6-fd00-244--40-122-"+h {
 		t.Errorf("BlockName v6 = %s", got)
 	}
-	if got := BlockName(strings.Repeat("p", 260), p); len(got) != 253 || !strings.HasSuffix(got, "-10-244-5-64-26") {
+	if a, b := BlockName("default-v4", p, "uid-a"), BlockName("default-v4", p, "uid-b"); a == b {
+		t.Errorf("one name %s for a block claimed by two Node objects", a)
+	}
+	if got := BlockName(strings.Repeat("p", 260), p, uid); len(got) != 253 || !strings.HasSuffix(got, "-10-244-5-64-26-"+h) {
 		t.Errorf("long BlockName = %d %s", len(got), got)
 	}
 	if got := RangeString(p); got != "10.244.5.64-10.244.5.127" {

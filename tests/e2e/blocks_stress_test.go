@@ -18,6 +18,9 @@ import (
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
+// stressRuns numbers TestBlocksStress's runs in this process.
+var stressRuns int
+
 // stressPod is one pod of the stress run: its API object and its lease.
 type stressPod struct {
 	name, uid, node, cid string
@@ -39,6 +42,9 @@ type stressPod struct {
 func TestBlocksStress(t *testing.T) {
 	testutil.RequireRoot(t)
 	cp := cluster.Shared(t)
+	// Pod names are new on each run (-count=N shares one cluster, and
+	// spiderpool-agent refuses a name whose endpoint it still recycles).
+	stressRuns++
 	ctx := context.Background()
 	nodes := []*cluster.EdgeNode{cp.AddEdgeNode(t, "st-edge-1"), cp.AddEdgeNode(t, "st-edge-2"), cp.AddEdgeNode(t, "st-edge-3")}
 	segs := []string{"10.248.0.0/24", "10.248.0.0/24", "10.248.1.0/24"}
@@ -115,7 +121,7 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 		}
 	}
 	newPod := func(i int, node string) *stressPod {
-		name := fmt.Sprintf("st-%d", i)
+		name := fmt.Sprintf("st%d-%d", stressRuns, i)
 		obj := cp.CreatePod(t, "default", name, node, nil, nil)
 		return &stressPod{name: name, uid: string(obj.UID), node: node, cid: "c1-" + name}
 	}
@@ -268,8 +274,8 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 			if strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
 				return fmt.Errorf("block %s still in excludeIPs %v", b, excl)
 			}
-			if _, err := cp.Dynamic.Resource(ipam.PoolGVR).Get(ctx, ipam.BlockName(shared, b), metav1.GetOptions{}); err == nil {
-				return fmt.Errorf("block pool %s still exists", ipam.BlockName(shared, b))
+			if bps := blockPoolsOf(t, cp, shared)[b]; len(bps) != 0 {
+				return fmt.Errorf("block %s still has pools %v", b, bps)
 			}
 		}
 		if len(claims.Of(nodes[0].Name)) == 0 || len(claims.Of(nodes[1].Name)) == 0 {

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"go4.org/netipx"
+
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -32,6 +34,43 @@ func blocksOf(t *testing.T, cp *cluster.ControlPlane, pool string) (ipam.Claims,
 	}
 	excl, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "excludeIPs")
 	return claims, excl
+}
+
+// blockPoolsOf lists the block pools of shared pool parent, by the block
+// they serve (their spec.ips range), each with its pinned nodes.
+func blockPoolsOf(t *testing.T, cp *cluster.ControlPlane, parent string) map[netip.Prefix][]blockPoolInfo {
+	t.Helper()
+	list, err := cp.Dynamic.Resource(ipam.PoolGVR).List(context.Background(), metav1.ListOptions{LabelSelector: ipam.LabelBlock + "=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[netip.Prefix][]blockPoolInfo{}
+	for _, u := range list.Items {
+		if u.GetAnnotations()[ipam.AnnoBlockOf] != parent {
+			continue
+		}
+		ips, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "ips")
+		nodes, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "nodeName")
+		var b netip.Prefix
+		if len(ips) == 1 {
+			if from, to, ok := strings.Cut(ips[0], "-"); ok {
+				lo, err1 := netip.ParseAddr(from)
+				hi, err2 := netip.ParseAddr(to)
+				if err1 == nil && err2 == nil {
+					if p, ok := netipx.IPRangeFrom(lo, hi).Prefix(); ok {
+						b = p
+					}
+				}
+			}
+		}
+		out[b] = append(out[b], blockPoolInfo{Name: u.GetName(), Nodes: nodes})
+	}
+	return out
+}
+
+type blockPoolInfo struct {
+	Name  string
+	Nodes []string
 }
 
 // The EdgeMesh document's layout: one cluster default pool, pinned to no
@@ -137,14 +176,13 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 		if !strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
 			t.Errorf("block %s is not in %s's excludeIPs %v: SpiderPool could hand it out", b, shared, excl)
 		}
-		u, err := cp.Dynamic.Resource(ipam.PoolGVR).Get(ctx, ipam.BlockName(shared, b), metav1.GetOptions{})
-		if err != nil {
-			t.Errorf("block %s has no SpiderIPPool: %v", b, err)
+		bps := blockPoolsOf(t, cp, shared)[b]
+		if len(bps) != 1 {
+			t.Errorf("block %s has %d SpiderIPPools, want 1: %v", b, len(bps), bps)
 			continue
 		}
-		nodes, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "nodeName")
-		if len(nodes) != 1 || nodes[0] != node {
-			t.Errorf("block pool %s is pinned to %v, want [%s]", u.GetName(), nodes, node)
+		if len(bps[0].Nodes) != 1 || bps[0].Nodes[0] != node {
+			t.Errorf("block pool %s is pinned to %v, want [%s]", bps[0].Name, bps[0].Nodes, node)
 		}
 	}
 	if n := len(claims.Of(e1.Name)); n < 2 {

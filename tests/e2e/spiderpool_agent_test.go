@@ -388,14 +388,15 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 			t.Errorf("spiderpool-agent gave %s to %s inside block %s of %s", a, r.pod, b, node)
 		}
 	}
+	blockPools := blockPoolsOf(t, cp, shared)
 	for _, r := range edgeAllocs {
 		a := r.addr.Addr()
 		note(a, "edge:"+r.pod)
 		b, node, ok := inBlock(a)
 		if !ok || node != e1.Name || !edgeSeg.Contains(a) {
 			t.Errorf("edge pod %s got %s (pool %s), want an address in a block of %s inside %s (claims %v)", r.pod, a, r.pool, e1.Name, edgeSeg, claims)
-		} else if r.pool != ipam.BlockName(shared, b) {
-			t.Errorf("edge pod %s got %s from pool %s, want block pool %s", r.pod, a, r.pool, ipam.BlockName(shared, b))
+		} else if bps := blockPools[b]; len(bps) != 1 || r.pool != bps[0].Name {
+			t.Errorf("edge pod %s got %s from pool %s, want block %s's one pool (%v)", r.pod, a, r.pool, b, bps)
 		}
 	}
 	for b := range claims {
