@@ -50,7 +50,7 @@ lint() {
 unit() {
 	# The wire check against SpiderPool's models is its own module.
 	{
-		go test -json -count=1 $(go list ./... | grep -v /tests/)
+		go test -json -count=1 -cover $(go list ./... | grep -v /tests/)
 		(cd tests/tools/spiderpool-wire && go test -mod=mod -json -count=1 ./...)
 	} | bin/testsummary -suite unit
 }

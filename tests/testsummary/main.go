@@ -4,6 +4,11 @@
 //
 //	SUITE e2e: PASS  41 passed, 0 failed, 2 skipped, 9 packages (63.2s)
 //
+// With `go test -cover` each package's statement coverage follows its
+// line, and the summary line lists them all (module prefix cut):
+//
+//	SUITE unit: PASS  292 passed, ... (43.5s); coverage: pkg/ipam 81.2%, pkg/p2p 62.0%
+//
 // Before the summary line it repeats each failed test that has no failed
 // subtest, with the last lines its test code reported (file.go:N: ...),
 // and the summary line names them: the end of a long log says what broke.
@@ -18,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -41,6 +47,7 @@ func main() {
 		said      []string // its last test-code lines
 	}
 	var failures []failure
+	coverage := map[string]string{} // package -> "81.2%"
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -54,12 +61,23 @@ func main() {
 		switch e.Action {
 		case "output":
 			buf[key] = append(buf[key], e.Output)
+			if e.Test == "" {
+				if _, rest, ok := strings.Cut(e.Output, "coverage: "); ok {
+					if pct, _, ok := strings.Cut(rest, " of statements"); ok {
+						coverage[e.Package] = pct
+					}
+				}
+			}
 		case "pass":
 			if e.Test != "" {
 				passed++
 			} else {
 				pkgs++
-				fmt.Printf("ok    %s (%.1fs)\n", e.Package, e.Elapsed)
+				cov := ""
+				if c, ok := coverage[e.Package]; ok {
+					cov = ", coverage " + c
+				}
+				fmt.Printf("ok    %s (%.1fs%s)\n", e.Package, e.Elapsed, cov)
 			}
 			delete(buf, key)
 		case "skip":
@@ -117,6 +135,14 @@ func main() {
 		}
 		which = ": " + strings.Join(names, ", ")
 	}
+	if len(coverage) > 0 {
+		var cov []string
+		for pkg, c := range coverage {
+			cov = append(cov, shortPackage(pkg)+" "+c)
+		}
+		sort.Strings(cov)
+		which += "; coverage: " + strings.Join(cov, ", ")
+	}
 	fmt.Printf("SUITE %s: %s  %d passed, %d failed, %d skipped, %d packages (%.1fs)%s\n",
 		*suite, status, passed, failed, skipped, pkgs, time.Since(start).Seconds(), which)
 	if status != "PASS" {
@@ -144,4 +170,14 @@ func testLines(out []string, n int) []string {
 		said = said[len(said)-n:]
 	}
 	return said
+}
+
+// shortPackage cuts the module path off an import path:
+// github.com/edgelink/edgelink/pkg/ipam -> pkg/ipam.
+func shortPackage(pkg string) string {
+	const module = "github.com/edgelink/edgelink/"
+	if rest, ok := strings.CutPrefix(pkg, module); ok {
+		return rest
+	}
+	return pkg
 }
