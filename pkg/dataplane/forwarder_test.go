@@ -58,15 +58,41 @@ func (d *fakeTUN) packets() [][]byte {
 	return append([][]byte(nil), d.written...)
 }
 
-// fakeNet records what the forwarder sends per node.
+// fakeNet records what the forwarder sends per node: all of it (sent),
+// and each stream it opened, on the path generation gen held then.
 type fakeNet struct {
-	mu   sync.Mutex
-	sent map[string]*bytes.Buffer
+	gen atomic.Uint64 // every node's current path (0: none)
+
+	mu      sync.Mutex
+	sent    map[string]*bytes.Buffer
+	streams map[string][]*fakeStream
 }
 
-type nopCloser struct{ io.Writer }
+// fakeStream is one stream the forwarder opened.
+type fakeStream struct {
+	n      *fakeNet
+	node   string
+	gen    uint64
+	buf    bytes.Buffer
+	closed bool
+}
 
-func (nopCloser) Close() error { return nil }
+func (s *fakeStream) Write(p []byte) (int, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	if s.closed {
+		return 0, os.ErrClosed
+	}
+	s.buf.Write(p)
+	return s.n.sent[s.node].Write(p)
+}
+
+func (s *fakeStream) Close() error {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	s.closed = true
+	return nil
+}
 
 func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, uint64, error) {
 	n.mu.Lock()
@@ -74,21 +100,15 @@ func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, uint64, 
 	if n.sent[node] == nil {
 		n.sent[node] = &bytes.Buffer{}
 	}
-	return nopCloser{lockedWriter{&n.mu, n.sent[node]}}, 1, nil
+	if n.streams == nil {
+		n.streams = map[string][]*fakeStream{}
+	}
+	s := &fakeStream{n: n, node: node, gen: n.gen.Load()}
+	n.streams[node] = append(n.streams[node], s)
+	return s, s.gen, nil
 }
-func (n *fakeNet) PathGen(string) uint64        { return 1 }
+func (n *fakeNet) PathGen(string) uint64        { return n.gen.Load() }
 func (n *fakeNet) Count(string, uint64, uint64) {}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
@@ -107,6 +127,7 @@ func newTestForwarder(t *testing.T) (*Forwarder, *fakeTUN, *fakeNet) {
 // newTestForwarderVnet is newTestForwarder with vn as the TUN's raw side.
 func newTestForwarderVnet(t *testing.T, vn *vnetTUN) (*Forwarder, *fakeTUN, *fakeNet) {
 	dev, n := newFakeTUN(), &fakeNet{sent: map[string]*bytes.Buffer{}}
+	n.gen.Store(1)
 	f := newForwarder(dev, vn, n)
 	t.Cleanup(func() { dev.Close(); f.Close() })
 	f.SetPlan(testPlan)
@@ -238,6 +259,81 @@ func TestSendAndUnreachable(t *testing.T) {
 	if src, dst, _ := addrs(icmp); src != netip.MustParseAddr("10.246.0.1") || dst != netip.MustParseAddr("10.244.1.2") {
 		t.Errorf("ICMP from %s to %s", src, dst)
 	}
+}
+
+// When a peer's path changes (a relay died, a direct path came up), the
+// next packets go out on a stream opened on the new path and the old
+// stream is closed; with no path they are dropped and counted, and the
+// first packet after a path is back opens one.
+func TestSendFollowsPathChanges(t *testing.T) {
+	f, dev, n := newTestForwarder(t)
+	streams := func() []*fakeStream {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return append([]*fakeStream(nil), n.streams["edge-3"]...)
+	}
+	// sendOne sends packet i to edge-3 and waits until the forwarder has
+	// dealt with it (sent or dropped).
+	sendOne := func(i int) []byte {
+		t.Helper()
+		before := f.Snapshot()
+		p := ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, byte(i)}, 100)
+		dev.in <- p
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s := f.Snapshot()
+			if s.TxPackets+s.DropQueue > before.TxPackets+before.DropQueue {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("packet %d neither sent nor dropped: %+v", i, s)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	carried := func(s *fakeStream, pkts ...[]byte) {
+		t.Helper()
+		var want []byte
+		for _, p := range pkts {
+			want = AppendFrame(want, p)
+		}
+		n.mu.Lock()
+		got := bytes.Clone(s.buf.Bytes())
+		n.mu.Unlock()
+		if !bytes.Equal(got, want) {
+			t.Errorf("stream on path %d carried %d bytes, want %d (%d packets)", s.gen, len(got), len(want), len(pkts))
+		}
+	}
+
+	p1, p2 := sendOne(1), sendOne(2)
+	n.gen.Store(2) // the path changed
+	p3 := sendOne(3)
+	st := streams()
+	if len(st) != 2 || st[0].gen != 1 || st[1].gen != 2 {
+		t.Fatalf("streams opened: %d, want one on path 1 then one on path 2", len(st))
+	}
+	carried(st[0], p1, p2)
+	carried(st[1], p3)
+	if !st[0].closed || st[1].closed {
+		t.Errorf("after the path change: old stream closed %v, new stream closed %v", st[0].closed, st[1].closed)
+	}
+
+	n.gen.Store(0) // no path at all
+	drops := f.Snapshot().DropQueue
+	sendOne(4)
+	if got := f.Snapshot().DropQueue; got != drops+1 {
+		t.Errorf("a packet without a path: DropQueue %d -> %d, want +1", drops, got)
+	}
+	if st := streams(); len(st) != 2 || !st[1].closed {
+		t.Errorf("without a path: %d streams, the last closed %v; want no new stream and the last closed", len(st), st[len(st)-1].closed)
+	}
+	n.gen.Store(3)
+	p5 := sendOne(5)
+	st = streams()
+	if len(st) != 3 || st[2].gen != 3 {
+		t.Fatalf("after the path came back: %d streams, want a third on path 3", len(st))
+	}
+	carried(st[2], p5)
 }
 
 // Plans swap atomically under concurrent lookups: every lookup sees one
