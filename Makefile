@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: help build test e2e bench demo demo-cni lint clean
+.PHONY: help build test e2e bench mutate demo demo-cni lint clean
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ e2e: build ## end-to-end tests only (root)
 
 bench: build ## benchmarks; prints a table and writes bench-results.json
 	tests/bench/run.sh
+
+mutate: ## mutation testing of the unit-tested packages (gremlins; slow; PKGS="pkg/ipam ..." for some)
+	tests/mutate.sh $(PKGS)
 
 demo: ## the simulated cloud-edge cluster: pods pinging across NATs, status, throughput (root; KEEP=1 stays up)
 	tests/demo/run.sh

@@ -7,6 +7,7 @@
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
+#   tests/tools/build.sh gremlins                               # make mutate (tests/mutate.sh)
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -32,7 +33,8 @@ spec() {
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent etcd kube-apiserver cloudcore edgecore wireguard-go helm)" >&2; return 1 ;;
+	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins)" >&2; return 1 ;;
 	esac
 }
 
