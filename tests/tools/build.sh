@@ -4,6 +4,7 @@
 #
 #   tests/tools/build.sh cnitool host-local bridge spiderpool
 #   tests/tools/build.sh spiderpool-agent                       # tests/e2e/spiderpool_agent_test.go
+#   tests/tools/build.sh spiderpool-controller                  # tests/e2e/spiderpool_webhook_test.go
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
@@ -27,6 +28,7 @@ spec() {
 	bridge) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/bridge" ;;
 	spiderpool) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool" ;;
 	spiderpool-agent) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-agent" ;;
+	spiderpool-controller) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-controller" ;;
 	etcd) echo "etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3" ;;
 	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
@@ -34,7 +36,7 @@ spec() {
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins)" >&2; return 1 ;;
 	esac
 }
 

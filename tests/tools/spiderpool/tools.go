@@ -9,4 +9,5 @@ package tools
 import (
 	_ "github.com/spidernet-io/spiderpool/cmd/spiderpool"
 	_ "github.com/spidernet-io/spiderpool/cmd/spiderpool-agent"
+	_ "github.com/spidernet-io/spiderpool/cmd/spiderpool-controller"
 )
