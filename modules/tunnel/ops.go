@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
@@ -34,9 +35,14 @@ func (m *Module) Diagnose() []agentapi.Check {
 		return []agentapi.Check{agentapi.Fail("tunnel up", "the tunnel is not up",
 			"read the agent's log (journalctl -u edgelink): identity, membership certificate or listen port")}
 	}
-	states := r.keeper.States()
+	return relayChecks(r.keeper.States(), r.isRelay, m.svc.cfg.Modules.Tunnel)
+}
+
+// relayChecks is the "relays reachable" check for the keeper's states.
+func relayChecks(states []p2p.ReservationState, isRelay bool, t v1.Tunnel) []agentapi.Check {
+	const name = "relays reachable"
 	if len(states) == 0 {
-		if r.isRelay {
+		if isRelay {
 			return []agentapi.Check{agentapi.OK(name, "this node is the only relay")}
 		}
 		return []agentapi.Check{agentapi.Skip(name, "no relay is configured (modules.tunnel.relayNodes): peers are found and reached only directly")}
@@ -55,12 +61,12 @@ func (m *Module) Diagnose() []agentapi.Check {
 	}
 	if len(bad) > 0 {
 		var addrs []string
-		for _, rn := range m.svc.cfg.Modules.Tunnel.RelayNodes {
+		for _, rn := range t.RelayNodes {
 			addrs = append(addrs, fmt.Sprintf("%s at %s", rn.NodeName, strings.Join(rn.AdvertiseAddress, ",")))
 		}
 		return []agentapi.Check{agentapi.Fail(name, "no reservation on "+strings.Join(bad, "; "),
 			fmt.Sprintf("check that the relay agents run and that TCP and UDP port %d reach them (%s) from this node",
-				m.svc.cfg.Modules.Tunnel.ListenPort, strings.Join(addrs, "; ")))}
+				t.ListenPort, strings.Join(addrs, "; ")))}
 	}
 	return []agentapi.Check{agentapi.OK(name, "reserved on "+strings.Join(ok, ", "))}
 }

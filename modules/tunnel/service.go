@@ -324,36 +324,10 @@ func (s *Service) discover(ctx context.Context, r *running, dir *p2p.Directory) 
 		}
 		found = append(found, recs...)
 	}
-	now := time.Now().Unix()
-	for _, st := range r.keeper.States() {
-		if st.Relay != "" {
-			found = append(found, p2p.PeerRecord{Node: st.Node, Peer: st.Relay.String(), Seen: now})
-		}
-	}
+	found = append(found, relayRecords(r.keeper.States(), time.Now().Unix())...)
 
 	r.mu.Lock()
-	changed := false
-	for _, rec := range found {
-		if rec.Node == s.cfg.NodeName {
-			continue
-		}
-		old, ok := r.known[rec.Node]
-		if ok && old.Peer == rec.Peer {
-			if len(rec.Addrs) == 0 {
-				rec.Addrs = old.Addrs // a relay seen through the keeper
-			}
-			if slices.Equal(old.Addrs, rec.Addrs) {
-				old.Seen = max(old.Seen, rec.Seen)
-				r.known[rec.Node] = old
-				continue
-			}
-		}
-		if ok && old.Peer != rec.Peer && old.Seen > rec.Seen {
-			continue // an older record of a node that changed identity
-		}
-		r.known[rec.Node] = rec
-		changed = true
-	}
+	changed := mergeRecords(r.known, s.cfg.NodeName, found)
 	known := make(map[string]p2p.PeerRecord, len(r.known))
 	for n, rec := range r.known {
 		known[n] = rec
@@ -365,6 +339,48 @@ func (s *Service) discover(ctx context.Context, r *running, dir *p2p.Directory) 
 		}
 	}
 	r.paths.SetTargets(s.targets(known))
+}
+
+// relayRecords are the peer records the reservation keeper's states
+// give: every relay whose peer ID is known, seen now, without addresses
+// (the configured ones are added by targets).
+func relayRecords(states []p2p.ReservationState, now int64) []p2p.PeerRecord {
+	var out []p2p.PeerRecord
+	for _, st := range states {
+		if st.Relay != "" {
+			out = append(out, p2p.PeerRecord{Node: st.Node, Peer: st.Relay.String(), Seen: now})
+		}
+	}
+	return out
+}
+
+// mergeRecords merges found into known (by node), leaving out self, and
+// reports whether anything worth persisting changed (a new node, a new
+// peer ID or new addresses; a newer Seen alone is not).
+func mergeRecords(known map[string]p2p.PeerRecord, self string, found []p2p.PeerRecord) bool {
+	changed := false
+	for _, rec := range found {
+		if rec.Node == self {
+			continue
+		}
+		old, ok := known[rec.Node]
+		if ok && old.Peer == rec.Peer {
+			if len(rec.Addrs) == 0 {
+				rec.Addrs = old.Addrs // a relay seen through the keeper
+			}
+			if slices.Equal(old.Addrs, rec.Addrs) {
+				old.Seen = max(old.Seen, rec.Seen)
+				known[rec.Node] = old
+				continue
+			}
+		}
+		if ok && old.Peer != rec.Peer && old.Seen > rec.Seen {
+			continue // an older record of a node that changed identity
+		}
+		known[rec.Node] = rec
+		changed = true
+	}
+	return changed
 }
 
 // targets turns known members into path-manager targets, adding the
