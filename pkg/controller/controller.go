@@ -271,11 +271,24 @@ func (c *Controller) apply(ctx context.Context, a Action) error {
 		if _, ok := claims[a.Block]; !ok {
 			return nil
 		}
-		delete(claims, a.Block)
-		excl, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "excludeIPs")
-		if i := slices.Index(excl, ipam.RangeString(a.Block)); i >= 0 {
-			excl = slices.Delete(excl, i, i+1)
+		// Not while a pool of the block is still there (the decision came
+		// from a cache): SpiderPool's webhook would refuse the overlap.
+		list, err := pools.List(ctx, metav1.ListOptions{LabelSelector: ipam.LabelBlock + "=true"})
+		if err != nil {
+			return err
 		}
+		for i := range list.Items {
+			bp := &list.Items[i]
+			ips, _, _ := unstructured.NestedStringSlice(bp.Object, "spec", "ips")
+			if bp.GetAnnotations()[ipam.AnnoBlockOf] == a.Pool && ipam.ExcludesBlock(ips, a.Block) {
+				return apierrors.NewConflict(ipam.PoolGVR.GroupResource(), a.Pool, fmt.Errorf("block pool %s of %s still exists", bp.GetName(), a.Block))
+			}
+		}
+		delete(claims, a.Block)
+		// SpiderPool's webhook merges adjacent excludeIPs entries: take
+		// the block's addresses out, wherever they are.
+		excl, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "excludeIPs")
+		excl = ipam.ExcludeWithout(excl, a.Block)
 		if err := unstructured.SetNestedStringSlice(u.Object, excl, "spec", "excludeIPs"); err != nil {
 			return err
 		}

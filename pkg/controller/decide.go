@@ -120,9 +120,10 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 	var acts []Action
 	var probs []Problem
 	type blockPool struct {
-		name  string
-		block netip.Prefix // invalid: not one block (edited by hand)
-		node  string
+		name     string
+		block    netip.Prefix // invalid: not one block (edited by hand)
+		node     string
+		deleting bool // deleted, waiting on a finalizer (SpiderPool's)
 	}
 	blockPools := map[string][]blockPool{} // parent -> its block pools, by name
 	for _, name := range sortedKeys(st.Pools) {
@@ -131,7 +132,7 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 		if parent == "" {
 			continue
 		}
-		bp := blockPool{name: name}
+		bp := blockPool{name: name, deleting: sp.DeletionTimestamp != nil}
 		if p, err := ipam.ParsePool(sp); err == nil {
 			if pfx := p.Prefixes(); len(pfx) == 1 {
 				bp.block = pfx[0]
@@ -201,10 +202,19 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			if inUse(b) || (n == nil && bound(node)) {
 				continue // released once nothing uses it
 			}
-			for _, bname := range mine {
-				acts = append(acts, Action{Kind: DeleteBlock, Pool: name, Name: bname, Block: b, Node: node, Why: "node gone or no longer served"})
+			// The block pool goes first; the claim only once it is gone
+			// (SpiderPool's finalizer holds a deleted pool until its
+			// controller lets go, and its webhook refuses a shared pool
+			// that overlaps a pool still there).
+			if len(mine) > 0 {
+				for _, bp := range blockPools[name] {
+					if slices.Contains(mine, bp.name) && !bp.deleting {
+						acts = append(acts, Action{Kind: DeleteBlock, Pool: name, Name: bp.name, Block: b, Node: node, Why: "node gone or no longer served"})
+					}
+				}
+				continue
 			}
-			acts = append(acts, Action{Kind: Release, Pool: name, Block: b, Node: node, Why: "node gone or no longer served, block unused"})
+			acts = append(acts, Action{Kind: Release, Pool: name, Block: b, Node: node, Why: "node gone or no longer served, block unused, its pool gone"})
 		}
 		if pool.Disable {
 			continue
@@ -297,7 +307,7 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			claims, _ = ipam.ParseClaims(sp.Annotations[ipam.AnnoBlocks])
 		}
 		for _, bp := range blockPools[parent] {
-			if accounted(claims, bp) || slices.ContainsFunc(acts, func(a Action) bool {
+			if accounted(claims, bp) || bp.deleting || slices.ContainsFunc(acts, func(a Action) bool {
 				return (a.Kind == DeleteBlock || a.Kind == Claim) && a.Name == bp.name
 			}) {
 				continue

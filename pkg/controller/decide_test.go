@@ -161,14 +161,34 @@ func TestDecide(t *testing.T) {
 			want: "",
 		},
 		{
-			name: "a deleted node's unused block is released (pool first, then the claim)",
+			name: "a deleted node's unused block: its pool is deleted first",
 			st: State{
 				Pools: poolsOf(pool("default-v4", `{"10.244.5.0/26":"gone"}`, nil), blockPool("default-v4", "10.244.5.0/26", "gone")),
 				Nodes: map[string]*Node{},
 				Pods:  []Pod{{Namespace: "default", Name: "done", Node: "gone", IPs: []netip.Addr{netip.MustParseAddr("10.244.5.9")}, Terminal: true}},
 			},
-			want: "delete-block pool=default-v4 block=10.244.5.0/26 name=default-v4-10-244-5-0-26-645d3b9c node=gone (node gone or no longer served)\n" +
-				"release pool=default-v4 block=10.244.5.0/26 node=gone (node gone or no longer served, block unused)\n",
+			want: "delete-block pool=default-v4 block=10.244.5.0/26 name=default-v4-10-244-5-0-26-645d3b9c node=gone (node gone or no longer served)\n",
+		},
+		{
+			name: "a block pool held by SpiderPool's finalizer: its claim waits",
+			st: State{
+				Pools: poolsOf(pool("default-v4", `{"10.244.5.0/26":"gone"}`, nil), func() *ipam.SpiderIPPool {
+					bp := blockPool("default-v4", "10.244.5.0/26", "gone")
+					now := metav1.Now()
+					bp.DeletionTimestamp = &now
+					return bp
+				}()),
+				Nodes: map[string]*Node{},
+			},
+			want: "",
+		},
+		{
+			name: "a released block's pool is gone: the claim goes",
+			st: State{
+				Pools: poolsOf(pool("default-v4", `{"10.244.5.0/26":"gone"}`, nil)),
+				Nodes: map[string]*Node{},
+			},
+			want: "release pool=default-v4 block=10.244.5.0/26 node=gone (node gone or no longer served, block unused, its pool gone)\n",
 		},
 		{
 			name: "pinned and disabled pools are left alone; an orphan block pool is deleted",

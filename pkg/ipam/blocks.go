@@ -41,7 +41,10 @@ var PoolGVR = schema.GroupVersionResource{Group: "spiderpool.spidernet.io", Vers
 //     reaches the edge through the cloud channel like any pool.
 //
 // SpiderPool's webhook requires pools of one subnet to be disjoint after
-// excludeIPs, which is why step 1 comes first. The annotation, not the
+// excludeIPs, which is why step 1 comes first; a release runs the other
+// way (the block pool deleted, then, once it is gone, the claim and the
+// exclusion removed with ExcludeWithout: the webhook merges adjacent
+// excludeIPs entries). The annotation, not the
 // block pools, is the record of claims: a controller restarted between
 // the two steps re-creates missing block pools from it.
 //
@@ -132,6 +135,44 @@ func sortPrefixes(ps []netip.Prefix) {
 func RangeString(p netip.Prefix) string {
 	r := netipx.RangeOfPrefix(p)
 	return r.From().String() + "-" + r.To().String()
+}
+
+// ExcludesBlock reports whether excludeIPs entries excl cover every
+// address of block (in one entry or several: SpiderPool's webhook merges
+// adjacent entries, so two claimed blocks may be one range).
+func ExcludesBlock(excl []string, block netip.Prefix) bool {
+	var b netipx.IPSetBuilder
+	for _, e := range excl {
+		if r, err := parseRange(e); err == nil {
+			b.AddRange(netipx.IPRangeFrom(r.first, r.last))
+		}
+	}
+	set, err := b.IPSet()
+	return err == nil && set.ContainsPrefix(block.Masked())
+}
+
+// ExcludeWithout is excludeIPs entries excl with block's addresses taken
+// out: what releasing a claim writes. Entries that do not touch the block
+// stay as they are, in their order; one that does is replaced by what is
+// left of it (nothing, or the part before and the part after). Entries
+// that do not parse are kept.
+func ExcludeWithout(excl []string, block netip.Prefix) []string {
+	bf, bl := block.Masked().Addr(), netipx.PrefixLastIP(block)
+	out := make([]string, 0, len(excl))
+	for _, e := range excl {
+		r, err := parseRange(e)
+		if err != nil || r.first.Is4() != bf.Is4() || r.last.Less(bf) || bl.Less(r.first) {
+			out = append(out, e)
+			continue
+		}
+		if r.first.Less(bf) {
+			out = append(out, ipRange{r.first, bf.Prev()}.String())
+		}
+		if bl.Less(r.last) {
+			out = append(out, ipRange{bl.Next(), r.last}.String())
+		}
+	}
+	return out
 }
 
 // BlockName is the SpiderIPPool name of block p of pool parent claimed

@@ -220,3 +220,39 @@ func FuzzParseClaims(f *testing.F) {
 		}
 	})
 }
+
+// Releasing a block takes exactly its addresses out of excludeIPs, also
+// when SpiderPool's webhook merged it with its neighbours into one range;
+// other entries keep their form.
+func TestExcludeWithout(t *testing.T) {
+	b := netip.MustParsePrefix("10.251.5.16/28")
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"the block's own entry", []string{"10.251.9.1", "10.251.5.16-10.251.5.31"}, []string{"10.251.9.1"}},
+		{"merged with the block before it", []string{"10.251.5.0-10.251.5.31", "10.251.6.0-10.251.6.15"}, []string{"10.251.5.0-10.251.5.15", "10.251.6.0-10.251.6.15"}},
+		{"in the middle of a range", []string{"10.251.5.0-10.251.5.47"}, []string{"10.251.5.0-10.251.5.15", "10.251.5.32-10.251.5.47"}},
+		{"one address left on each side", []string{"10.251.5.15-10.251.5.32"}, []string{"10.251.5.15", "10.251.5.32"}},
+		{"not excluded: nothing changes", []string{"10.251.5.0-10.251.5.15", "bad entry", "fd00::1"}, []string{"10.251.5.0-10.251.5.15", "bad entry", "fd00::1"}},
+		{"entries inside the block", []string{"10.251.5.17", "10.251.5.20-10.251.5.25"}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ExcludeWithout(tt.in, b)
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("ExcludeWithout(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+			if ExcludesBlock(got, b) {
+				t.Errorf("%v still excludes %s", got, b)
+			}
+		})
+	}
+	if !ExcludesBlock([]string{"10.251.5.0-10.251.5.20", "10.251.5.21-10.251.5.40"}, b) {
+		t.Error("a block covered by two adjacent entries is not excluded")
+	}
+	if ExcludesBlock([]string{"10.251.5.16-10.251.5.30"}, b) {
+		t.Error("a block missing its last address is excluded")
+	}
+}

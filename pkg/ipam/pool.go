@@ -214,26 +214,43 @@ func ParsePool(sp *SpiderIPPool) (*Pool, error) {
 func parseRanges(specs []string, subnet netip.Prefix) ([]ipRange, error) {
 	var out []ipRange
 	for _, s := range specs {
-		a, b, isRange := strings.Cut(strings.TrimSpace(s), "-")
-		first, err := netip.ParseAddr(strings.TrimSpace(a))
+		r, err := parseRange(s)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not an address or range", s)
+			return nil, err
 		}
-		last := first
-		if isRange {
-			if last, err = netip.ParseAddr(strings.TrimSpace(b)); err != nil {
-				return nil, fmt.Errorf("%q is not an address or range", s)
-			}
-		}
-		if last.Less(first) {
-			return nil, fmt.Errorf("%q ends before it starts", s)
-		}
-		if !subnet.Contains(first) || !subnet.Contains(last) {
+		if !subnet.Contains(r.first) || !subnet.Contains(r.last) {
 			return nil, fmt.Errorf("%q is outside subnet %s", s, subnet)
 		}
-		out = append(out, ipRange{first, last})
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// parseRange reads one entry of SpiderPool's range syntax.
+func parseRange(s string) (ipRange, error) {
+	a, b, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	first, err := netip.ParseAddr(strings.TrimSpace(a))
+	if err != nil {
+		return ipRange{}, fmt.Errorf("%q is not an address or range", s)
+	}
+	last := first
+	if isRange {
+		if last, err = netip.ParseAddr(strings.TrimSpace(b)); err != nil {
+			return ipRange{}, fmt.Errorf("%q is not an address or range", s)
+		}
+	}
+	if last.Less(first) || first.Is4() != last.Is4() {
+		return ipRange{}, fmt.Errorf("%q ends before it starts", s)
+	}
+	return ipRange{first, last}, nil
+}
+
+// String renders r in SpiderPool's range syntax.
+func (r ipRange) String() string {
+	if r.first == r.last {
+		return r.first.String()
+	}
+	return r.first.String() + "-" + r.last.String()
 }
 
 func merge(rs []ipRange) []ipRange {

@@ -271,7 +271,7 @@ leaderElection: {enable: true, namespace: kube-system, name: st-controller, leas
 			return fmt.Errorf("%s still holds %v", gone, got)
 		}
 		for _, b := range before.Of(gone) {
-			if strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
+			if ipam.ExcludesBlock(excl, b) {
 				return fmt.Errorf("block %s still in excludeIPs %v", b, excl)
 			}
 			if bps := blockPoolsOf(t, cp, shared)[b]; len(bps) != 0 {

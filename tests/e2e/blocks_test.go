@@ -173,7 +173,7 @@ leaderElection: {enable: true, namespace: kube-system, name: blk-test-controller
 		if !seg[node].Contains(b.Addr()) {
 			t.Errorf("block %s of %s is outside its segment %s", b, node, seg[node])
 		}
-		if !strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
+		if !ipam.ExcludesBlock(excl, b) {
 			t.Errorf("block %s is not in %s's excludeIPs %v: SpiderPool could hand it out", b, shared, excl)
 		}
 		bps := blockPoolsOf(t, cp, shared)[b]

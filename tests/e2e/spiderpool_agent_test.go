@@ -400,7 +400,7 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 		}
 	}
 	for b := range claims {
-		if !strings.Contains(strings.Join(excl, ","), ipam.RangeString(b)) {
+		if !ipam.ExcludesBlock(excl, b) {
 			t.Errorf("block %s is not in %s's excludeIPs %v", b, shared, excl)
 		}
 	}
