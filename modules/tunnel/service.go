@@ -186,18 +186,47 @@ func loadMembership(t v1.Tunnel, node string, self peer.ID) (*membership.Credent
 }
 
 // relayAddrs turns advertise addresses into TCP and QUIC multiaddrs.
+// An address no multiaddr can hold (an IPv6 zone, a name with a slash) is
+// left out.
 func relayAddrs(advertise []string, port int) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	p := strconv.Itoa(port)
 	for _, a := range advertise {
 		proto := "/dns/" + a
 		if ip, err := netip.ParseAddr(a); err == nil {
-			proto = "/ip4/" + ip.String()
-			if ip.Is6() {
-				proto = "/ip6/" + ip.String()
+			if proto = ipProto(ip); proto == "" {
+				continue
 			}
 		}
-		out = append(out, ma.StringCast(proto+"/udp/"+p+"/quic-v1"), ma.StringCast(proto+"/tcp/"+p))
+		out = append(out, addrPair(proto, "/udp/"+p+"/quic-v1", "/tcp/"+p)...)
+	}
+	return out
+}
+
+// ipProto is the multiaddr of ip ("/ip4/..." or "/ip6/..."); "" for an
+// address with a zone (link-local: no use to another node).
+func ipProto(ip netip.Addr) string {
+	switch {
+	case ip.Zone() != "":
+		return ""
+	case ip.Is4() || ip.Is4In6():
+		return "/ip4/" + ip.Unmap().String()
+	default:
+		return "/ip6/" + ip.String()
+	}
+}
+
+// addrPair is proto followed by each of the transports, or nothing when
+// any of them is not a valid multiaddr (input from config or metadata).
+func addrPair(proto string, transports ...string) []ma.Multiaddr {
+	out := make([]ma.Multiaddr, 0, len(transports))
+	for _, t := range transports {
+		m, err := ma.NewMultiaddr(proto + t)
+		if err != nil {
+			klog.V(2).InfoS("Skipping an address that is not a multiaddr", "addr", proto+t, "err", err)
+			return nil
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -439,11 +468,9 @@ func nodeAddrs(n *metadata.NodeInfo, port string) []ma.Multiaddr {
 		if a.Type != "InternalIP" && a.Type != "ExternalIP" {
 			continue
 		}
-		ip := "/ip4/" + a.Address.String()
-		if a.Address.Is6() {
-			ip = "/ip6/" + a.Address.String()
+		if ip := ipProto(a.Address); ip != "" {
+			out = append(out, addrPair(ip, "/tcp/"+port, "/udp/"+port+"/quic-v1")...)
 		}
-		out = append(out, ma.StringCast(ip+"/tcp/"+port), ma.StringCast(ip+"/udp/"+port+"/quic-v1"))
 	}
 	return out
 }

@@ -312,3 +312,26 @@ func TestRelayRecords(t *testing.T) {
 		t.Errorf("no relays: %+v", got)
 	}
 }
+
+// Addresses no multiaddr can hold (an IPv6 zone from a node's status or a
+// relay's advertiseAddress, a name with a slash) are left out instead of
+// crashing the agent; IPv4-mapped IPv6 addresses are dialled as IPv4.
+func TestAddrsThatAreNotMultiaddrs(t *testing.T) {
+	got := relayAddrs([]string{"fe80::1%eth0", "relay/evil", "::ffff:198.18.0.1"}, 20006)
+	want := []string{"/ip4/198.18.0.1/udp/20006/quic-v1", "/ip4/198.18.0.1/tcp/20006"}
+	if len(got) != len(want) {
+		t.Fatalf("relayAddrs = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("relayAddrs[%d] = %s, want %s", i, got[i], want[i])
+		}
+	}
+	n := &metadata.NodeInfo{Name: "a2", Addresses: []metadata.NodeAddress{
+		{Type: "InternalIP", Address: netip.MustParseAddr("fe80::1%eth0")},
+		{Type: "InternalIP", Address: netip.MustParseAddr("192.168.1.12")},
+	}}
+	if got := nodeAddrs(n, "20006"); len(got) != 2 || got[0].String() != "/ip4/192.168.1.12/tcp/20006" {
+		t.Errorf("nodeAddrs = %v, want only 192.168.1.12's two", got)
+	}
+}
