@@ -250,10 +250,6 @@ func TestAddFailureRollsBack(t *testing.T) {
 		code     uint
 		parts    []string
 		released bool // IPAM granted a lease, so DEL must have released it
-		// leaseKept: IPAM's ADD succeeded but add() fails before the
-		// release is registered, so the lease stays until the runtime's
-		// DEL after the failed ADD (see the report; not asserted).
-		leaseKept bool
 	}{
 		{
 			name: "IPAM refuses",
@@ -264,17 +260,18 @@ func TestAddFailureRollsBack(t *testing.T) {
 			parts: []string{"IPAM ADD (fakeipam): pool exhausted", "no free address in 10.244.5.0/24"},
 		},
 		{
-			name:  "IPAM answers garbage",
-			edit:  func(_ *node, _ *pod, c map[string]any) { ipamOf(c)["malformed"] = map[string]any{"ADD": true} },
-			code:  types.ErrInternal,
-			parts: []string{"IPAM ADD (fakeipam) failed"},
+			name:     "IPAM answers garbage",
+			edit:     func(_ *node, _ *pod, c map[string]any) { ipamOf(c)["malformed"] = map[string]any{"ADD": true} },
+			code:     types.ErrInternal,
+			parts:    []string{"IPAM ADD (fakeipam) failed"},
+			released: true, // the reply may follow an allocation
 		},
 		{
-			name:      "IPAM gives no address",
-			edit:      func(_ *node, _ *pod, c map[string]any) { ipamOf(c)["ips"] = []any{} },
-			code:      types.ErrInternal,
-			parts:     []string{"IPAM returned no address", `"fakeipam"`},
-			leaseKept: true,
+			name:     "IPAM gives no address",
+			edit:     func(_ *node, _ *pod, c map[string]any) { ipamOf(c)["ips"] = []any{} },
+			code:     types.ErrInternal,
+			parts:    []string{"IPAM returned no address", `"fakeipam"`},
+			released: true,
 		},
 		{
 			name: "IPAM gives the gateway address",
@@ -343,7 +340,7 @@ func TestAddFailureRollsBack(t *testing.T) {
 			if n.recordExists(p.cid, "eth0") {
 				t.Error("failed ADD left its attachment record")
 			}
-			if n.hasLease(p.cid, "eth0") && !tt.leaseKept {
+			if n.hasLease(p.cid, "eth0") {
 				t.Error("failed ADD left its IPAM lease")
 			}
 			if dels := len(n.callsOf("DEL")) - delsBefore; tt.released && dels != 1 {

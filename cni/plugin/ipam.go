@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -55,13 +56,22 @@ func (d delegate) add() (*current.Result, error) {
 	defer cancel()
 	r, err := invoke.ExecPluginWithResult(ctx, path, nc, invoke.ArgsFromEnv(), nil)
 	if err != nil {
+		// A CNI error is the plugin saying it allocated nothing; anything
+		// else (a reply that does not parse, a plugin killed mid-way) may
+		// follow an allocation: release, so no lease outlives a failed ADD.
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) {
+			_ = d.del()
+		}
 		return nil, ipamErr("ADD", d.conf.IPAM.Type, err)
 	}
 	res, err := current.NewResultFromResult(r)
 	if err != nil {
+		_ = d.del()
 		return nil, fmt.Errorf("convert %s result: %w", d.conf.IPAM.Type, err)
 	}
 	if len(res.IPs) == 0 {
+		_ = d.del()
 		return nil, types.NewError(types.ErrInternal, "IPAM returned no address",
 			fmt.Sprintf("ipam.type %q answered ADD without an IP", d.conf.IPAM.Type))
 	}
