@@ -40,7 +40,8 @@ type Service struct {
 	alloc    *ipam.Allocator
 	store    *ipam.Store
 	fileObjs atomic.Pointer[ipam.Objects]
-	notify   chan bool // metadata changed; true once synced
+	notifyOnce sync.Once
+	notifyCh   chan bool // metadata changed; true once synced (notices())
 
 	// rebuildMu serializes rebuilds (pool file and metadata) and guards
 	// saved and savedJSON: the objects last written to the store, so a
@@ -57,23 +58,29 @@ type Service struct {
 // has been listed from the source, so pods missing from it are gone.
 // It never blocks.
 func (s *Service) Notify(synced bool) {
-	if s.notify == nil {
-		return
-	}
+	ch := s.notices()
 	select {
-	case s.notify <- synced:
+	case ch <- synced:
 	default:
 		if synced { // make sure a synced notice is not lost behind an unsynced one
 			select {
-			case <-s.notify:
+			case <-ch:
 			default:
 			}
 			select {
-			case s.notify <- true:
+			case ch <- true:
 			default:
 			}
 		}
 	}
+}
+
+// notices is the channel Notify feeds and Run reads, made on first use by
+// either (metasync's messages may arrive before Run starts: the latest
+// waits in it).
+func (s *Service) notices() chan bool {
+	s.notifyOnce.Do(func() { s.notifyCh = make(chan bool, 1) })
+	return s.notifyCh
 }
 
 // Allocator is the running allocator (nil before Run has started serving).
@@ -82,7 +89,6 @@ func (s *Service) Allocator() *ipam.Allocator { return s.alloc }
 // Run serves until ctx is done, then stops serving, removes the socket and
 // closes the store. ready, if not nil, is called once the socket answers.
 func (s *Service) Run(ctx context.Context, ready func()) error {
-	s.notify = make(chan bool, 1)
 	if s.ReleaseGrace <= 0 {
 		s.ReleaseGrace = time.Minute
 	}
@@ -263,7 +269,7 @@ func (s *Service) refreshLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case synced = <-s.notify:
+		case synced = <-s.notices():
 		}
 		// Coalesce a burst of changes.
 		timer := time.NewTimer(100 * time.Millisecond)
@@ -273,7 +279,7 @@ func (s *Service) refreshLoop(ctx context.Context) {
 			case <-ctx.Done():
 				timer.Stop()
 				return
-			case more := <-s.notify:
+			case more := <-s.notices():
 				synced = synced || more
 			case <-timer.C:
 				break drain
