@@ -158,15 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.Init(); err != nil {
 		return err
 	}
-	if s.Debounce <= 0 {
-		s.Debounce = 5 * time.Millisecond
-	}
-	if s.SaveInterval <= 0 {
-		s.SaveInterval = time.Second
-	}
-	if s.AuditPeriod <= 0 {
-		s.AuditPeriod = 30 * time.Second
-	}
+	s.defaults()
 	cfg, err := s.restConfig()
 	if err != nil {
 		return err
@@ -179,6 +171,27 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.run(ctx, client, dyn)
+}
+
+func (s *Service) defaults() {
+	if s.Debounce <= 0 {
+		s.Debounce = 5 * time.Millisecond
+	}
+	if s.SaveInterval <= 0 {
+		s.SaveInterval = time.Second
+	}
+	if s.AuditPeriod <= 0 {
+		s.AuditPeriod = 30 * time.Second
+	}
+}
+
+// run is Run on given clients (tests pass fakes).
+func (s *Service) run(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) error {
+	if err := s.Init(); err != nil {
+		return err
+	}
+	s.defaults()
 
 	kick := make(chan struct{}, 1)
 	changed := func() {
@@ -293,7 +306,7 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 	if cache.WaitForCacheSync(ctx.Done(), pods.HasSynced, nodes.HasSynced, namespaces.HasSynced) {
 		keys := metadata.Keys{Pods: storeKeys(pods), Nodes: storeKeys(nodes), Namespaces: storeKeys(namespaces)}
 		// Pools sync on their own: a cluster without SpiderPool's CRD has none.
-		poolCtx, poolCancel := context.WithTimeout(ctx, 30*time.Second)
+		poolCtx, poolCancel := context.WithTimeout(ctx, poolSyncTimeout)
 		if cache.WaitForCacheSync(poolCtx.Done(), pools.HasSynced) {
 			keys.Pools = storeKeys(pools)
 		}
@@ -308,6 +321,10 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 	}
 	<-ctx.Done()
 }
+
+// poolSyncTimeout is how long the first sync waits for SpiderIPPools
+// (a variable for tests).
+var poolSyncTimeout = 30 * time.Second
 
 // auditLoop lists everything every AuditPeriod and makes the cache agree
 // with the listing. The metaServer needs this: events missed while the
