@@ -37,9 +37,9 @@ type Service struct {
 	// allocated before the metadata picture shows it.
 	ReleaseGrace time.Duration
 
-	alloc    *ipam.Allocator
-	store    *ipam.Store
-	fileObjs atomic.Pointer[ipam.Objects]
+	alloc      *ipam.Allocator
+	store      *ipam.Store
+	fileObjs   atomic.Pointer[ipam.Objects]
 	notifyOnce sync.Once
 	notifyCh   chan bool // metadata changed; true once synced (notices())
 

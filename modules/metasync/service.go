@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -293,7 +294,11 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 	_ = nodes.SetTransform(trimNode)
 	for name, inf := range map[string]cache.SharedIndexInformer{"pods": pods, "nodes": nodes, "namespaces": namespaces, "spiderippools": pools} {
 		_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			s.noteError(name, err)
+			// A cluster without SpiderPool (the feature off) has no
+			// SpiderIPPool resource: that is not a broken connection.
+			if !(inf == pools && apierrors.IsNotFound(err)) {
+				s.noteError(name, err)
+			}
 			cache.DefaultWatchErrorHandler(ctx, r, err)
 		})
 	}

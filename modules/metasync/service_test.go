@@ -394,6 +394,11 @@ func TestServiceWithoutPoolCRD(t *testing.T) {
 	if snap := r.svc.Reader().Snapshot(); snap.Pools["edge-1-v4"] == nil {
 		t.Errorf("the pool from the snapshot was dropped although pools could not be listed")
 	}
+	// The missing resource is not a broken connection (the reflector keeps
+	// retrying it).
+	if st := r.svc.Status(); !st.Connected || strings.Contains(st.LastError, "spiderippools") {
+		t.Errorf("without SpiderPool's CRD the status says disconnected or failing: %+v", st)
+	}
 	// Audits cannot list pools either; they must not delete them.
 	synced := r.svc.Status().LastSync
 	waitFor(t, "an audit", func() bool { return r.svc.Status().LastSync.After(synced) })
