@@ -394,14 +394,17 @@ func mergeRecords(known map[string]p2p.PeerRecord, self string, found []p2p.Peer
 		}
 		old, ok := known[rec.Node]
 		if ok && old.Peer == rec.Peer {
-			if len(rec.Addrs) == 0 {
-				rec.Addrs = old.Addrs // a relay seen through the keeper
-			}
+			// Each relay reports the addresses it sees (a relay seen
+			// through the keeper reports none): keep them all, sorted,
+			// so that two relays' views do not replace each other (and
+			// rewrite peers.json) at every round.
+			rec.Addrs = unionAddrs(old.Addrs, rec.Addrs)
 			if slices.Equal(old.Addrs, rec.Addrs) {
 				old.Seen = max(old.Seen, rec.Seen)
 				known[rec.Node] = old
 				continue
 			}
+			rec.Seen = max(old.Seen, rec.Seen)
 		}
 		if ok && old.Peer != rec.Peer && old.Seen > rec.Seen {
 			continue // an older record of a node that changed identity
@@ -410,6 +413,22 @@ func mergeRecords(known map[string]p2p.PeerRecord, self string, found []p2p.Peer
 		changed = true
 	}
 	return changed
+}
+
+// maxPeerAddrs bounds the addresses kept per member (unionAddrs).
+const maxPeerAddrs = 16
+
+// unionAddrs is a and b together, sorted, without repeats, at most
+// maxPeerAddrs (the first in sort order: the bound only guards against a
+// member advertising without end).
+func unionAddrs(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > maxPeerAddrs {
+		out = out[:maxPeerAddrs]
+	}
+	return out
 }
 
 // targets turns known members into path-manager targets, adding the

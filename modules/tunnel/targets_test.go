@@ -242,11 +242,21 @@ func TestMergeRecords(t *testing.T) {
 		want:        known(p2p.PeerRecord{Node: "relay-1", Peer: idA, Addrs: []string{"/ip4/198.18.0.11/tcp/20006"}, Seen: 30}),
 		wantChanged: false,
 	}, {
-		name:        "new addresses replace the old ones",
+		name:        "new addresses join the known ones",
 		known:       known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/10.0.0.2/tcp/1"}, Seen: 10}),
 		found:       []p2p.PeerRecord{{Node: "a2", Peer: idA, Addrs: []string{"/ip4/10.0.0.3/tcp/1"}, Seen: 11}},
-		want:        known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/10.0.0.3/tcp/1"}, Seen: 11}),
+		want:        known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/10.0.0.2/tcp/1", "/ip4/10.0.0.3/tcp/1"}, Seen: 11}),
 		wantChanged: true,
+	}, {
+		// Two relays see a member behind different mappings: once both
+		// views are known, another round of the same is no change (and
+		// no rewrite of peers.json).
+		name:  "two relays' views of one member, again",
+		known: known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/198.18.0.2/tcp/40001", "/ip4/198.18.0.2/tcp/40002"}, Seen: 10}),
+		found: []p2p.PeerRecord{{Node: "a2", Peer: idA, Addrs: []string{"/ip4/198.18.0.2/tcp/40002"}, Seen: 11},
+			{Node: "a2", Peer: idA, Addrs: []string{"/ip4/198.18.0.2/tcp/40001"}, Seen: 11}},
+		want:        known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/198.18.0.2/tcp/40001", "/ip4/198.18.0.2/tcp/40002"}, Seen: 11}),
+		wantChanged: false,
 	}, {
 		name:        "a newer identity replaces the old one",
 		known:       known(p2p.PeerRecord{Node: "a2", Peer: idA, Addrs: []string{"/ip4/10.0.0.2/tcp/1"}, Seen: 10}),
