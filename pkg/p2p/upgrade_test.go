@@ -1,0 +1,99 @@
+package p2p
+
+import (
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/edgelink/edgelink/pkg/membership"
+)
+
+// punchingHost starts a member with DCUtR (Config.HolePunching), on
+// loopback; close is idempotent and also runs at cleanup.
+func punchingHost(t *testing.T, c *cluster, node string) (*Host, func()) {
+	t.Helper()
+	key, id, err := LoadOrCreateIdentity(filepath.Join(c.dir, node, "identity.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, k, err := c.ca.Issue(node, id, time.Hour, filepath.Join(c.dir, node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := membership.LoadCredentials(crt, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Key: key, Credentials: creds, Verifier: c.ver, HolePunching: true,
+		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.HolePunch == nil {
+		t.Fatal("no hole punching service")
+	}
+	var once sync.Once
+	closeH := func() { once.Do(func() { h.Close() }) }
+	t.Cleanup(closeH)
+	return h, closeH
+}
+
+// While only a relayed path exists, the peer that accepted the relayed
+// connection keeps trying to upgrade it to a direct one (DCUtR), with
+// backoff, counting the attempts and showing why the last one failed;
+// the peer that dialed the circuit never starts one (both punching at
+// each other would fail). Here no punch can work (the peer has no public
+// address to punch to), so the path stays relayed.
+func TestUpgradeRelayedPath(t *testing.T) {
+	fastPaths(t)
+	omin, omax := upgradeBackoffMin, upgradeBackoffMax
+	upgradeBackoffMin, upgradeBackoffMax = 100*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(func() { upgradeBackoffMin, upgradeBackoffMax = omin, omax })
+
+	c := newCluster(t)
+	r, _ := relayHost(t, c, "relay-1", nil)
+	a, closeA := punchingHost(t, c, "edge-a")
+	b, closeB := punchingHost(t, c, "edge-b")
+	// edge-b's relays saw it behind a public NAT mapping (no datagram
+	// goes there: edge-a, with no public address, runs no DCUtR handler,
+	// so every punch ends at the protocol negotiation). Without a public
+	// address libp2p's DirectConnect would wait for one for good.
+	b.SetObserved([]ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/udp/40001/quic-v1")})
+	relays := func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} }
+	keeper := b.KeepReservations([]RelayTarget{{Node: "relay-1", ID: r.ID(), Addrs: r.Addrs()}}, nil)
+	t.Cleanup(keeper.Close)
+	waitFor(t, "edge-b's reservation", func() bool { return len(keeper.Reserved()) == 1 })
+
+	pmA, pmB := a.NewPathManager(relays), b.NewPathManager(relays)
+	t.Cleanup(func() {
+		// An upgrade in flight ends when its host closes.
+		pmA.Stop()
+		pmB.Stop()
+		closeA()
+		closeB()
+		pmA.Close()
+		pmB.Close()
+	})
+	pmA.SetTargets([]Target{{Node: "edge-b", ID: b.ID()}}) // no direct address: a circuit
+	waitFor(t, "edge-a's relayed path", func() bool { return pmA.PathGen("edge-b") != 0 })
+	pmB.SetTargets([]Target{{Node: "edge-a", ID: a.ID()}})
+	waitFor(t, "edge-b's upgrade retries", func() bool {
+		st := statusOf(t, pmB, "edge-a")
+		return st.Upgrades >= 3 && strings.HasPrefix(st.LastError, "upgrade to direct: ")
+	})
+	stA, stB := statusOf(t, pmA, "edge-b"), statusOf(t, pmB, "edge-a")
+	t.Logf("edge-b: %d upgrade attempts, the last: %s", stB.Upgrades, stB.LastError)
+	if stA.Upgrades != 0 {
+		t.Errorf("the dialing side attempted %d upgrades", stA.Upgrades)
+	}
+	if stA.Path != PathRelayed || stA.Relay != "relay-1" || stB.Path != PathRelayed || stB.Relay != "relay-1" {
+		t.Errorf("paths %s via %q and %s via %q, want relayed via relay-1 on both ends", stA.Path, stA.Relay, stB.Path, stB.Relay)
+	}
+	if len(stB.Conns) == 0 || stB.Conns[0].Direction != "Inbound" {
+		t.Errorf("edge-b's connection: %+v", stB.Conns)
+	}
+}
