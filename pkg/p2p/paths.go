@@ -361,6 +361,12 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 		relayedOnly := best != nil && kindOf(best.conn) == PathRelayed
 		if !relayedOnly {
 			upgrade.reset()
+		} else if m.h.HolePunch != nil && best.conn.Stat().Direction == network.DirInbound && upgrade.due(now) && !m.punchable() {
+			// libp2p's DirectConnect waits, without end and past Close,
+			// until the host has a public address to punch from.
+			upgrade.fail(now)
+			msg := "upgrade to direct: no public address to punch from yet (no relay observed one)"
+			lastErr.Store(&msg)
 		} else if m.h.HolePunch != nil && best.conn.Stat().Direction == network.DirInbound && upgrade.due(now) && upgrading.CompareAndSwap(false, true) {
 			upgrade.fail(now) // the next attempt waits whatever happens
 			upgrades.Add(1)
@@ -523,6 +529,9 @@ func (m *PathManager) tcpAnswers(ctx context.Context, t *Target, conn network.Co
 	}
 	return false
 }
+
+// punchable reports whether the host has an address to hole-punch from.
+func (m *PathManager) punchable() bool { return len(m.h.holePunchAddrs()) > 0 }
 
 // liveRelay reports whether our connection to relay answers probes (a
 // relay killed without closing its connections still looks connected

@@ -97,3 +97,49 @@ func TestUpgradeRelayedPath(t *testing.T) {
 		t.Errorf("edge-b's connection: %+v", stB.Conns)
 	}
 }
+
+// Without a public address to punch from (no relay observed one), the
+// accepting side does not start a DCUtR upgrade (libp2p's DirectConnect
+// would wait for such an address for good, past Close) and says why; the
+// path managers and hosts then close.
+func TestNoUpgradeWithoutPublicAddress(t *testing.T) {
+	fastPaths(t)
+	omin, omax := upgradeBackoffMin, upgradeBackoffMax
+	upgradeBackoffMin, upgradeBackoffMax = 100*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(func() { upgradeBackoffMin, upgradeBackoffMax = omin, omax })
+
+	c := newCluster(t)
+	r, _ := relayHost(t, c, "relay-1", nil)
+	a, closeA := punchingHost(t, c, "edge-a")
+	b, closeB := punchingHost(t, c, "edge-b")
+	relays := func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} }
+	keeper := b.KeepReservations([]RelayTarget{{Node: "relay-1", ID: r.ID(), Addrs: r.Addrs()}}, nil)
+	t.Cleanup(keeper.Close)
+	waitFor(t, "edge-b's reservation", func() bool { return len(keeper.Reserved()) == 1 })
+
+	pmA, pmB := a.NewPathManager(relays), b.NewPathManager(relays)
+	closed := make(chan struct{})
+	t.Cleanup(func() {
+		go func() {
+			pmA.Close()
+			pmB.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Error("the path managers did not close within 30s (an upgrade waiting for a public address?)")
+		}
+		closeA()
+		closeB()
+	})
+	pmA.SetTargets([]Target{{Node: "edge-b", ID: b.ID()}})
+	waitFor(t, "edge-a's relayed path", func() bool { return pmA.PathGen("edge-b") != 0 })
+	pmB.SetTargets([]Target{{Node: "edge-a", ID: a.ID()}})
+	waitFor(t, "edge-b saying why it does not upgrade", func() bool {
+		return strings.Contains(statusOf(t, pmB, "edge-a").LastError, "no public address to punch from")
+	})
+	if st := statusOf(t, pmB, "edge-a"); st.Upgrades != 0 || st.Path != PathRelayed {
+		t.Errorf("edge-b: %d upgrade attempts, path %s; want none, relayed", st.Upgrades, st.Path)
+	}
+}
