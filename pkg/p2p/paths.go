@@ -204,7 +204,9 @@ func (m *PathManager) isRelay(p peer.ID) bool {
 
 // Stop stops managing paths; Close waits for everything to end. An
 // upgrade attempt in flight ends when the host closes (libp2p's DCUtR
-// takes no context), so shut down with Stop, host.Close, Close.
+// takes no context), so shut down with Stop, host.Close, Close; none is
+// started while the host has no public address to punch from (DCUtR
+// would wait for one even past the host's Close).
 func (m *PathManager) Stop() {
 	m.mu.Lock()
 	m.cancel()
