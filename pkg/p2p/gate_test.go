@@ -44,17 +44,20 @@ func newCluster(t *testing.T) *cluster {
 // cluster's CA), on loopback.
 func (c *cluster) host(node string, issuer *membership.CA) *Host {
 	c.t.Helper()
-	return c.start(node, issuer, []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"})
+	return c.start(node, issuer, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
 }
 
 // hostAt starts a member node on the given listen addresses, keeping its
 // identity across restarts.
 func (c *cluster) hostAt(node string, listen []string) *Host {
 	c.t.Helper()
-	return c.start(node, nil, listen)
+	return c.start(node, nil, Config{ListenAddrs: listen})
 }
 
-func (c *cluster) start(node string, issuer *membership.CA, listen []string) *Host {
+// start starts node with cfg (its listen addresses, options), the node's
+// identity (kept under the cluster's dir) and a certificate from issuer
+// (nil: this cluster's CA) filled in; closed at cleanup.
+func (c *cluster) start(node string, issuer *membership.CA, cfg Config) *Host {
 	c.t.Helper()
 	key, id, err := LoadOrCreateIdentity(filepath.Join(c.dir, node, "identity.key"))
 	if err != nil {
@@ -71,7 +74,8 @@ func (c *cluster) start(node string, issuer *membership.CA, listen []string) *Ho
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	h, err := New(Config{Key: key, Credentials: creds, Verifier: c.ver, ListenAddrs: listen})
+	cfg.Key, cfg.Credentials, cfg.Verifier = key, creds, c.ver
+	h, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,38 +1,19 @@
 package p2p
 
 import (
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/edgelink/edgelink/pkg/membership"
 )
 
 // punchingHost starts a member with DCUtR (Config.HolePunching), on
 // loopback; close is idempotent and also runs at cleanup.
 func punchingHost(t *testing.T, c *cluster, node string) (*Host, func()) {
 	t.Helper()
-	key, id, err := LoadOrCreateIdentity(filepath.Join(c.dir, node, "identity.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, k, err := c.ca.Issue(node, id, time.Hour, filepath.Join(c.dir, node))
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := membership.LoadCredentials(crt, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Config{Key: key, Credentials: creds, Verifier: c.ver, HolePunching: true,
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := c.start(node, nil, Config{HolePunching: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
 	if h.HolePunch == nil {
 		t.Fatal("no hole punching service")
 	}
@@ -42,13 +23,13 @@ func punchingHost(t *testing.T, c *cluster, node string) (*Host, func()) {
 	return h, closeH
 }
 
-// While only a relayed path exists, the peer that accepted the relayed
-// connection keeps trying to upgrade it to a direct one (DCUtR), with
-// backoff, counting the attempts and showing why the last one failed;
-// the peer that dialed the circuit never starts one (both punching at
-// each other would fail). Here no punch can work (the peer has no public
-// address to punch to), so the path stays relayed.
-func TestUpgradeRelayedPath(t *testing.T) {
+// relayedPair starts relay-1 and two punching members, edge-a and edge-b,
+// with fast path timing and upgrade backoff; edge-b holds a reservation on
+// relay-1, with observed (if any) as its addresses seen by relays. It
+// returns the hosts, their closers, and a path manager on each using
+// relay-1 (no targets yet; the caller closes them).
+func relayedPair(t *testing.T, observed []ma.Multiaddr) (a, b *Host, closeA, closeB func(), pmA, pmB *PathManager) {
+	t.Helper()
 	fastPaths(t)
 	omin, omax := upgradeBackoffMin, upgradeBackoffMax
 	upgradeBackoffMin, upgradeBackoffMax = 100*time.Millisecond, 200*time.Millisecond
@@ -56,19 +37,30 @@ func TestUpgradeRelayedPath(t *testing.T) {
 
 	c := newCluster(t)
 	r, _ := relayHost(t, c, "relay-1", nil)
-	a, closeA := punchingHost(t, c, "edge-a")
-	b, closeB := punchingHost(t, c, "edge-b")
-	// edge-b's relays saw it behind a public NAT mapping (no datagram
-	// goes there: edge-a, with no public address, runs no DCUtR handler,
-	// so every punch ends at the protocol negotiation). Without a public
-	// address libp2p's DirectConnect would wait for one for good.
-	b.SetObserved([]ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/udp/40001/quic-v1")})
+	a, closeA = punchingHost(t, c, "edge-a")
+	b, closeB = punchingHost(t, c, "edge-b")
+	if observed != nil {
+		b.SetObserved(observed)
+	}
 	relays := func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} }
 	keeper := b.KeepReservations([]RelayTarget{{Node: "relay-1", ID: r.ID(), Addrs: r.Addrs()}}, nil)
 	t.Cleanup(keeper.Close)
 	waitFor(t, "edge-b's reservation", func() bool { return len(keeper.Reserved()) == 1 })
+	return a, b, closeA, closeB, a.NewPathManager(relays), b.NewPathManager(relays)
+}
 
-	pmA, pmB := a.NewPathManager(relays), b.NewPathManager(relays)
+// While only a relayed path exists, the peer that accepted the relayed
+// connection keeps trying to upgrade it to a direct one (DCUtR), with
+// backoff, counting the attempts and showing why the last one failed;
+// the peer that dialed the circuit never starts one (both punching at
+// each other would fail). Here no punch can work (the peer has no public
+// address to punch to), so the path stays relayed.
+func TestUpgradeRelayedPath(t *testing.T) {
+	// edge-b's relays saw it behind a public NAT mapping (no datagram
+	// goes there: edge-a, with no public address, runs no DCUtR handler,
+	// so every punch ends at the protocol negotiation). Without a public
+	// address libp2p's DirectConnect would wait for one for good.
+	a, b, closeA, closeB, pmA, pmB := relayedPair(t, []ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/udp/40001/quic-v1")})
 	t.Cleanup(func() {
 		// An upgrade in flight ends when its host closes.
 		pmA.Stop()
@@ -103,21 +95,7 @@ func TestUpgradeRelayedPath(t *testing.T) {
 // would wait for such an address for good, past Close) and says why; the
 // path managers and hosts then close.
 func TestNoUpgradeWithoutPublicAddress(t *testing.T) {
-	fastPaths(t)
-	omin, omax := upgradeBackoffMin, upgradeBackoffMax
-	upgradeBackoffMin, upgradeBackoffMax = 100*time.Millisecond, 200*time.Millisecond
-	t.Cleanup(func() { upgradeBackoffMin, upgradeBackoffMax = omin, omax })
-
-	c := newCluster(t)
-	r, _ := relayHost(t, c, "relay-1", nil)
-	a, closeA := punchingHost(t, c, "edge-a")
-	b, closeB := punchingHost(t, c, "edge-b")
-	relays := func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} }
-	keeper := b.KeepReservations([]RelayTarget{{Node: "relay-1", ID: r.ID(), Addrs: r.Addrs()}}, nil)
-	t.Cleanup(keeper.Close)
-	waitFor(t, "edge-b's reservation", func() bool { return len(keeper.Reserved()) == 1 })
-
-	pmA, pmB := a.NewPathManager(relays), b.NewPathManager(relays)
+	a, b, closeA, closeB, pmA, pmB := relayedPair(t, nil)
 	closed := make(chan struct{})
 	t.Cleanup(func() {
 		go func() {
