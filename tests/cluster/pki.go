@@ -1,19 +1,15 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/edgelink/edgelink/tests/testutil"
 )
 
 // pki holds the paths of one run's certificates and keys (all PEM).
@@ -39,56 +35,20 @@ func newPKI(dir string) (*pki, error) {
 		AdminCert: filepath.Join(dir, "admin.crt"), AdminKey: filepath.Join(dir, "admin.key"),
 		SAKey: filepath.Join(dir, "sa.key"), SAPub: filepath.Join(dir, "sa.pub"),
 	}
-	now := time.Now().Add(-time.Hour)
-	notAfter := now.Add(10 * 365 * 24 * time.Hour)
-
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testutil.NewTestCA("edgelink-test-ca")
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "edgelink-test-ca"},
-		NotBefore:             now,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("CA: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
+	p.caPEM = ca.PEM
+	if err := writeFiles(p.CACert, ca.PEM, p.CAKey, ca.KeyPEM); err != nil {
 		return nil, err
 	}
-	p.caPEM = pemBlock("CERTIFICATE", caDER)
-	if err := writeCertKey(p.CACert, p.CAKey, caDER, caKey); err != nil {
-		return nil, err
-	}
-
 	leaf := func(certPath, keyPath string, tmpl *x509.Certificate) ([]byte, []byte, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		crt, key, err := ca.Issue(tmpl)
 		if err != nil {
 			return nil, nil, err
 		}
-		tmpl.SerialNumber = serial()
-		tmpl.NotBefore, tmpl.NotAfter = now, notAfter
-		tmpl.BasicConstraintsValid = true
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", tmpl.Subject.CommonName, err)
-		}
-		if err := writeCertKey(certPath, keyPath, der, key); err != nil {
-			return nil, nil, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, nil, err
-		}
-		return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER), nil
+		return crt, key, writeFiles(certPath, crt, keyPath, key)
 	}
 	if _, _, err := leaf(p.ServerCert, p.ServerKey, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
@@ -114,34 +74,19 @@ func newPKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(p.SAKey, pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)), 0o600); err != nil {
+	if err := os.WriteFile(p.SAKey, testutil.PEMBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(p.SAPub, pemBlock("PUBLIC KEY", saPub), 0o644); err != nil {
+	if err := os.WriteFile(p.SAPub, testutil.PEMBlock("PUBLIC KEY", saPub), 0o644); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-}
-
-func writeCertKey(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+// writeFiles writes a certificate (readable) and its key (0600).
+func writeFiles(certPath string, cert []byte, keyPath string, key []byte) error {
+	if err := os.WriteFile(certPath, cert, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, pemBlock("CERTIFICATE", der), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyPath, pemBlock("PRIVATE KEY", keyDER), 0o600)
+	return os.WriteFile(keyPath, key, 0o600)
 }

@@ -1,14 +1,10 @@
 package testutil
 
 import (
-	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -23,15 +19,11 @@ import (
 // (spec.ipVersion set, as the webhook's mutation would). Stopped in
 // t.Cleanup; its log is printed when the test failed.
 type SpiderpoolAgent struct {
-	Socket     string // the agent API's unix socket
-	HealthPort int    // its HTTP API (/v1/runtime/*), asked on loopback
-	Config     string // its config file (the chart's spiderpool-conf ConfigMap)
-	Env        []string
+	Socket string // the agent API's unix socket
+	Config string // its config file (the chart's spiderpool-conf ConfigMap)
+	spiderpoolDaemon
 
-	t    testing.TB
-	cmd  *exec.Cmd
-	logs *SyncBuffer
-	done chan struct{}
+	t testing.TB
 }
 
 // StartSpiderpoolAgent writes the agent's config under a temp dir and
@@ -46,20 +38,8 @@ func StartSpiderpoolAgent(t testing.TB, kubeconfig, podName string) *SpiderpoolA
 		t:      t,
 		Socket: filepath.Join(dir, "spiderpool.sock"),
 		Config: filepath.Join(dir, "conf.yml"),
-		logs:   &SyncBuffer{},
-		done:   make(chan struct{}),
 	}
-	// The keys of the chart's ConfigMap spiderpool-conf (conf.yml) that the
-	// agent reads (cmd/spiderpool-agent/cmd/config.go).
-	conf := fmt.Sprintf(`ipamUnixSocketPath: %s
-enableIPv4: true
-enableIPv6: false
-enableStatefulSet: false
-enableKubevirtStaticIP: false
-enableSpiderSubnet: false
-clusterSubnetDefaultFlexibleIPNumber: 0
-`, a.Socket)
-	if err := os.WriteFile(a.Config, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(a.Config, []byte(spiderpoolConf(a.Socket)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port, err := freeLoopbackPort()
@@ -67,7 +47,7 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 		t.Fatal(err)
 	}
 	a.HealthPort = port
-	a.Env = []string{
+	env := []string{
 		"KUBECONFIG=" + kubeconfig,
 		"SPIDERPOOL_LOG_LEVEL=info",
 		"SPIDERPOOL_POD_NAMESPACE=kube-system",
@@ -84,98 +64,25 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 		"SPIDERPOOL_GOPS_LISTEN_PORT=",
 		"GOLANG_ENV_MAXPROCS=2",
 	}
-	a.cmd = exec.Command(bin, "daemon", "--config-path", a.Config)
-	a.cmd.Env = append(os.Environ(), a.Env...)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
+	if err := a.start(bin, []string{"daemon", "--config-path", a.Config}, env, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = a.cmd.Wait(); close(a.done) }()
 	t.Cleanup(func() {
 		a.Stop()
 		if t.Failed() {
 			t.Logf("spiderpool-agent log (tail):\n%s", tail(a.logs.String(), 120))
 		}
 	})
-	if err := a.waitReady(60 * time.Second); err != nil {
+	// Ready once its API socket accepts connections too.
+	socketUp := func() error {
+		conn, err := net.DialTimeout("unix", a.Socket, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := a.waitReady(60*time.Second, socketUp); err != nil {
 		t.Fatalf("spiderpool-agent: %v\n%s", err, tail(a.logs.String(), 60))
 	}
 	return a
-}
-
-func (a *SpiderpoolAgent) waitReady(timeout time.Duration) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	url := fmt.Sprintf("http://127.0.0.1:%d/v1/runtime/readiness", a.HealthPort)
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-a.done:
-			return fmt.Errorf("exited: %v", a.cmd.ProcessState)
-		default:
-		}
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				conn, err := net.DialTimeout("unix", a.Socket, time.Second)
-				if err == nil {
-					conn.Close()
-					return nil
-				}
-				last = err
-			} else {
-				last = fmt.Errorf("readiness: HTTP %d", resp.StatusCode)
-			}
-		} else {
-			last = err
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s: %v", timeout, last)
-}
-
-// Log is what the agent printed so far.
-func (a *SpiderpoolAgent) Log() string { return a.logs.String() }
-
-// PID is the agent's process id.
-func (a *SpiderpoolAgent) PID() int { return a.cmd.Process.Pid }
-
-// Stop sends SIGTERM to the agent (by PID) and SIGKILL after 5s.
-func (a *SpiderpoolAgent) Stop() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
-		_ = a.cmd.Process.Signal(syscall.SIGKILL)
-		<-a.done
-	}
-}
-
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(s string, n int) string {
-	lines := 0
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '\n' {
-			lines++
-			if lines > n {
-				return s[i+1:]
-			}
-		}
-	}
-	return s
 }

@@ -2,22 +2,14 @@ package testutil
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +21,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/edgelink/edgelink/pkg/ipam"
 )
 
 // SpiderpoolFinalizer is what SpiderPool's mutating webhook adds to every
@@ -36,10 +30,7 @@ import (
 // IPPool controller removes it from a deleted pool with no allocated IPs.
 const SpiderpoolFinalizer = "spiderpool.spidernet.io"
 
-var (
-	spIPPoolGVR     = schema.GroupVersionResource{Group: "spiderpool.spidernet.io", Version: "v2beta1", Resource: "spiderippools"}
-	spReservedIPGVR = schema.GroupVersionResource{Group: "spiderpool.spidernet.io", Version: "v2beta1", Resource: "spiderreservedips"}
-)
+var spReservedIPGVR = ipam.PoolGVR.GroupVersion().WithResource("spiderreservedips")
 
 // SpiderpoolController is SpiderPool's own controller (`spiderpool-controller
 // daemon`, github.com/spidernet-io/spiderpool v0.9.3, built by
@@ -59,21 +50,17 @@ var (
 // printed when the test failed.
 type SpiderpoolController struct {
 	WebhookPort int    // the webhook's HTTPS port (all addresses; the apiserver calls 127.0.0.1)
-	HealthPort  int    // its HTTP API (/v1/runtime/*), asked on loopback
 	Config      string // its config file (the chart's spiderpool-conf ConfigMap)
 	CertDir     string // tls.crt, tls.key (serving, for 127.0.0.1 and localhost), ca.crt
 	CABundle    []byte // PEM of the CA that signed tls.crt (the webhooks' caBundle)
-	Env         []string
 	// Webhooks names the MutatingWebhookConfiguration and the
 	// ValidatingWebhookConfiguration registered for it.
 	Webhooks string
+	spiderpoolDaemon
 
 	t      testing.TB
 	kube   kubernetes.Interface
 	dyn    dynamic.Interface
-	cmd    *exec.Cmd
-	logs   *SyncBuffer
-	done   chan struct{}
 	podNam string
 }
 
@@ -108,8 +95,6 @@ func StartSpiderpoolController(t testing.TB, kubeconfig string) *SpiderpoolContr
 		Config:   filepath.Join(dir, "conf.yml"),
 		CertDir:  filepath.Join(dir, "tls"),
 		Webhooks: fmt.Sprintf("edgelink-test-spiderpool-controller-%d-%d", os.Getpid(), spcRuns),
-		logs:     &SyncBuffer{},
-		done:     make(chan struct{}),
 		podNam:   fmt.Sprintf("spiderpool-controller-test-%d-%d", os.Getpid(), spcRuns),
 	}
 	if c.kube, err = kubernetes.NewForConfig(rc); err != nil {
@@ -118,18 +103,8 @@ func StartSpiderpoolController(t testing.TB, kubeconfig string) *SpiderpoolContr
 	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
-	// The chart's ConfigMap spiderpool-conf (conf.yml), as
-	// StartSpiderpoolAgent writes it: agent and controller read one
-	// ConfigMap in an install.
-	conf := `ipamUnixSocketPath: /var/run/spidernet/spiderpool.sock
-enableIPv4: true
-enableIPv6: false
-enableStatefulSet: false
-enableKubevirtStaticIP: false
-enableSpiderSubnet: false
-clusterSubnetDefaultFlexibleIPNumber: 0
-`
-	if err := os.WriteFile(c.Config, []byte(conf), 0o600); err != nil {
+	// Agent and controller read one ConfigMap in an install.
+	if err := os.WriteFile(c.Config, []byte(spiderpoolConf("/var/run/spidernet/spiderpool.sock")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if c.CABundle, err = writeWebhookCerts(c.CertDir); err != nil {
@@ -144,7 +119,7 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 	c.WebhookPort, c.HealthPort = ports[0], ports[1]
 	// cmd/spiderpool-controller/cmd/config.go (envInfo); the chart's
 	// Deployment sets the ports, log level, GC and feature switches.
-	c.Env = []string{
+	env := []string{
 		"KUBECONFIG=" + kubeconfig,
 		"SPIDERPOOL_LOG_LEVEL=info",
 		// the leader election Lease (spiderpool-controller-leases) lives
@@ -172,17 +147,15 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 		"SPIDERPOOL_LEADER_RETRY_PERIOD=1",
 		"GOLANG_ENV_MAXPROCS=2",
 	}
-	c.cmd = exec.Command(bin, "daemon",
-		"--config-path", c.Config,
+	// On SIGTERM it cancels its work (releasing the leader Lease) but does
+	// not exit (cmd/spiderpool-controller/cmd/daemon.go WatchSignal): 2s
+	// is enough for the Lease.
+	args := []string{"daemon", "--config-path", c.Config,
 		"--tls-server-cert", filepath.Join(c.CertDir, "tls.crt"),
-		"--tls-server-key", filepath.Join(c.CertDir, "tls.key"))
-	c.cmd.Env = append(os.Environ(), c.Env...)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
+		"--tls-server-key", filepath.Join(c.CertDir, "tls.key")}
+	if err := c.start(bin, args, env, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
 	// Registered before anything can fail: it also undoes a start that
 	// failed half-way.
 	t.Cleanup(func() {
@@ -192,7 +165,7 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 		}
 	})
 	t0 := time.Now()
-	if err := c.waitReady(90 * time.Second); err != nil {
+	if err := c.waitReady(90*time.Second, nil); err != nil {
 		t.Fatalf("spiderpool-controller: %v\n%s", err, tail(c.logs.String(), 80))
 	}
 	t.Logf("spiderpool-controller ready in %v (webhook :%d, health :%d)", time.Since(t0).Round(time.Millisecond), c.WebhookPort, c.HealthPort)
@@ -206,94 +179,32 @@ clusterSubnetDefaultFlexibleIPNumber: 0
 	return c
 }
 
-// writeWebhookCerts writes a self-signed CA (ca.crt) and a serving
-// certificate it signed for 127.0.0.1 and localhost (tls.crt, tls.key)
-// into dir, and returns the CA's PEM.
+// writeWebhookCerts writes a test CA (ca.crt) and a serving certificate
+// it signed for 127.0.0.1 and localhost (tls.crt, tls.key) into dir, and
+// returns the CA's PEM.
 func writeWebhookCerts(dir string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewTestCA("edgelink-test spiderpool-controller CA")
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "edgelink-test spiderpool-controller CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	crt, key, err := ca.Issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: "spiderpool-controller"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:    []string{"localhost"},
+	})
 	if err != nil {
 		return nil, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "spiderpool-controller"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	for name, data := range map[string][]byte{
-		"ca.crt":  caPEM,
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	} {
+	for name, data := range map[string][]byte{"ca.crt": ca.PEM, "tls.crt": crt, "tls.key": key} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return nil, err
 		}
 	}
-	return caPEM, nil
-}
-
-func (c *SpiderpoolController) waitReady(timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	url := fmt.Sprintf("http://127.0.0.1:%d/v1/runtime/readiness", c.HealthPort)
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.done:
-			return fmt.Errorf("exited: %v", c.cmd.ProcessState)
-		default:
-		}
-		resp, err := hc.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("readiness: HTTP %d", resp.StatusCode)
-		} else {
-			last = err
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s: %v", timeout, last)
+	return ca.PEM, nil
 }
 
 // register creates the chart's webhook configurations for the pool kinds
@@ -359,7 +270,7 @@ func (c *SpiderpoolController) waitCalled(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		got, err := c.dyn.Resource(spIPPoolGVR).Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		got, err := c.dyn.Resource(ipam.PoolGVR).Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		cancel()
 		if err == nil {
 			v, _, _ := unstructured.NestedInt64(got.Object, "spec", "ipVersion")
@@ -391,7 +302,7 @@ func (c *SpiderpoolController) cleanup() {
 	}
 	terminating := func() []string {
 		var out []string
-		list, err := c.dyn.Resource(spIPPoolGVR).List(ctx, metav1.ListOptions{})
+		list, err := c.dyn.Resource(ipam.PoolGVR).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil
 		}
@@ -408,7 +319,7 @@ func (c *SpiderpoolController) cleanup() {
 		}
 	}
 	c.Stop()
-	for _, gvr := range []schema.GroupVersionResource{spIPPoolGVR, spReservedIPGVR} {
+	for _, gvr := range []schema.GroupVersionResource{ipam.PoolGVR, spReservedIPGVR} {
 		list, err := c.dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Logf("list %s: %v", gvr.Resource, err)
@@ -426,36 +337,5 @@ func (c *SpiderpoolController) cleanup() {
 			}
 			t.Logf("spiderpool-controller gone: removed finalizer %s of %s %s (deleting: %v)", SpiderpoolFinalizer, gvr.Resource, p.GetName(), p.GetDeletionTimestamp() != nil)
 		}
-	}
-}
-
-func (c *SpiderpoolController) running() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Log is what the controller printed so far.
-func (c *SpiderpoolController) Log() string { return c.logs.String() }
-
-// PID is the controller's process id.
-func (c *SpiderpoolController) PID() int { return c.cmd.Process.Pid }
-
-// Stop sends SIGTERM to the controller (by PID) and SIGKILL after 2s:
-// on SIGTERM it cancels its work (releasing the leader Lease) but does not
-// exit (cmd/spiderpool-controller/cmd/daemon.go WatchSignal).
-func (c *SpiderpoolController) Stop() {
-	if !c.running() {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(2 * time.Second):
-		_ = c.cmd.Process.Signal(syscall.SIGKILL)
-		<-c.done
 	}
 }
