@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // fakeIPT is iptables as a map of chains to their `-S` lines.
@@ -124,30 +124,12 @@ func TestCollectPeers(t *testing.T) {
 		`edgelink_dataplane_peer_last_activity_timestamp_seconds{peer="edge-2"} 0`,
 		"# TYPE edgelink_dataplane_peer_bytes_total counter",
 	}
-	text := gatherText(t, c)
+	text := unittest.MetricsText(t, c)
 	for _, w := range want {
 		if !strings.Contains(text, w+"\n") {
 			t.Errorf("no %q in\n%s", w, text)
 		}
 	}
-}
-
-// gatherText renders what c collects in the text exposition format.
-func gatherText(t *testing.T, c prometheus.Collector) string {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
 }
 
 // collectFunc is a collector made of a function (unit tests).

@@ -13,13 +13,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 func samplePeers(t *testing.T) map[string]p2p.PeerRecord {
 	return map[string]p2p.PeerRecord{
-		"edge-b2": {Node: "edge-b2", Peer: newPeerID(t).String(), Addrs: []string{"/ip4/192.168.2.12/tcp/20006"}, Seen: 1764200001},
-		"edge-a2": {Node: "edge-a2", Peer: newPeerID(t).String(), Addrs: []string{"/ip4/192.168.1.12/tcp/20006", "/ip6/fd00::12/udp/20006/quic-v1"}, Seen: 1764200000},
-		"relay-1": {Node: "relay-1", Peer: newPeerID(t).String(), Addrs: []string{}, Seen: 1764200002},
+		"edge-b2": {Node: "edge-b2", Peer: unittest.NewPeerID(t).String(), Addrs: []string{"/ip4/192.168.2.12/tcp/20006"}, Seen: 1764200001},
+		"edge-a2": {Node: "edge-a2", Peer: unittest.NewPeerID(t).String(), Addrs: []string{"/ip4/192.168.1.12/tcp/20006", "/ip6/fd00::12/udp/20006/quic-v1"}, Seen: 1764200000},
+		"relay-1": {Node: "relay-1", Peer: unittest.NewPeerID(t).String(), Addrs: []string{}, Seen: 1764200002},
 	}
 }
 
@@ -78,7 +79,7 @@ func TestCacheRoundTrip(t *testing.T) {
 // are kept, and loading never changes the file: the damaged content
 // stays for the user to inspect until the next save replaces it.
 func TestCacheLoadDamaged(t *testing.T) {
-	id := newPeerID(t).String()
+	id := unittest.NewPeerID(t).String()
 	full := `{"peers":[{"node":"edge-a2","peer":"` + id + `","addrs":["/ip4/192.168.1.12/tcp/20006"],"seen":1}]}`
 	tests := []struct {
 		name    string
@@ -160,7 +161,7 @@ func TestCacheSaveIsAtomic(t *testing.T) {
 	}
 	defer reader.Close()
 
-	next := map[string]p2p.PeerRecord{"edge-c1": {Node: "edge-c1", Peer: newPeerID(t).String(), Seen: 5}}
+	next := map[string]p2p.PeerRecord{"edge-c1": {Node: "edge-c1", Peer: unittest.NewPeerID(t).String(), Seen: 5}}
 	if err := saveCache(path, next); err != nil {
 		t.Fatal(err)
 	}

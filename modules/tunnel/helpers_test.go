@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -14,20 +13,6 @@ import (
 	"github.com/edgelink/edgelink/pkg/membership"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
-
-// newPeerID is a fresh, valid peer ID.
-func newPeerID(t testing.TB) peer.ID {
-	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 // testCA is a membership CA in a temporary directory.
 type testCA struct {

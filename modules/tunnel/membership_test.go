@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // The node's own membership is checked before the tunnel starts, with an
@@ -26,9 +27,9 @@ func TestLoadMembership(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir+"/ca")
 	other := newTestCA(t, dir+"/other-ca")
-	self := newPeerID(t)
+	self := unittest.NewPeerID(t)
 	good, goodKey := ca.issue(t, "edge-a1", self, dir+"/good")
-	wrongPeer, wrongPeerKey := ca.issue(t, "edge-a1", newPeerID(t), dir+"/wrong-peer")
+	wrongPeer, wrongPeerKey := ca.issue(t, "edge-a1", unittest.NewPeerID(t), dir+"/wrong-peer")
 	foreign, foreignKey := other.issue(t, "edge-a1", self, dir+"/foreign")
 	otherNode, otherNodeKey := ca.issue(t, "edge-b9", self, dir+"/other-node")
 	tests := []struct {

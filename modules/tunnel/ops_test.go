@@ -11,6 +11,7 @@ import (
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // The "relays reachable" diagnose check from the reservation states: a
@@ -134,7 +135,7 @@ func TestPingErrors(t *testing.T) {
 	m.svc.running.Store(r)
 	t.Cleanup(func() { m.svc.running.Store(nil) })
 	// edge-a2 is a member with no address and no relay: known, never reachable.
-	r.paths.SetTargets([]p2p.Target{{Node: "edge-a2", ID: newPeerID(t)}})
+	r.paths.SetTargets([]p2p.Target{{Node: "edge-a2", ID: unittest.NewPeerID(t)}})
 
 	tests := []struct {
 		node string

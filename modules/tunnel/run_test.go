@@ -13,6 +13,7 @@ import (
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // An edge node that restarts while its relay is unreachable (the site's
@@ -27,7 +28,7 @@ func TestRunFromCacheWithRelayDown(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
 	c.Modules.Tunnel.ListenPort = 0 // any free port; the relay at 127.0.0.1:0 never answers
 	c.Modules.Tunnel.RelayNodes = []v1.RelayNode{{NodeName: "relay-1", AdvertiseAddress: []string{"127.0.0.1"}}}
-	relayID, a2 := newPeerID(t).String(), newPeerID(t).String()
+	relayID, a2 := unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String()
 	m := New(c, nil, nil)
 	cache := m.svc.cachePath()
 	if err := saveCache(cache, map[string]p2p.PeerRecord{

@@ -10,9 +10,9 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // get answers a GET on the service's status endpoints.
@@ -23,25 +23,6 @@ func get(t *testing.T, s *Service, path string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec
-}
-
-// gatherText renders what c collects in the text exposition format,
-// through a pedantic registry (collected metrics must match Describe).
-func gatherText(t *testing.T, c prometheus.Collector) string {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
 }
 
 // Both status endpoints answer 503 "tunnel is not up" until the tunnel
@@ -60,7 +41,7 @@ func TestStatusEndpoints(t *testing.T) {
 	}
 
 	r := newRunning(t, c, true)
-	relay1, relay2, a2 := newPeerID(t), newPeerID(t), newPeerID(t)
+	relay1, relay2, a2 := unittest.NewPeerID(t), unittest.NewPeerID(t), unittest.NewPeerID(t)
 	r.observed[relay1] = []ma.Multiaddr{ma.StringCast("/ip4/203.0.113.5/tcp/40001")}
 	r.observed[relay2] = []ma.Multiaddr{ma.StringCast("/ip4/203.0.113.5/tcp/40002"), ma.StringCast("/ip4/203.0.113.5/udp/40003/quic-v1")}
 	r.known["edge-a2"] = p2p.PeerRecord{Node: "edge-a2", Peer: a2.String()}
@@ -115,7 +96,7 @@ func TestCollectPeers(t *testing.T) {
 		Node: "edge-c1", Path: p2p.PathNone,
 	}}
 	c := collectFunc(func(ch chan<- prometheus.Metric) { collectPeers(ch, peers) })
-	text := gatherText(t, c)
+	text := unittest.MetricsText(t, c)
 	for _, w := range []string{
 		`edgelink_tunnel_peer_path{path="relayed",peer="edge-a2",relay="relay-1"} 1`,
 		`edgelink_tunnel_peer_path{path="direct-tcp",peer="edge-b1",relay=""} 1`,
@@ -151,21 +132,21 @@ func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 func TestCollector(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
 	m := New(c, nil, nil)
-	if text := gatherText(t, m.Collector()); text != "# HELP edgelink_tunnel_up 1 while the tunnel's libp2p host runs.\n# TYPE edgelink_tunnel_up gauge\nedgelink_tunnel_up 0\n" {
+	if text := unittest.MetricsText(t, m.Collector()); text != "# HELP edgelink_tunnel_up 1 while the tunnel's libp2p host runs.\n# TYPE edgelink_tunnel_up gauge\nedgelink_tunnel_up 0\n" {
 		t.Errorf("down:\n%s", text)
 	}
 
 	r := newRunning(t, c, false)
-	a2 := newPeerID(t)
+	a2 := unittest.NewPeerID(t)
 	r.known["edge-a2"] = p2p.PeerRecord{Node: "edge-a2", Peer: a2.String()}
-	r.known["edge-a3"] = p2p.PeerRecord{Node: "edge-a3", Peer: newPeerID(t).String()}
+	r.known["edge-a3"] = p2p.PeerRecord{Node: "edge-a3", Peer: unittest.NewPeerID(t).String()}
 	r.paths.SetTargets([]p2p.Target{{Node: "edge-a2", ID: a2}})
 	r.h.Punches.Attempts.Add(4)
 	r.h.Punches.Successes.Add(3)
 	r.h.Punches.Failures.Add(1)
 	m.svc.running.Store(r)
 	t.Cleanup(func() { m.svc.running.Store(nil) })
-	text := gatherText(t, m.Collector())
+	text := unittest.MetricsText(t, m.Collector())
 	for _, w := range []string{
 		"edgelink_tunnel_up 1",
 		"edgelink_tunnel_known_peers 2",

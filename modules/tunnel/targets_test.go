@@ -13,6 +13,7 @@ import (
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 func node(name string, addrs ...metadata.NodeAddress) *metadata.NodeInfo {
@@ -32,7 +33,7 @@ func addr(typ, ip string) metadata.NodeAddress {
 // repeated; a record whose peer ID does not parse is no target, and an
 // unparsable directory address is skipped without losing the peer.
 func TestTargetsFollowMetadataAndRelays(t *testing.T) {
-	a2, relay1, relay2, gone := newPeerID(t).String(), newPeerID(t).String(), newPeerID(t).String(), newPeerID(t).String()
+	a2, relay1, relay2, gone := unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String()
 	relays := []v1.RelayNode{
 		{NodeName: "relay-1", AdvertiseAddress: []string{"198.18.0.11"}},
 		{NodeName: "relay-2", AdvertiseAddress: []string{"relay-2.example.net", "2001:db8::2"}},
@@ -197,7 +198,7 @@ func TestQUICAddrPort(t *testing.T) {
 // an older record of a node that since changed identity does not bring
 // the old identity back.
 func TestMergeRecords(t *testing.T) {
-	idA, idB := newPeerID(t).String(), newPeerID(t).String()
+	idA, idB := unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String()
 	known := func(recs ...p2p.PeerRecord) map[string]p2p.PeerRecord {
 		m := map[string]p2p.PeerRecord{}
 		for _, r := range recs {
@@ -304,7 +305,7 @@ func TestMergeRecords(t *testing.T) {
 // whose peer ID is known (seen now, no addresses); a relay whose ID is not
 // learned yet gives none.
 func TestRelayRecords(t *testing.T) {
-	id1, id2 := newPeerID(t), newPeerID(t)
+	id1, id2 := unittest.NewPeerID(t), unittest.NewPeerID(t)
 	now := time.Unix(1764200000, 0).Unix()
 	states := []p2p.ReservationState{
 		{Node: "relay-1", Relay: id1, Reserved: true},

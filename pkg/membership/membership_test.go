@@ -13,17 +13,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-)
 
-func newPeer(t *testing.T) peer.ID {
-	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := peer.IDFromPublicKey(pub)
-	return id
-}
+	"github.com/edgelink/edgelink/tests/unittest"
+)
 
 type fixture struct {
 	dir string
@@ -60,7 +52,7 @@ func (f *fixture) creds(t *testing.T, ca *CA, node string, id peer.ID, validity 
 
 func TestProofAccepted(t *testing.T) {
 	f := newFixture(t)
-	id := newPeer(t)
+	id := unittest.NewPeerID(t)
 	proof, err := f.creds(t, f.ca, "edge-1", id, time.Hour).Proof(id, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +65,7 @@ func TestProofAccepted(t *testing.T) {
 
 func TestProofRejected(t *testing.T) {
 	f := newFixture(t)
-	id, other := newPeer(t), newPeer(t)
+	id, other := unittest.NewPeerID(t), unittest.NewPeerID(t)
 	good := f.creds(t, f.ca, "edge-1", id, time.Hour)
 	otherCA, err := InitCA(filepath.Join(f.dir, "other-ca"), "rogue", time.Hour)
 	if err != nil {
@@ -176,7 +168,7 @@ func FuzzVerify(f *testing.F) {
 }
 
 func TestBoundPeer(t *testing.T) {
-	a, b := newPeer(t), newPeer(t)
+	a, b := unittest.NewPeerID(t), unittest.NewPeerID(t)
 	uri := func(s string) *url.URL { u, _ := url.Parse(s); return u }
 	for _, tc := range []struct {
 		name string

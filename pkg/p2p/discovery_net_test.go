@@ -17,6 +17,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/edgelink/edgelink/pkg/membership"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // The directory over the wire: a member registers under the node name it
@@ -169,7 +170,7 @@ func TestDiscoveryClientAgainstBadDirectory(t *testing.T) {
 // DirectoryTTL from the last time it was seen, not from its registration.
 func TestDirectoryLookupMergesAndRefreshes(t *testing.T) {
 	now := time.Unix(1764200000, 0)
-	a := newPeer(t)
+	a := unittest.NewPeerID(t)
 	pub := ma.StringCast("/ip4/198.18.0.101/tcp/20006")
 	nat := ma.StringCast("/ip4/198.18.0.101/udp/40001/quic-v1")
 	connected := map[string][]ma.Multiaddr{}

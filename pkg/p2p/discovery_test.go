@@ -3,15 +3,15 @@ package p2p
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 func testDirectory(now *time.Time, connected map[peer.ID][]ma.Multiaddr) *Directory {
@@ -33,7 +33,7 @@ func request(t testing.TB, req any) *bufio.Reader {
 // DirectoryTTL after its last connection ended.
 func TestDirectoryRegisterLookup(t *testing.T) {
 	now := time.Unix(1764200000, 0)
-	a, b := newPeer(t), newPeer(t)
+	a, b := unittest.NewPeerID(t), unittest.NewPeerID(t)
 	natA := ma.StringCast("/ip4/198.18.0.101/udp/40001/quic-v1")
 	connected := map[peer.ID][]ma.Multiaddr{a: {natA}}
 	d := testDirectory(&now, connected)
@@ -65,7 +65,7 @@ func TestDirectoryRegisterLookup(t *testing.T) {
 	}
 
 	// A member re-registering with a new identity replaces its entry.
-	a2 := newPeer(t)
+	a2 := unittest.NewPeerID(t)
 	d.serve(request(t, discoveryRequest{Op: "register"}), "edge-a", a2)
 	if got := d.lookup([]string{"edge-a"}); len(got) != 1 || got[0].Peer != a2.String() {
 		t.Fatalf("after a new identity: %+v", got)
@@ -75,7 +75,7 @@ func TestDirectoryRegisterLookup(t *testing.T) {
 func TestDirectoryRefusesBadRequests(t *testing.T) {
 	now := time.Now()
 	d := testDirectory(&now, nil)
-	p := newPeer(t)
+	p := unittest.NewPeerID(t)
 	many := make([]string, maxRegisteredAddrs+1)
 	for i := range many {
 		many[i] = "/ip4/10.0.0.1/tcp/1"
@@ -125,16 +125,4 @@ func FuzzDiscoveryRequest(f *testing.F) {
 			t.Fatalf("registered %v for one member", d.entries)
 		}
 	})
-}
-
-func newPeer(t testing.TB) peer.ID {
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
 }

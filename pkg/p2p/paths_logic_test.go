@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // testManager is a path manager without a network: enough for record,
@@ -169,8 +171,8 @@ func TestPruneDuplicatesGroups(t *testing.T) {
 // is 0 while there is no path; relays are named by the node they proved.
 func TestRecordPathTransitions(t *testing.T) {
 	relayAID, _ := peer.Decode(relayA)
-	relayB := newPeer(t)
-	target := newPeer(t)
+	relayB := unittest.NewPeerID(t)
+	target := unittest.NewPeerID(t)
 	m := testManager(map[peer.ID]string{relayAID: "relay-1"})
 	tgt := &Target{Node: "edge-b", ID: target}
 	pp := addPeer(m, *tgt)
@@ -249,9 +251,9 @@ func TestRecordPathTransitions(t *testing.T) {
 func TestStatusConnsAndCounters(t *testing.T) {
 	relayAID, _ := peer.Decode(relayA)
 	m := testManager(map[peer.ID]string{relayAID: "relay-1"})
-	tgt := &Target{Node: "edge-b", ID: newPeer(t)}
+	tgt := &Target{Node: "edge-b", ID: unittest.NewPeerID(t)}
 	pp := addPeer(m, *tgt)
-	addPeer(m, Target{Node: "edge-a", ID: newPeer(t)})
+	addPeer(m, Target{Node: "edge-a", ID: unittest.NewPeerID(t)})
 
 	viaA := conn("/ip4/198.18.0.11/tcp/1/p2p/"+relayA+"/p2p-circuit", network.DirInbound, 0)
 	direct := conn("/ip4/198.18.0.101/tcp/20006", network.DirOutbound, 0)
@@ -325,7 +327,7 @@ func TestStatusConnsAndCounters(t *testing.T) {
 // ErrNoPath), and nothing is dialed.
 func TestNoPathErrors(t *testing.T) {
 	m := testManager(nil)
-	pp := addPeer(m, Target{Node: "edge-b", ID: newPeer(t)})
+	pp := addPeer(m, Target{Node: "edge-b", ID: unittest.NewPeerID(t)})
 	ctx := context.Background()
 
 	if _, err := m.Ping(ctx, "edge-x", time.Second); !errors.Is(err, ErrUnknownPeer) || !strings.Contains(err.Error(), `"edge-x"`) {

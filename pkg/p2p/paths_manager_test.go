@@ -10,6 +10,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // fastPaths shortens the path manager's rounds for a test.
@@ -145,7 +147,7 @@ func TestTCPAnswers(t *testing.T) {
 		{"second address answers", "127.0.0.1", []ma.Multiaddr{tcp("127.0.0.1", closedPort), tcp("127.0.0.1", port)}, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			id := newPeer(t)
+			id := unittest.NewPeerID(t)
 			a.Peerstore().AddAddrs(id, tc.peerstored, time.Minute)
 			quic := conn("/ip4/"+tc.quicFrom+"/udp/4242/quic-v1", network.DirOutbound, 0)
 			if got := pm.tcpAnswers(context.Background(), &Target{Node: "edge-b", ID: id, Addrs: tc.addrs}, quic); got != tc.want {

@@ -15,6 +15,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/edgelink/edgelink/pkg/membership"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // relayHost starts a member host running the relay service; stop (also
@@ -113,7 +114,7 @@ func TestKeeperRelearnsRelayIdentity(t *testing.T) {
 	c := newCluster(t)
 	a := c.host("edge-a", nil)
 	r, _ := relayHost(t, c, "relay-1", nil)
-	stale := newPeer(t)
+	stale := unittest.NewPeerID(t)
 	got := make(chan peer.ID, 16)
 	k := a.KeepReservations([]RelayTarget{{Node: "relay-1", ID: stale, Addrs: r.Addrs()}}, func(_ context.Context, p peer.ID) { got <- p })
 	t.Cleanup(k.Close)

@@ -1,0 +1,48 @@
+// Package unittest holds the few helpers that unit tests in several
+// packages share. It stays light (no Kubernetes client, no processes):
+// tests/testutil is the end-to-end tests' kit.
+package unittest
+
+import (
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// NewPeerID is a fresh, valid libp2p peer ID (of a new Ed25519 key).
+func NewPeerID(t testing.TB) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// MetricsText renders what c collects in the text exposition format,
+// through a pedantic registry (collected metrics must match Describe).
+func MetricsText(t testing.TB, c prometheus.Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
