@@ -137,18 +137,29 @@ func RangeString(p netip.Prefix) string {
 	return r.From().String() + "-" + r.To().String()
 }
 
+// RangeSet is the set of addresses entries in SpiderPool's range syntax
+// ("10.0.0.5", "10.0.0.10-10.0.0.20") cover, and the entries that do not
+// parse.
+func RangeSet(entries []string) (set *netipx.IPSet, bad []string) {
+	var b netipx.IPSetBuilder
+	for _, e := range entries {
+		r, err := parseRange(e)
+		if err != nil {
+			bad = append(bad, e)
+			continue
+		}
+		b.AddRange(netipx.IPRangeFrom(r.first, r.last))
+	}
+	set, _ = b.IPSet() // the builder only reports misuse
+	return set, bad
+}
+
 // ExcludesBlock reports whether excludeIPs entries excl cover every
 // address of block (in one entry or several: SpiderPool's webhook merges
 // adjacent entries, so two claimed blocks may be one range).
 func ExcludesBlock(excl []string, block netip.Prefix) bool {
-	var b netipx.IPSetBuilder
-	for _, e := range excl {
-		if r, err := parseRange(e); err == nil {
-			b.AddRange(netipx.IPRangeFrom(r.first, r.last))
-		}
-	}
-	set, err := b.IPSet()
-	return err == nil && set.ContainsPrefix(block.Masked())
+	set, _ := RangeSet(excl)
+	return set.ContainsPrefix(block.Masked())
 }
 
 // ExcludeWithout is excludeIPs entries excl with block's addresses taken

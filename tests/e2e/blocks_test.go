@@ -14,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	"go4.org/netipx"
-
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -51,17 +49,9 @@ func blockPoolsOf(t *testing.T, cp *cluster.ControlPlane, parent string) map[net
 		}
 		ips, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "ips")
 		nodes, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "nodeName")
-		var b netip.Prefix
-		if len(ips) == 1 {
-			if from, to, ok := strings.Cut(ips[0], "-"); ok {
-				lo, err1 := netip.ParseAddr(from)
-				hi, err2 := netip.ParseAddr(to)
-				if err1 == nil && err2 == nil {
-					if p, ok := netipx.IPRangeFrom(lo, hi).Prefix(); ok {
-						b = p
-					}
-				}
-			}
+		var b netip.Prefix // invalid: not one block
+		if set, bad := ipam.RangeSet(ips); len(bad) == 0 && len(set.Ranges()) == 1 {
+			b, _ = set.Ranges()[0].Prefix()
 		}
 		out[b] = append(out[b], blockPoolInfo{Name: u.GetName(), Nodes: nodes})
 	}

@@ -21,27 +21,14 @@ import (
 )
 
 // excludedSet is the set of addresses a pool's spec.excludeIPs entries
-// ("a", "a-b") cover.
+// cover; an entry that does not parse fails the test.
 func excludedSet(t *testing.T, excl []string) *netipx.IPSet {
 	t.Helper()
-	var b netipx.IPSetBuilder
-	for _, e := range excl {
-		from, to, ok := strings.Cut(e, "-")
-		if !ok {
-			to = from
-		}
-		lo, err1 := netip.ParseAddr(from)
-		hi, err2 := netip.ParseAddr(to)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("excludeIPs entry %q", e)
-		}
-		b.AddRange(netipx.IPRangeFrom(lo, hi))
+	set, bad := ipam.RangeSet(excl)
+	if len(bad) > 0 {
+		t.Fatalf("excludeIPs entries %q", bad)
 	}
-	s, err := b.IPSet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return set
 }
 
 // webhookDenials are the lines of log that say an admission webhook
