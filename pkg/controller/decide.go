@@ -141,15 +141,10 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 		}
 		blockPools[parent] = append(blockPools[parent], bp)
 	}
-	inUse := func(block netip.Prefix) bool {
-		return slices.ContainsFunc(st.Pods, func(p Pod) bool {
-			return !p.Terminal && slices.ContainsFunc(p.IPs, block.Contains)
-		})
-	}
-	// usedOn: a pod of node holds an address in block.
+	// usedOn: a pod of node ("": of any node) holds an address in block.
 	usedOn := func(node string, block netip.Prefix) bool {
 		return slices.ContainsFunc(st.Pods, func(p Pod) bool {
-			return !p.Terminal && p.Node == node && slices.ContainsFunc(p.IPs, block.Contains)
+			return !p.Terminal && (node == "" || p.Node == node) && slices.ContainsFunc(p.IPs, block.Contains)
 		})
 	}
 	// accounted: block pool bp is the pool of a claim (whatever its name:
@@ -187,10 +182,10 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			node := claims[b]
 			n := st.Nodes[node]
 			keep := n != nil && isEdge(cfg, n) && pool.MayServe(node, n.Labels)
-			var mine []string // the claim's block pools
+			var mine []blockPool // the claim's block pools
 			for _, bp := range blockPools[name] {
 				if bp.block == b && accounted(claims, bp) {
-					mine = append(mine, bp.name)
+					mine = append(mine, bp)
 				}
 			}
 			if keep {
@@ -199,7 +194,7 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 				}
 				continue
 			}
-			if inUse(b) || (n == nil && bound(node)) {
+			if usedOn("", b) || (n == nil && bound(node)) {
 				continue // released once nothing uses it
 			}
 			// The block pool goes first; the claim only once it is gone
@@ -207,8 +202,8 @@ func Decide(cfg Config, st State) ([]Action, []Problem) {
 			// controller lets go, and its webhook refuses a shared pool
 			// that overlaps a pool still there).
 			if len(mine) > 0 {
-				for _, bp := range blockPools[name] {
-					if slices.Contains(mine, bp.name) && !bp.deleting {
+				for _, bp := range mine {
+					if !bp.deleting {
 						acts = append(acts, Action{Kind: DeleteBlock, Pool: name, Name: bp.name, Block: b, Node: node, Why: "node gone or no longer served"})
 					}
 				}
