@@ -156,10 +156,9 @@ func (s *Service) restConfig() (*rest.Config, error) {
 // everything every AuditPeriod and corrects what the watches missed; this
 // goroutine publishes and saves.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.Init(); err != nil {
+	if err := s.Init(); err != nil { // the snapshot serves even if the source cannot
 		return err
 	}
-	s.defaults()
 	cfg, err := s.restConfig()
 	if err != nil {
 		return err
@@ -187,7 +186,8 @@ func (s *Service) defaults() {
 	}
 }
 
-// run is Run on given clients (tests pass fakes).
+// run is Run on given clients (tests pass fakes); it fills in the
+// defaults of unset durations.
 func (s *Service) run(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) error {
 	if err := s.Init(); err != nil {
 		return err

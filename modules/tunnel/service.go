@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -357,10 +358,7 @@ func (s *Service) discover(ctx context.Context, r *running, dir *p2p.Directory) 
 
 	r.mu.Lock()
 	changed := mergeRecords(r.known, s.cfg.NodeName, found)
-	known := make(map[string]p2p.PeerRecord, len(r.known))
-	for n, rec := range r.known {
-		known[n] = rec
-	}
+	known := maps.Clone(r.known)
 	r.mu.Unlock()
 	if changed {
 		if err := saveCache(s.cachePath(), known); err != nil {
