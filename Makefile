@@ -6,6 +6,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 export GOFLAGS := -buildvcs=false
+# Go 1.27.3, fetched by the go command from the module proxy (README).
+export GOTOOLCHAIN ?= go1.27.3
 
 .PHONY: help build test e2e bench mutate demo demo-cni lint clean
 

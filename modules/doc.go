@@ -1,5 +1,5 @@
 // Package modules is the home of the agent's beehive modules, one package
-// each (DESIGN.md): metasync (pods, nodes, pools from the cloud channel),
+// each (docs/architecture.md): metasync (pods, nodes, pools from the cloud channel),
 // ipam (SpiderPool's agent API at the edge), edgecni (TUN and routes) and
 // tunnel (libp2p). Each has a module.go with Register/Name/Group/Enable/
 // Start; cmd/edgelink/app/agent.go builds them from the config and

@@ -13,7 +13,11 @@ suites=("$@")
 [[ ${#suites[@]} -eq 0 ]] && suites=(lint unit fuzz e2e)
 fuzztime="${FUZZTIME:-10s}"
 export EDGELINK_BIN_DIR="${EDGELINK_BIN_DIR:-$PWD/bin}"
-# Modules the checksum database does not know (DESIGN.md).
+# The Go toolchain the project is built and tested with (the go command
+# fetches it from the module proxy once): 1.27.3 ends fuzz runs cleanly at
+# -fuzztime, where 1.26 could fail a clean run (golang/go#75804).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
+# Modules the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:-github.com/kubeedge,github.com/spidernet-io,k8s.io,sigs.k8s.io}"
 
 go build -o bin/testsummary ./tests/testsummary || exit 1
@@ -65,12 +69,6 @@ fuzz() {
 		# failing input is still reported, if less shrunk.
 		if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" >"$log" 2>&1; then
 			echo "ok    $pkg $target ($fuzztime, $(grep -o 'execs: [0-9]*' "$log" | tail -1))"
-		elif grep -qx '    context deadline exceeded' "$log" && ! grep -q 'Failing input written\|^panic:' "$log"; then
-			# Go before 1.27 may end a run at -fuzztime with this error,
-			# no failing input and nothing wrong in the target: a race in
-			# its fuzz coordinator (golang/go#75804). A real failure
-			# writes its input.
-			echo "ok    $pkg $target ($fuzztime, $(grep -o 'execs: [0-9]*' "$log" | tail -1); ended by Go's fuzztime race, golang/go#75804)"
 		else
 			failed=$((failed+1))
 			echo "FAIL  $pkg $target"; tail -30 "$log"

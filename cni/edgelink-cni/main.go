@@ -18,5 +18,5 @@ func init() {
 }
 
 func main() {
-	skel.PluginMainFuncs(plugin.Funcs(), plugin.VersionInfo, "edgelink-cni "+version.String())
+	skel.PluginMainFuncs(plugin.Funcs(), plugin.VersionInfo(), "edgelink-cni "+version.String())
 }

@@ -25,12 +25,11 @@ const (
 )
 
 // ConfVersion is the conflist's cniVersion: the newest that containerd 1.6's
-// libcni (Debian's) accepts. ConfVersions lets newer runtimes pick 1.1.0,
-// which brings STATUS and GC.
-var (
-	ConfVersion  = "1.0.0"
-	ConfVersions = []string{"1.0.0", "1.1.0"}
-)
+// libcni (Debian's) accepts. The conflist's cniVersions (confVersions) lets
+// newer runtimes pick 1.1.0, which brings STATUS and GC.
+const ConfVersion = "1.0.0"
+
+func confVersions() []string { return []string{"1.0.0", "1.1.0"} }
 
 // Options describe one installation.
 type Options struct {
@@ -121,7 +120,7 @@ func Conflist(o Options) ([]byte, error) {
 	}
 	list := map[string]any{
 		"cniVersion":  ConfVersion,
-		"cniVersions": ConfVersions,
+		"cniVersions": confVersions(),
 		"name":        o.NetworkName,
 		"plugins":     []any{plugin},
 	}

@@ -10,11 +10,11 @@ import (
 	"github.com/edgelink/edgelink/cni/netconf"
 )
 
-// SupportedVersions are the CNI spec versions edgelink-cni speaks.
-var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
-
-// VersionInfo is what the plugin reports for the VERSION command.
-var VersionInfo = version.PluginSupports(SupportedVersions...)
+// VersionInfo is what the plugin reports for the VERSION command: the CNI
+// spec versions edgelink-cni speaks.
+func VersionInfo() version.PluginInfo {
+	return version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+}
 
 // Funcs returns the command table for skel.PluginMainFuncs.
 func Funcs() skel.CNIFuncs {

@@ -13,7 +13,7 @@ func TestFuncsAndVersions(t *testing.T) {
 	if f.Add == nil || f.Del == nil || f.Check == nil || f.GC == nil || f.Status == nil {
 		t.Errorf("Funcs() leaves a command unset: %+v", f)
 	}
-	got := VersionInfo.SupportedVersions()
+	got := VersionInfo().SupportedVersions()
 	for _, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		if !slices.Contains(got, v) {
 			t.Errorf("supported versions %v lack %s", got, v)

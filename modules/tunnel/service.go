@@ -28,8 +28,8 @@ import (
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
-// DiscoveryInterval is how often the relays' directories are read.
-var DiscoveryInterval = 2 * time.Second
+// discoveryInterval is how often the relays' directories are read.
+const discoveryInterval = 2 * time.Second
 
 // Service is the tunnel: host, relay, directory, reservations, paths.
 type Service struct {
@@ -132,7 +132,7 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.observeUDP(ctx, relays)
 	}()
-	tick := time.NewTicker(DiscoveryInterval)
+	tick := time.NewTicker(discoveryInterval)
 	defer tick.Stop()
 	for {
 		s.discover(ctx, r, dir)

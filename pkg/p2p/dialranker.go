@@ -16,7 +16,7 @@ const (
 // rankDials orders dials for tunnels: every direct TCP address at once,
 // direct QUIC ones quicDialDelay later, relay circuits after
 // relayDialDelay. libp2p's default prefers QUIC, but TCP+TLS carried about
-// twice QUIC's throughput on the data path (DESIGN.md), and where TCP
+// twice QUIC's throughput on the data path (docs/benchmarks.md), and where TCP
 // cannot connect (UDP-only paths) QUIC wins a moment later. The first
 // connection wins; the rest are cancelled.
 //

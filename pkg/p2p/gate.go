@@ -31,9 +31,10 @@ import (
 // connection.
 const MembershipProtocol = protocol.ID("/edgelink/membership/1.0.0")
 
-// ProveTimeout bounds the membership exchange; a connection that has not
-// proven membership by then is closed.
-var ProveTimeout = 10 * time.Second
+// proveTimeout bounds the membership exchange; a connection that has not
+// proven membership by then is closed. A var only so that this package's
+// tests can shorten it.
+var proveTimeout = 10 * time.Second
 
 // Gate runs the membership exchange on every connection and guards every
 // EdgeLink protocol behind it.
@@ -92,18 +93,18 @@ func (g *Gate) Member(p peer.ID) (string, bool) {
 	return st.node, true
 }
 
-// WaitMember waits (bounded by ctx and ProveTimeout) for p's exchange to
+// WaitMember waits (bounded by ctx and proveTimeout) for p's exchange to
 // finish and returns the node name, or why p is not a member.
 func (g *Gate) WaitMember(ctx context.Context, p peer.ID) (string, error) {
 	st := g.state(p)
-	timer := time.NewTimer(ProveTimeout)
+	timer := time.NewTimer(proveTimeout)
 	defer timer.Stop()
 	select {
 	case <-st.done:
 	case <-ctx.Done():
 		return "", ctx.Err()
 	case <-timer.C:
-		return "", fmt.Errorf("%w: peer %s did not prove membership within %s", membership.ErrNotMember, p, ProveTimeout)
+		return "", fmt.Errorf("%w: peer %s did not prove membership within %s", membership.ErrNotMember, p, proveTimeout)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -185,13 +186,13 @@ func (g *Gate) Connected(_ network.Network, c network.Conn) {
 	g.wg.Add(1)
 	go func() { // routineDeadline
 		defer g.wg.Done()
-		t := time.NewTimer(ProveTimeout)
+		t := time.NewTimer(proveTimeout)
 		defer t.Stop()
 		select {
 		case <-done:
 		case <-g.ctx.Done():
 		case <-t.C:
-			g.finish(p, st, "", fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, ProveTimeout))
+			g.finish(p, st, "", fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, proveTimeout))
 		}
 	}()
 }
@@ -221,7 +222,7 @@ func (g *Gate) Listen(network.Network, ma.Multiaddr)      {}
 func (g *Gate) ListenClose(network.Network, ma.Multiaddr) {}
 
 func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
-	ctx, cancel := context.WithTimeout(g.ctx, ProveTimeout)
+	ctx, cancel := context.WithTimeout(g.ctx, proveTimeout)
 	defer cancel()
 	s, err := g.h.NewStream(network.WithAllowLimitedConn(ctx, "membership"), p, MembershipProtocol)
 	if err != nil {
@@ -229,7 +230,7 @@ func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
 		return
 	}
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(ProveTimeout))
+	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	if err := g.writeProof(s); err != nil {
 		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
 		return
@@ -247,7 +248,7 @@ func (g *Gate) handleInbound(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	st := g.state(p)
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(ProveTimeout))
+	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
 		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))

@@ -56,13 +56,13 @@ func framedProof(p []byte) []byte { return append(binary.AppendUvarint(nil, uint
 // member under its certificate's name; an expired proof, an expired
 // certificate, another peer's proof (replayed), a certificate bound to
 // another peer, an oversized length, a proof that is not JSON and a proof
-// cut off by a stream reset, and silence until ProveTimeout are refused
+// cut off by a stream reset, and silence until proveTimeout are refused
 // with the reason, counted once, and the peer is disconnected. A peer whose connection closes in the
 // middle of its proof is not a member either, but was not refused.
 func TestGateRefusesBadProofs(t *testing.T) {
-	old := ProveTimeout
-	ProveTimeout = time.Second // for the one that never proves
-	t.Cleanup(func() { ProveTimeout = old })
+	old := proveTimeout
+	proveTimeout = time.Second // for the one that never proves
+	t.Cleanup(func() { proveTimeout = old })
 	c := newCluster(t)
 	a := c.host("edge-a", nil)
 	other := newOutsider(t, c, "edge-o", time.Hour) // another peer with valid credentials

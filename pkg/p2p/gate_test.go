@@ -188,9 +188,9 @@ func FuzzReadProof(f *testing.F) {
 // proof deadline and then resets it; the handler never runs, so not one
 // byte comes back.
 func TestGateHoldsStreamsUntilProof(t *testing.T) {
-	old := ProveTimeout
-	ProveTimeout = 2 * time.Second
-	t.Cleanup(func() { ProveTimeout = old })
+	old := proveTimeout
+	proveTimeout = 2 * time.Second
+	t.Cleanup(func() { proveTimeout = old })
 	c := newCluster(t)
 	a := c.host("edge-a", nil)
 	plain, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
@@ -215,7 +215,7 @@ func TestGateHoldsStreamsUntilProof(t *testing.T) {
 	if len(got) > 0 {
 		t.Fatalf("a peer that never proved membership got %q back from a guarded protocol after %s", got, time.Since(start).Round(time.Millisecond))
 	}
-	if el := time.Since(start); el < ProveTimeout/2 {
+	if el := time.Since(start); el < proveTimeout/2 {
 		t.Errorf("the stream ended after %s, before the proof deadline: was it refused for another reason?", el.Round(time.Millisecond))
 	}
 }

@@ -96,7 +96,7 @@ func ResourceLimits() rcmgr.ConcreteLimitConfig {
 }
 
 // New starts a host: TCP and QUIC, TLS preferred over Noise (AES-NI makes
-// TLS cheaper on the data path, DESIGN.md), yamux, the explicit resource
+// TLS cheaper on the data path, docs/benchmarks.md), yamux, the explicit resource
 // budget, and the membership gate.
 func New(cfg Config) (*Host, error) {
 	if cfg.Key == nil || cfg.Credentials == nil || cfg.Verifier == nil {

@@ -29,7 +29,7 @@ const (
 
 // rank orders kinds by preference: direct before relayed; TCP before QUIC
 // on a direct path, as TCP+TLS carried about twice QUIC's throughput here
-// (DESIGN.md; the data plane measures it per path).
+// (docs/benchmarks.md, "Measurements behind design choices").
 func (k PathKind) rank() int {
 	switch k {
 	case PathDirectTCP:
@@ -288,7 +288,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	var upgrades atomic.Int32
 	var current network.Conn
 	var disconnectedSince time.Time
-	tick := time.NewTicker(ProbeInterval)
+	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
 		t := pp.target.Load()
@@ -388,7 +388,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 		// leader checks now and then whether TCP answers, and if so
 		// redials so that TCP, dialed first, carries the traffic.
 		if leader && best != nil && kindOf(best.conn) == PathDirectQUIC && toTCP.due(now) &&
-			now.Sub(time.Unix(0, best.lastOK.Load())) < 2*ProbeInterval {
+			now.Sub(time.Unix(0, best.lastOK.Load())) < 2*probeInterval {
 			toTCP.fail(now)
 			if m.tcpAnswers(ctx, t, best.conn) {
 				klog.InfoS("Peer answers on TCP; moving its direct path from QUIC to TCP", "node", t.Node)

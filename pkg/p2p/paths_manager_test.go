@@ -17,9 +17,9 @@ import (
 // fastPaths shortens the path manager's rounds for a test.
 func fastPaths(t *testing.T) {
 	t.Helper()
-	oi, og := ProbeInterval, dialGrace
-	ProbeInterval, dialGrace = 100*time.Millisecond, 100*time.Millisecond
-	t.Cleanup(func() { ProbeInterval, dialGrace = oi, og })
+	oi, og := probeInterval, dialGrace
+	probeInterval, dialGrace = 100*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { probeInterval, dialGrace = oi, og })
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -16,18 +16,20 @@ import (
 //
 // Wire format: one long-lived stream per connection, opened by the
 // prober. The prober writes an 8-byte big-endian sequence number every
-// ProbeInterval; the other side writes the same 8 bytes back. Echoes of
+// probeInterval; the other side writes the same 8 bytes back. Echoes of
 // older sequence numbers (late answers) are skipped. A side that hears
 // nothing for probeIdle closes the stream.
 const ProbeProtocol = protocol.ID("/edgelink/probe/1.0.0")
 
-// Probe timing: a connection that misses ProbeFailures answers in a row,
-// each waited for ProbeTimeout, is declared dead and closed (about 3-4 s
-// after the path broke).
+// Probe timing: a connection that misses probeFailures answers in a row,
+// each waited for probeTimeout, is declared dead and closed (about 3-4 s
+// after the path broke). Not settings: both ends of a path rely on them
+// (probeIdle against probeInterval); vars only so that this package's tests
+// can shorten them.
 var (
-	ProbeInterval = time.Second
-	ProbeTimeout  = time.Second
-	ProbeFailures = 3
+	probeInterval = time.Second
+	probeTimeout  = time.Second
+	probeFailures = 3
 	probeIdle     = 30 * time.Second
 )
 
@@ -51,7 +53,7 @@ type connProbe struct {
 	conn network.Conn
 
 	rtt      atomic.Int64 // nanoseconds, last answer
-	alive    atomic.Bool  // answered since the last ProbeFailures misses
+	alive    atomic.Bool  // answered since the last probeFailures misses
 	answered atomic.Bool  // answered at least once
 	misses   atomic.Int32
 	lastOK   atomic.Int64 // unix nanos
@@ -68,7 +70,7 @@ func (p *connProbe) run(ctx context.Context) {
 		}
 	}()
 	var seq uint64
-	tick := time.NewTicker(ProbeInterval)
+	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
 		if s == nil {
@@ -92,9 +94,9 @@ func (p *connProbe) run(ctx context.Context) {
 			p.misses.Store(0)
 			p.alive.Store(true)
 			p.answered.Store(true)
-		} else if p.misses.Add(1) >= int32(ProbeFailures) {
+		} else if p.misses.Add(1) >= int32(probeFailures) {
 			p.alive.Store(false)
-			if p.conn.IsClosed() || p.answered.Load() || p.misses.Load() >= int32(2*ProbeFailures) {
+			if p.conn.IsClosed() || p.answered.Load() || p.misses.Load() >= int32(2*probeFailures) {
 				// Dead: close it so that traffic moves to another path
 				// and libp2p forgets it. A connection that never
 				// answered gets twice as long (the peer may still be
@@ -112,7 +114,7 @@ func (p *connProbe) run(ctx context.Context) {
 }
 
 func (p *connProbe) open(ctx context.Context) network.Stream {
-	s, err := openStream(ctx, p.conn, ProbeProtocol, ProbeTimeout)
+	s, err := openStream(ctx, p.conn, ProbeProtocol, probeTimeout)
 	if err != nil {
 		return nil
 	}
@@ -144,7 +146,7 @@ func (p *connProbe) once(s network.Stream, seq uint64) (time.Duration, bool) {
 	var out, in [8]byte
 	binary.BigEndian.PutUint64(out[:], seq)
 	start := time.Now()
-	_ = s.SetDeadline(start.Add(ProbeTimeout))
+	_ = s.SetDeadline(start.Add(probeTimeout))
 	if _, err := s.Write(out[:]); err != nil {
 		return 0, false
 	}

@@ -30,9 +30,9 @@ func (s *pipeStream) SetWriteDeadline(t time.Time) error { return s.c.SetWriteDe
 
 func setProbeTiming(t *testing.T, interval, timeout, idle time.Duration) {
 	t.Helper()
-	oi, ot, oidle := ProbeInterval, ProbeTimeout, probeIdle
-	ProbeInterval, ProbeTimeout, probeIdle = interval, timeout, idle
-	t.Cleanup(func() { ProbeInterval, ProbeTimeout, probeIdle = oi, ot, oidle })
+	oi, ot, oidle := probeInterval, probeTimeout, probeIdle
+	probeInterval, probeTimeout, probeIdle = interval, timeout, idle
+	t.Cleanup(func() { probeInterval, probeTimeout, probeIdle = oi, ot, oidle })
 }
 
 func frame(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
@@ -40,7 +40,7 @@ func frame(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 // The prober's side of one probe against peers that answer right, late,
 // with nonsense, half or not at all: only the echo of the sequence number
 // sent counts, older echoes are skipped, a newer one is nonsense, and a
-// peer that stalls costs at most ProbeTimeout.
+// peer that stalls costs at most probeTimeout.
 func TestProbeOnceAgainstPeers(t *testing.T) {
 	setProbeTiming(t, time.Second, 200*time.Millisecond, time.Second)
 	const seq = 7
@@ -134,7 +134,7 @@ func (c *noStreamConn) NewStream(context.Context) (network.Stream, error) {
 }
 
 // When the prober gives up on a connection: one that answered before (or
-// is closed already) after ProbeFailures failed probes, one that never
+// is closed already) after probeFailures failed probes, one that never
 // answered after twice as many (its peer may still be proving
 // membership); either way it is declared dead and closed. A prober whose
 // context ends leaves the connection open.
@@ -148,9 +148,9 @@ func TestProbeRunDeclaresDead(t *testing.T) {
 		wantAttempts int32
 		wantClosed   bool
 	}{
-		{"never answered", false, false, false, int32(2 * ProbeFailures), true},
-		{"answered before", true, false, false, int32(ProbeFailures), true},
-		{"closed already", false, true, false, int32(ProbeFailures), true},
+		{"never answered", false, false, false, int32(2 * probeFailures), true},
+		{"answered before", true, false, false, int32(probeFailures), true},
+		{"closed already", false, true, false, int32(probeFailures), true},
 		{"context ends", false, false, true, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,7 +35,7 @@ type memberACL struct{ g *Gate }
 var _ relay.ACLFilter = memberACL{}
 
 func (a memberACL) member(p peer.ID) bool {
-	ctx, cancel := context.WithTimeout(a.g.ctx, ProveTimeout)
+	ctx, cancel := context.WithTimeout(a.g.ctx, proveTimeout)
 	defer cancel()
 	_, err := a.g.WaitMember(ctx, p) // the exchange counts a refusal
 	return err == nil

@@ -78,7 +78,7 @@
 // of control planes whose test binary is gone (owner records in
 // /run/edgelink-cluster).
 //
-// # Configuration (see KUBEEDGE-TESTBED.md for the why)
+// # Configuration
 //
 // cloudcore: `cloudcore --defaultconfig` with dynamicController on,
 // iptablesManager off, cloudHub websocket/https on the bridge address with
