@@ -85,7 +85,7 @@ func Parse(stdin []byte) (*NetConf, error) {
 	_ = json.Unmarshal(stdin, &raw) // already decoded above
 	if len(raw.IPAM) > 0 {
 		if err := json.Unmarshal(raw.IPAM, &ipam); err != nil {
-			return nil, fmt.Errorf("%w: ipam.ipam_unix_socket_path: %v", ErrDecode, err)
+			return nil, fmt.Errorf("%w: ipam.ipam_unix_socket_path: %w", ErrDecode, err)
 		}
 	}
 	if ipam.Socket != nil {
@@ -179,7 +179,7 @@ func (c *NetConf) DelegateConf(stdin []byte) ([]byte, error) {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(stdin, &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	v, _ := json.Marshal(SpiderpoolMaxCNIVersion)
 	m["cniVersion"] = v

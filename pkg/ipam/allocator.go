@@ -54,6 +54,9 @@ type Allocator struct {
 	// when pods come from the cloud channel, before serving.
 	PodWait time.Duration
 
+	// mu serializes Allocate and the releases: each reads the store,
+	// decides and writes in one step. Reads (Leases, Usage) go to the store
+	// without it.
 	mu sync.Mutex
 }
 

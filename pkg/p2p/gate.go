@@ -49,7 +49,7 @@ type Gate struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards peers and their states' fields (done is closed under it, waited on without)
 	peers map[peer.ID]*peerState
 
 	failures atomic.Uint64
@@ -226,18 +226,18 @@ func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
 	defer cancel()
 	s, err := g.h.NewStream(network.WithAllowLimitedConn(ctx, "membership"), p, MembershipProtocol)
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: membership stream: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: membership stream: %w", membership.ErrNotMember, err))
 		return
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err))
 		return
 	}
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err))
 		return
 	}
 	node, err := g.verifier.Verify(theirs, p)
@@ -251,7 +251,7 @@ func (g *Gate) handleInbound(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err))
 		_ = s.Reset()
 		return
 	}
@@ -262,7 +262,7 @@ func (g *Gate) handleInbound(s network.Stream) {
 		return
 	}
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %v", membership.ErrNotMember, err))
+		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err))
 		return
 	}
 	g.finish(p, st, node, nil)

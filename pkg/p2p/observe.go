@@ -122,8 +122,8 @@ func parseObserve(b []byte) (observeMsg, error) {
 type observer struct {
 	pc net.PacketConn
 
-	mu      sync.Mutex
-	waiting map[[16]byte]chan netip.AddrPort
+	mu      sync.Mutex                       // guards waiting
+	waiting map[[16]byte]chan netip.AddrPort // by nonce
 }
 
 func newObserver(pc net.PacketConn) *observer {

@@ -143,7 +143,7 @@ type peerPath struct {
 	// changes (0: never had one), so senders notice a new path.
 	current atomic.Pointer[currentConn]
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards status
 	status PeerStatus
 }
 
@@ -269,147 +269,197 @@ func (b *backoff) fail(now time.Time) {
 }
 func (b *backoff) reset() { b.cur, b.next = 0, time.Time{} }
 
-// runPeer is one target's loop: probes, choice, dials, upgrades.
+// runPeer is one target's loop: every probeInterval it probes each
+// connection, chooses the path, dials when nothing is connected, upgrades a
+// relayed path, moves a QUIC path to TCP, prunes duplicates and records the
+// result (peerLoop's steps, in that order).
 func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
-	probes := map[network.Conn]*probeRun{}
-	var pwg sync.WaitGroup
-	defer func() {
-		for _, pr := range probes {
-			pr.cancel()
-		}
-		pwg.Wait()
-	}()
-	dial := backoff{min: dialBackoffMin, max: dialBackoffMax}
-	upgrade := backoff{min: upgradeBackoffMin, max: upgradeBackoffMax}
-	toTCP := backoff{min: 5 * time.Second, max: 5 * time.Minute}
-	toTCP.fail(time.Now()) // first check after 5 s
-	var upgrading atomic.Bool
-	var lastErr atomic.Pointer[string]
-	var upgrades atomic.Int32
-	var current network.Conn
-	var disconnectedSince time.Time
+	l := &peerLoop{
+		m: m, pp: pp, ctx: ctx,
+		probes:  map[network.Conn]*probeRun{},
+		dial:    backoff{min: dialBackoffMin, max: dialBackoffMax},
+		upgrade: backoff{min: upgradeBackoffMin, max: upgradeBackoffMax},
+		toTCP:   backoff{min: 5 * time.Second, max: 5 * time.Minute},
+	}
+	l.toTCP.fail(time.Now()) // first check after 5 s
+	defer l.stopProbes()
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
-		t := pp.target.Load()
-		now := time.Now()
-		conns := m.h.Network().ConnsToPeer(t.ID)
-
-		// A peer that proved another node name is not this target.
-		if node, ok := m.h.Gate.Member(t.ID); ok && node != t.Node {
-			msg := fmt.Sprintf("peer %s proved node %q, not %q", t.ID, node, t.Node)
-			lastErr.Store(&msg)
-			_ = m.h.Network().ClosePeer(t.ID)
-			conns = nil
-		}
-
-		// Probe every connection; forget probes of closed ones.
-		for c, pr := range probes {
-			if !slices.Contains(conns, c) {
-				pr.cancel()
-				delete(probes, c)
-			}
-		}
-		for _, c := range conns {
-			if _, ok := probes[c]; !ok {
-				pctx, cancel := context.WithCancel(ctx)
-				pr := &probeRun{connProbe: connProbe{conn: c}, cancel: cancel}
-				probes[c] = pr
-				pwg.Add(1)
-				go func() { // routineProbe, one per connection
-					defer pwg.Done()
-					pr.run(pctx)
-				}()
-			}
-		}
-
-		// Choose: keep the current connection unless a better kind is
-		// alive; otherwise the best kind, then the lowest RTT.
-		var best *probeRun
-		for c, pr := range probes {
-			if !pr.alive.Load() || c.IsClosed() {
-				continue
-			}
-			if best == nil || better(pr, best, current) {
-				best = pr
-			}
-		}
-
-		// Dial when nothing is connected. The peer with the smaller ID
-		// dials at once, the other only if no connection came within
-		// dialGrace, so that two peers rarely dial each other twice.
-		if len(conns) == 0 && disconnectedSince.IsZero() {
-			disconnectedSince = now
-			dial.reset() // a path just died: redial at once
-		} else if len(conns) > 0 {
-			disconnectedSince = time.Time{}
-		}
-		leader := m.h.ID() < t.ID
-		if len(conns) == 0 && dial.due(now) && (leader || now.Sub(disconnectedSince) >= dialGrace) {
-			if err := m.dial(ctx, t); err != nil {
-				dial.fail(now)
-				msg := err.Error()
-				lastErr.Store(&msg)
-			} else {
-				dial.reset()
-			}
-		}
-
-		// Upgrade a relayed path. DCUtR is started by the peer that
-		// accepted the relayed connection (libp2p's responder resets a
-		// punch stream arriving on a connection it accepted), and libp2p
-		// already starts it once when the connection opens; that same
-		// peer retries, so the two never punch at each other at once.
-		relayedOnly := best != nil && kindOf(best.conn) == PathRelayed
-		if !relayedOnly {
-			upgrade.reset()
-		} else if m.h.HolePunch != nil && best.conn.Stat().Direction == network.DirInbound && upgrade.due(now) && !m.punchable() {
-			// libp2p's DirectConnect waits, without end and past Close,
-			// until the host has a public address to punch from.
-			upgrade.fail(now)
-			msg := "upgrade to direct: no public address to punch from yet (no relay observed one)"
-			lastErr.Store(&msg)
-		} else if m.h.HolePunch != nil && best.conn.Stat().Direction == network.DirInbound && upgrade.due(now) && upgrading.CompareAndSwap(false, true) {
-			upgrade.fail(now) // the next attempt waits whatever happens
-			upgrades.Add(1)
-			m.wg.Add(1)
-			go func() { // routineUpgrade
-				defer m.wg.Done()
-				defer upgrading.Store(false)
-				if err := m.h.HolePunch.DirectConnect(t.ID); err != nil {
-					msg := "upgrade to direct: " + err.Error()
-					lastErr.Store(&msg)
-				}
-			}()
-		}
-
-		// A direct QUIC path to a peer that also listens on TCP at the
-		// same address (it was not up yet when we dialed TCP): the
-		// leader checks now and then whether TCP answers, and if so
-		// redials so that TCP, dialed first, carries the traffic.
-		if leader && best != nil && kindOf(best.conn) == PathDirectQUIC && toTCP.due(now) &&
-			now.Sub(time.Unix(0, best.lastOK.Load())) < 2*probeInterval {
-			toTCP.fail(now)
-			if m.tcpAnswers(ctx, t, best.conn) {
-				klog.InfoS("Peer answers on TCP; moving its direct path from QUIC to TCP", "node", t.Node)
-				_ = m.h.Network().ClosePeer(t.ID)
-			}
-		}
-
-		pruneDuplicates(probes, leader)
-
-		var bestConn network.Conn
-		if best != nil {
-			bestConn = best.conn
-		}
-		m.record(pp, t, current, bestConn, probes, int(upgrades.Load()), lastErr.Load())
-		current = bestConn
-
+		l.step(time.Now())
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// peerLoop is runPeer's state; only runPeer's goroutine touches it, except
+// the atomics, which an upgrade attempt's goroutine sets.
+type peerLoop struct {
+	m   *PathManager
+	pp  *peerPath
+	ctx context.Context
+
+	probes map[network.Conn]*probeRun
+	pwg    sync.WaitGroup // the probes' goroutines
+
+	dial, upgrade, toTCP backoff
+	upgrading            atomic.Bool
+	lastErr              atomic.Pointer[string]
+	upgrades             atomic.Int32
+
+	current           network.Conn // the connection traffic uses
+	disconnectedSince time.Time
+}
+
+func (l *peerLoop) fail(msg string) { l.lastErr.Store(&msg) }
+
+func (l *peerLoop) stopProbes() {
+	for _, pr := range l.probes {
+		pr.cancel()
+	}
+	l.pwg.Wait()
+}
+
+// step is one round of the loop.
+func (l *peerLoop) step(now time.Time) {
+	m, t := l.m, l.pp.target.Load()
+	conns := m.h.Network().ConnsToPeer(t.ID)
+
+	// A peer that proved another node name is not this target.
+	if node, ok := m.h.Gate.Member(t.ID); ok && node != t.Node {
+		l.fail(fmt.Sprintf("peer %s proved node %q, not %q", t.ID, node, t.Node))
+		_ = m.h.Network().ClosePeer(t.ID)
+		conns = nil
+	}
+	l.probeConns(conns)
+	best := l.choose()
+	leader := m.h.ID() < t.ID
+	l.dialIfDisconnected(now, t, len(conns) > 0, leader)
+	l.upgradeIfRelayed(now, t, best)
+	l.moveToTCP(now, t, best, leader)
+	pruneDuplicates(l.probes, leader)
+
+	var bestConn network.Conn
+	if best != nil {
+		bestConn = best.conn
+	}
+	m.record(l.pp, t, l.current, bestConn, l.probes, int(l.upgrades.Load()), l.lastErr.Load())
+	l.current = bestConn
+}
+
+// probeConns probes every connection and forgets the probes of closed ones.
+func (l *peerLoop) probeConns(conns []network.Conn) {
+	for c, pr := range l.probes {
+		if !slices.Contains(conns, c) {
+			pr.cancel()
+			delete(l.probes, c)
+		}
+	}
+	for _, c := range conns {
+		if _, ok := l.probes[c]; ok {
+			continue
+		}
+		pctx, cancel := context.WithCancel(l.ctx)
+		pr := &probeRun{connProbe: connProbe{conn: c}, cancel: cancel}
+		l.probes[c] = pr
+		l.pwg.Add(1)
+		go func() { // routineProbe, one per connection
+			defer l.pwg.Done()
+			pr.run(pctx)
+		}()
+	}
+}
+
+// choose keeps the current connection unless a better kind is alive;
+// otherwise the best kind, then the lowest RTT. Nil: none is alive.
+func (l *peerLoop) choose() *probeRun {
+	var best *probeRun
+	for c, pr := range l.probes {
+		if !pr.alive.Load() || c.IsClosed() {
+			continue
+		}
+		if best == nil || better(pr, best, l.current) {
+			best = pr
+		}
+	}
+	return best
+}
+
+// dialIfDisconnected dials when nothing is connected. The peer with the
+// smaller ID (the leader) dials at once, the other only if no connection
+// came within dialGrace, so that two peers rarely dial each other twice.
+func (l *peerLoop) dialIfDisconnected(now time.Time, t *Target, connected, leader bool) {
+	if connected {
+		l.disconnectedSince = time.Time{}
+		return
+	}
+	if l.disconnectedSince.IsZero() {
+		l.disconnectedSince = now
+		l.dial.reset() // a path just died: redial at once
+	}
+	if !l.dial.due(now) || (!leader && now.Sub(l.disconnectedSince) < dialGrace) {
+		return
+	}
+	if err := l.m.dial(l.ctx, t); err != nil {
+		l.dial.fail(now)
+		l.fail(err.Error())
+	} else {
+		l.dial.reset()
+	}
+}
+
+// upgradeIfRelayed tries to turn a relayed path into a direct one. DCUtR
+// is started by the peer that accepted the relayed connection (libp2p's
+// responder resets a punch stream arriving on a connection it accepted),
+// and libp2p already starts it once when the connection opens; that same
+// peer retries, so the two never punch at each other at once.
+func (l *peerLoop) upgradeIfRelayed(now time.Time, t *Target, best *probeRun) {
+	m := l.m
+	if best == nil || kindOf(best.conn) != PathRelayed {
+		l.upgrade.reset()
+		return
+	}
+	if m.h.HolePunch == nil || best.conn.Stat().Direction != network.DirInbound || !l.upgrade.due(now) {
+		return
+	}
+	if !m.punchable() {
+		// libp2p's DirectConnect waits, without end and past Close,
+		// until the host has a public address to punch from.
+		l.upgrade.fail(now)
+		l.fail("upgrade to direct: no public address to punch from yet (no relay observed one)")
+		return
+	}
+	if !l.upgrading.CompareAndSwap(false, true) {
+		return
+	}
+	l.upgrade.fail(now) // the next attempt waits whatever happens
+	l.upgrades.Add(1)
+	m.wg.Add(1)
+	go func() { // routineUpgrade
+		defer m.wg.Done()
+		defer l.upgrading.Store(false)
+		if err := m.h.HolePunch.DirectConnect(t.ID); err != nil {
+			l.fail("upgrade to direct: " + err.Error())
+		}
+	}()
+}
+
+// moveToTCP: a direct QUIC path to a peer that also listens on TCP at the
+// same address (it was not up yet when we dialed TCP). The leader checks
+// now and then whether TCP answers, and if so redials so that TCP, dialed
+// first, carries the traffic.
+func (l *peerLoop) moveToTCP(now time.Time, t *Target, best *probeRun, leader bool) {
+	if !leader || best == nil || kindOf(best.conn) != PathDirectQUIC || !l.toTCP.due(now) ||
+		now.Sub(time.Unix(0, best.lastOK.Load())) >= 2*probeInterval {
+		return
+	}
+	l.toTCP.fail(now)
+	if l.m.tcpAnswers(l.ctx, t, best.conn) {
+		klog.InfoS("Peer answers on TCP; moving its direct path from QUIC to TCP", "node", t.Node)
+		_ = l.m.h.Network().ClosePeer(t.ID)
 	}
 }
 

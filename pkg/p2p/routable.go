@@ -23,6 +23,13 @@ var routableMu sync.Mutex
 //
 // The lists are process-wide: call SetRoutable before creating hosts.
 // Calls accumulate (a range once made routable stays routable).
+//
+// Why not a per-host filter: go-libp2p (v0.51) asks manet.IsPublicAddr
+// directly, with no hook, in the hole puncher (its own addresses to punch
+// from, before holepunch.WithAddrFilter sees them), in identify (which
+// observed addresses count) and in the basic host's address manager and
+// autorelay (what is advertised). Those package lists are the one lever;
+// an agent runs one host, so process-wide costs nothing in practice.
 func SetRoutable(prefixes []netip.Prefix) {
 	if len(prefixes) == 0 {
 		return
