@@ -21,8 +21,9 @@ import (
 // The node's own membership is checked before the tunnel starts, with an
 // error that names what to fix: unreadable certificate or key, a CA file
 // that is missing, and a certificate other members would refuse (another
-// CA, another peer ID, another node); a certificate that names the node
-// only in a DNS name is accepted under the configured node name.
+// CA, another peer ID, another node). A KubeEdge-shaped certificate
+// (common name system:node:<node>, no peer binding) is the node's; one
+// that names the node only in a DNS name is not.
 func TestLoadMembership(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir+"/ca")
@@ -76,20 +77,27 @@ func TestLoadMembership(t *testing.T) {
 		})
 	}
 
-	// A certificate naming the node in a DNS name only (a KubeEdge edge
-	// certificate): the proof is for the configured node name, and other
-	// members verify it as that node.
-	crt, key := issueRaw(t, ca, "edge-a1.site-a.example", []string{"edge-a1"}, dir+"/dns-only")
+	// KubeEdge's shape: the proof is for the node the common name names,
+	// and other members verify it as that node.
+	crt, key := issueRaw(t, ca, "system:node:edge-a1", nil, dir+"/kubeedge")
 	creds, ver, err := loadMembership(v1.Tunnel{CertFile: crt, KeyFile: key, CAFile: ca.caFile}, "edge-a1", self)
 	if err != nil {
-		t.Fatalf("DNS-name certificate: %v", err)
+		t.Fatalf("KubeEdge-shaped certificate: %v", err)
 	}
 	proof, err := creds.Proof(self, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n, err := ver.Verify(proof, self); err != nil || n != "edge-a1" {
-		t.Errorf("members see the DNS-name certificate's proof as %q (%v), want edge-a1", n, err)
+		t.Errorf("members see the KubeEdge-shaped certificate's proof as %q (%v), want edge-a1", n, err)
+	}
+
+	// A DNS name counts for nothing: any certificate under KubeEdge's root
+	// CA may carry one.
+	crt, key = issueRaw(t, ca, "edge-a1.site-a.example", []string{"edge-a1"}, dir+"/dns-only")
+	if _, _, err := loadMembership(v1.Tunnel{CertFile: crt, KeyFile: key, CAFile: ca.caFile}, "edge-a1", self); err == nil ||
+		!strings.Contains(err.Error(), "would be refused by other members") || !strings.Contains(err.Error(), "edge-a1.site-a.example") {
+		t.Errorf("a certificate naming the node only in a DNS name: %v, want a refusal naming its common name", err)
 	}
 }
 

@@ -173,8 +173,8 @@ func loadMembership(t v1.Tunnel, node string, self peer.ID) (*membership.Credent
 		return nil, nil, fmt.Errorf("modules.tunnel.caFile: %w", err)
 	}
 	if creds.Node != node {
-		// A KubeEdge edge certificate may name the node in a DNS name.
-		creds.Node = node
+		return nil, nil, fmt.Errorf("this node's own certificate %s would be refused by other members: it names node %q (common name %q), this node is %q",
+			t.CertFile, creds.Node, creds.Chain[0].Subject.CommonName, node)
 	}
 	proof, err := creds.Proof(self, time.Now())
 	if err != nil {

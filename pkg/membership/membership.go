@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +71,8 @@ type Credentials struct {
 }
 
 // LoadCredentials reads a PEM certificate (chain, leaf first) and its PEM
-// private key. The node name is the leaf's common name.
+// private key. The node name is the leaf's common name, without the
+// "system:node:" that starts it in KubeEdge's certificates.
 func LoadCredentials(certFile, keyFile string) (*Credentials, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
@@ -89,7 +89,8 @@ func LoadCredentials(certFile, keyFile string) (*Credentials, error) {
 	if !publicKeysEqual(chain[0].PublicKey, key.Public()) {
 		return nil, fmt.Errorf("membership key %s does not belong to certificate %s", keyFile, certFile)
 	}
-	return &Credentials{Node: chain[0].Subject.CommonName, Chain: chain, Key: key}, nil
+	node, _ := strings.CutPrefix(chain[0].Subject.CommonName, KubeEdgeNodePrefix)
+	return &Credentials{Node: node, Chain: chain, Key: key}, nil
 }
 
 func loadKey(path string) (crypto.Signer, error) {
@@ -218,25 +219,31 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 		certs = append(certs, c)
 	}
 	leaf := certs[0]
+	if err := checkLeaf(leaf); err != nil {
+		return fail("certificate of %q: %v", leaf.Subject.CommonName, err)
+	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: v.Roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
 			return fail("certificate of %q expired at %s", leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
+		if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
+			return fail("certificate of %q is not for client authentication (its extended key usage)", leaf.Subject.CommonName)
+		}
 		return fail("certificate of %q is not from the cluster CA: %v", leaf.Subject.CommonName, err)
-	}
-	if !namesNode(leaf, p.Node) {
-		return fail("certificate names node %q, proof claims %q", leaf.Subject.CommonName, p.Node)
 	}
 	bound, err := BoundPeer(leaf)
 	if err != nil {
 		return fail("certificate of %q: %v", p.Node, err)
+	}
+	if want := NodeCommonName(p.Node, bound != ""); p.Node == "" || leaf.Subject.CommonName != want {
+		return fail("certificate's common name is %q, a proof for node %q needs %q", leaf.Subject.CommonName, p.Node, want)
 	}
 	if bound != "" && bound != remote {
 		return fail("certificate of %q is bound to peer %s, presented by %s", p.Node, bound, remote)
@@ -298,10 +305,29 @@ func ParseChain(certPEM []byte) ([]*x509.Certificate, error) {
 // issues to edge nodes ("system:node:<node>").
 const KubeEdgeNodePrefix = "system:node:"
 
-// namesNode reports whether cert names node: as its common name (EdgeLink
-// certificates), as "system:node:<node>" (KubeEdge edge certificates), or
-// as a DNS name.
-func namesNode(cert *x509.Certificate, node string) bool {
-	cn := cert.Subject.CommonName
-	return node != "" && (cn == node || cn == KubeEdgeNodePrefix+node || slices.Contains(cert.DNSNames, node))
+// NodeCommonName is the one common name that makes a certificate node's:
+// the node name itself in EdgeLink's certificates (bound to a peer ID by
+// their URI SAN), "system:node:<node>" in the ones cloudcore issues to
+// edge nodes (bound to nothing). DNS names never count: other certificates
+// under KubeEdge's root CA (cloudcore's own, say) carry names an attacker
+// could pick.
+func NodeCommonName(node string, bound bool) string {
+	if bound {
+		return node
+	}
+	return KubeEdgeNodePrefix + node
+}
+
+// checkLeaf refuses a certificate that may not stand for a node: a CA
+// certificate, or one whose key usage does not allow signatures (the proof
+// is a signature). The extended key usage (client authentication) is
+// checked with the chain.
+func checkLeaf(c *x509.Certificate) error {
+	if c.BasicConstraintsValid && c.IsCA {
+		return errors.New("is a CA certificate, not a member's")
+	}
+	if c.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return errors.New("key usage does not include digitalSignature")
+	}
+	return nil
 }

@@ -1,9 +1,13 @@
 package membership
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -97,7 +101,7 @@ func TestProofRejected(t *testing.T) {
 			c.Node = "edge-2"
 			p, _ := c.Proof(id, time.Now())
 			return p
-		}, id, `certificate names node "edge-1", proof claims "edge-2"`},
+		}, id, `certificate's common name is "edge-1", a proof for node "edge-2" needs "edge-2"`},
 		{"proof valid for 100 years", func() []byte {
 			p, _ := good.Proof(id, time.Now().Add(100*365*24*time.Hour))
 			return p
@@ -107,14 +111,31 @@ func TestProofRejected(t *testing.T) {
 			c.Node = "edge-1"
 			p, _ := c.Proof(id, time.Now())
 			return p
-		}, id, `certificate names node "xedge-1", proof claims "edge-1"`},
+		}, id, `certificate's common name is "xedge-1", a proof for node "edge-1" needs "edge-1"`},
 		{"a certificate for edge-1 claiming edge-1x (prefix)", func() []byte {
 			c := *good
 			c.Node = "edge-1x"
 			p, _ := c.Proof(id, time.Now())
 			return p
-		}, id, `certificate names node "edge-1", proof claims "edge-1x"`},
+		}, id, `certificate's common name is "edge-1", a proof for node "edge-1x" needs "edge-1x"`},
 		{"oversized", func() []byte { return []byte(strings.Repeat(" ", MaxProofSize+1)) }, id, "exceeds"},
+		{"a CA certificate as a member's", func() []byte {
+			return f.rawProof(t, id, id, "edge-1", func(c *x509.Certificate) {
+				c.IsCA, c.BasicConstraintsValid, c.KeyUsage = true, true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
+			})
+		}, id, "is a CA certificate"},
+		{"key usage without digitalSignature", func() []byte {
+			return f.rawProof(t, id, id, "edge-1", func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageKeyEncipherment })
+		}, id, "digitalSignature"},
+		{"server authentication only", func() []byte {
+			return f.rawProof(t, id, id, "edge-1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
+		}, id, "not for client authentication"},
+		{"unbound certificate named like an EdgeLink one", func() []byte {
+			return f.rawProof(t, id, "", "edge-1", nil)
+		}, id, `a proof for node "edge-1" needs "system:node:edge-1"`},
+		{"unbound certificate naming the node in a DNS name only", func() []byte {
+			return f.rawProof(t, id, "", "cloudcore", func(c *x509.Certificate) { c.DNSNames = []string{"edge-1"} }, "edge-1")
+		}, id, `common name is "cloudcore"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +147,57 @@ func TestProofRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A certificate in the shape cloudcore issues to edge nodes (common name
+// system:node:<node>, client authentication, no peer binding) proves that
+// node.
+func TestKubeEdgeShapedProofAccepted(t *testing.T) {
+	f := newFixture(t)
+	id := unittest.NewPeerID(t)
+	node, err := f.v.Verify(f.rawProof(t, id, "", KubeEdgeNodePrefix+"edge-1", nil, "edge-1"), id)
+	if err != nil || node != "edge-1" {
+		t.Fatalf("Verify = %q, %v; want edge-1", node, err)
+	}
+}
+
+// rawProof signs, with f.ca, a certificate with common name cn, bound to
+// bound (none if empty), client authentication and digitalSignature
+// unless edit changes them, and returns a proof made with it for peer by,
+// claiming node claim[0] (cn if absent).
+func (f *fixture) rawProof(t *testing.T, by, bound peer.ID, cn string, edit func(*x509.Certificate), claim ...string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if bound != "" {
+		u, _ := url.Parse(PeerURIPrefix + bound.String())
+		tmpl.URIs = []*url.URL{u}
+	}
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.ca.Cert, &key.PublicKey, f.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := cn
+	if len(claim) > 0 {
+		node = claim[0]
+	}
+	p, err := (&Credentials{Node: node, Chain: []*x509.Certificate{cert}, Key: key}).Proof(by, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestInitCARefusesToOverwrite(t *testing.T) {
