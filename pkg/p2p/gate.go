@@ -94,9 +94,14 @@ func (g *Gate) Member(p peer.ID) (string, bool) {
 }
 
 // WaitMember waits (bounded by ctx and proveTimeout) for p's exchange to
-// finish and returns the node name, or why p is not a member.
+// finish and returns the node name, or why p is not a member. A peer with
+// no connection to us is not one, at once: asking about invented peer IDs
+// (a relay CONNECT to anyone) costs no state and no wait.
 func (g *Gate) WaitMember(ctx context.Context, p peer.ID) (string, error) {
 	st := g.state(p)
+	if st == nil {
+		return "", fmt.Errorf("%w: peer %s is not connected", membership.ErrNotMember, p)
+	}
 	timer := time.NewTimer(proveTimeout)
 	defer timer.Stop()
 	select {
@@ -125,11 +130,17 @@ func (g *Gate) Handle(proto protocol.ID, handler network.StreamHandler) {
 	})
 }
 
+// state is p's exchange, nil when p has none and no connection.
+// Connectedness is read under mu, so that an entry made here is always
+// seen by Disconnected (which takes mu after the connection is gone).
 func (g *Gate) state(p peer.ID) *peerState {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st, ok := g.peers[p]
 	if !ok {
+		if c := g.h.Network().Connectedness(p); c != network.Connected && c != network.Limited {
+			return nil
+		}
 		st = &peerState{done: make(chan struct{})}
 		g.peers[p] = st
 	}
@@ -172,6 +183,9 @@ func (g *Gate) refused(p peer.ID, err error) {
 func (g *Gate) Connected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	st := g.state(p)
+	if st == nil {
+		return // already gone again
+	}
 	g.mu.Lock()
 	start := !st.started && c.Stat().Direction == network.DirOutbound
 	if start {
@@ -247,6 +261,10 @@ func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
 func (g *Gate) handleInbound(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	st := g.state(p)
+	if st == nil {
+		_ = s.Reset()
+		return
+	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	theirs, err := readProof(bufio.NewReader(s))

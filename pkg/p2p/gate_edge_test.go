@@ -174,3 +174,34 @@ func TestGateRefusesBadProofs(t *testing.T) {
 		})
 	}
 }
+
+// A peer that connects and answers probes but stalls its membership proof
+// (until the gate's deadline) is never made a path: nothing is sent to it
+// before it proved membership.
+func TestNoPathBeforeProof(t *testing.T) {
+	fastPaths(t)
+	c := newCluster(t)
+	a := c.host("edge-a", nil)
+	o := newOutsider(t, c, "edge-o", time.Hour)
+	o.SetStreamHandler(ProbeProtocol, handleProbe) // answers probes, never proves
+	pm := a.NewPathManager(func() []RelayRef { return nil })
+	t.Cleanup(pm.Close)
+	pm.SetTargets([]Target{{Node: "edge-o", ID: o.ID()}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: tcpAddrs(a)}); err != nil {
+		t.Fatal(err)
+	}
+	// Ten probe rounds, well inside the gate's 10 s deadline.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, _, err := pm.Open(ctx, "edge-o"); err == nil {
+			t.Fatal("a packet stream opened to a peer that has not proven membership")
+		}
+		if g := pm.PathGen("edge-o"); g != 0 {
+			t.Fatalf("path generation %d for a peer that has not proven membership", g)
+		}
+	}
+	if st := statusOf(t, pm, "edge-o"); st.Path != PathNone || len(st.Conns) == 0 {
+		t.Errorf("edge-o: path %s with %d connections, want none while its connection is up", st.Path, len(st.Conns))
+	}
+}

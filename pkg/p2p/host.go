@@ -27,6 +27,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	quicgo "github.com/quic-go/quic-go"
 	"go.uber.org/fx"
+	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
 	"github.com/edgelink/edgelink/pkg/membership"
@@ -158,7 +159,11 @@ func New(cfg Config) (*Host, error) {
 	if pc, err := sharedQUICSocket(h, quicCM); err != nil {
 		klog.InfoS("No UDP address observation (hole punching falls back to TCP)", "err", err)
 	} else {
-		hh.observer = newObserver(pc)
+		var answers *rate.Limiter // relays answer, within a rate
+		if cfg.Public {
+			answers = rate.NewLimiter(observeAnswerRate, observeAnswerBurst)
+		}
+		hh.observer = newObserver(pc, answers)
 	}
 	if cfg.HolePunching {
 		ids, ok := h.(interface{ IDService() identify.IDService })

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 )
 
@@ -36,10 +37,11 @@ import (
 // datagram that is not QUIC (every QUIC packet sets it), as STUN does.
 // An answer is never longer than a request, so a relay cannot be used to
 // amplify traffic toward a spoofed source. Anything else on the socket is
-// ignored. The answer is not authenticated: a forged one can only make a
-// node offer a wrong address for hole punching, which then fails and the
-// path stays relayed; nodes accept answers only from the relays'
-// addresses, and only with the nonce they sent.
+// ignored. Only relays (public hosts) answer, at most observeAnswerRate
+// answers a second. The answer is not authenticated: a forged one can
+// only make a node offer a wrong address for hole punching, which then
+// fails and the path stays relayed; a node takes an answer only from the
+// address it asked, and only with the nonce it sent.
 // ObserveInterval is how often a node repeats the exchange with each
 // relay: well within the 30 s Linux keeps an unanswered UDP mapping.
 const ObserveInterval = 15 * time.Second
@@ -51,6 +53,10 @@ const (
 	observeAnswer  = 2
 	observeReqLen  = 64
 	observeTimeout = 2 * time.Second
+	// observeAnswerRate bounds a relay's answers (burst: observeAnswerBurst):
+	// 10,000 nodes asking every ObserveInterval need about 670 a second.
+	observeAnswerRate  = 2000
+	observeAnswerBurst = 500
 )
 
 var errNotObserve = errors.New("not an observe message")
@@ -117,17 +123,27 @@ func parseObserve(b []byte) (observeMsg, error) {
 }
 
 // observer serves the exchange on one shared QUIC socket: it answers
-// requests (everyone does; it costs one small datagram) and hands answers
-// to the ObserveUDP call waiting for their nonce.
+// requests (relays do, within a rate) and hands answers to the ObserveUDP
+// call waiting for their nonce.
 type observer struct {
 	pc net.PacketConn
+	// answers is nil on a host that does not answer (not a relay).
+	answers *rate.Limiter
 
-	mu      sync.Mutex                       // guards waiting
-	waiting map[[16]byte]chan netip.AddrPort // by nonce
+	mu      sync.Mutex                 // guards waiting
+	waiting map[[16]byte]observeWaiter // by nonce
 }
 
-func newObserver(pc net.PacketConn) *observer {
-	o := &observer{pc: pc, waiting: map[[16]byte]chan netip.AddrPort{}}
+// observeWaiter is one observe call: the relay it asked, where its answer goes.
+type observeWaiter struct {
+	relay netip.AddrPort
+	ch    chan netip.AddrPort
+}
+
+// newObserver serves the exchange on pc; answers (nil: none) limits the
+// requests it answers.
+func newObserver(pc net.PacketConn, answers *rate.Limiter) *observer {
+	o := &observer{pc: pc, answers: answers, waiting: map[[16]byte]observeWaiter{}}
 	go o.serve() // routineObserve: ends when pc is closed
 	return o
 }
@@ -153,15 +169,22 @@ func (o *observer) serve() {
 		}
 		switch m.typ {
 		case observeRequest:
+			if o.answers == nil || !o.answers.Allow() {
+				continue
+			}
 			ans := observeMsg{typ: observeAnswer, nonce: m.nonce, addr: ua.AddrPort()}
 			_, _ = o.pc.WriteTo(ans.append(nil), from)
 		case observeAnswer:
+			src := unmapped(ua.AddrPort())
 			o.mu.Lock()
-			ch := o.waiting[m.nonce]
-			delete(o.waiting, m.nonce)
+			w, ok := o.waiting[m.nonce]
+			ok = ok && w.relay == src // from the address asked, or nothing
+			if ok {
+				delete(o.waiting, m.nonce)
+			}
 			o.mu.Unlock()
-			if ch != nil {
-				ch <- m.addr
+			if ok {
+				w.ch <- m.addr
 			}
 		}
 	}
@@ -177,7 +200,7 @@ func (o *observer) observe(ctx context.Context, relay netip.AddrPort) (netip.Add
 	}
 	ch := make(chan netip.AddrPort, 1)
 	o.mu.Lock()
-	o.waiting[req.nonce] = ch
+	o.waiting[req.nonce] = observeWaiter{relay: unmapped(relay), ch: ch}
 	o.mu.Unlock()
 	defer func() {
 		o.mu.Lock()
@@ -201,6 +224,8 @@ func (o *observer) observe(ctx context.Context, relay netip.AddrPort) (netip.Add
 	}
 	return netip.AddrPort{}, fmt.Errorf("observe via %s: no answer", relay)
 }
+
+func unmapped(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
 
 func (o *observer) close() {
 	if err := o.pc.Close(); err != nil {

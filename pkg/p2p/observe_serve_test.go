@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 func listenUDP(t *testing.T) *net.UDPConn {
@@ -21,11 +23,17 @@ func listenUDP(t *testing.T) *net.UDPConn {
 
 func addrPort(pc *net.UDPConn) netip.AddrPort { return pc.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// testObserver serves the exchange on a plain loopback UDP socket.
+// testObserver serves the exchange on a plain loopback UDP socket,
+// answering as a relay does.
 func testObserver(t *testing.T) (*observer, *net.UDPConn) {
 	t.Helper()
+	return testObserverLimited(t, rate.NewLimiter(observeAnswerRate, observeAnswerBurst))
+}
+
+func testObserverLimited(t *testing.T, answers *rate.Limiter) (*observer, *net.UDPConn) {
+	t.Helper()
 	pc := listenUDP(t)
-	o := newObserver(pc)
+	o := newObserver(pc, answers)
 	t.Cleanup(o.close)
 	return o, pc
 }
@@ -167,5 +175,60 @@ func TestObserveUDPWithoutQUIC(t *testing.T) {
 	}
 	if _, err := sharedQUICSocket(h.Host, nil); err == nil {
 		t.Error("a QUIC socket without a QUIC connection manager")
+	}
+}
+
+// An answer with our nonce from another address than the relay we asked
+// (an on-path or off-path forger who saw the request) is not taken.
+func TestObserveIgnoresAnswersFromElsewhere(t *testing.T) {
+	o, _ := testObserver(t)
+	relay, forger := listenUDP(t), listenUDP(t)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := relay.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if req, err := parseObserve(buf[:n]); err == nil && req.typ == observeRequest {
+				ans := observeMsg{typ: observeAnswer, nonce: req.nonce, addr: netip.MustParseAddrPort("198.18.9.9:999")}
+				_, _ = forger.WriteTo(ans.append(nil), from)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := o.observe(ctx, addrPort(relay)); err == nil {
+		t.Fatalf("took %s, answered from %s, as our address observed by %s", got, addrPort(forger), addrPort(relay))
+	}
+}
+
+// Only relays answer, and within a rate: a host that is not one answers
+// nothing; a relay answers at most its burst at once.
+func TestObserverAnswerLimits(t *testing.T) {
+	count := func(answers *rate.Limiter, requests int) int {
+		_, server := testObserverLimited(t, answers)
+		client := listenUDP(t)
+		for i := range requests {
+			req := observeMsg{typ: observeRequest, nonce: [16]byte{byte(i), byte(i >> 8)}}
+			if _, err := client.WriteTo(req.append(nil), server.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := 0
+		buf := make([]byte, 1500)
+		for {
+			_ = client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := client.ReadFrom(buf); err != nil {
+				return got
+			}
+			got++
+		}
+	}
+	if n := count(nil, 10); n != 0 {
+		t.Errorf("a host that is not a relay answered %d of 10 requests", n)
+	}
+	if n := count(rate.NewLimiter(rate.Every(time.Hour), 5), 50); n != 5 {
+		t.Errorf("a relay with a burst of 5 answered %d of 50 requests at once", n)
 	}
 }

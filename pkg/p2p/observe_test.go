@@ -26,11 +26,13 @@ func quicAddr(t *testing.T, h *Host) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// A node learns, from another host's QUIC socket, the address its own QUIC
-// socket sends from; QUIC connections on the same sockets keep working.
+// A node learns, from a relay's QUIC socket, the address its own QUIC
+// socket sends from; QUIC connections on the same sockets keep working. A
+// host that is not a relay does not answer.
 func TestObserveUDP(t *testing.T) {
 	c := newCluster(t)
-	relay, node := c.host("relay", nil), c.host("node", nil)
+	relay := c.start("relay", nil, Config{Public: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
+	node := c.host("node", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := node.ObserveUDP(ctx, quicAddr(t, relay))
@@ -47,6 +49,9 @@ func TestObserveUDP(t *testing.T) {
 	// Nobody answers on a port without an observer: a clear error.
 	if _, err := node.ObserveUDP(ctx, netip.MustParseAddrPort("127.0.0.1:9")); err == nil {
 		t.Error("an observation with no answer succeeded")
+	}
+	if got, err := relay.ObserveUDP(ctx, quicAddr(t, node)); err == nil {
+		t.Errorf("a host that is not a relay answered: %s", got)
 	}
 }
 

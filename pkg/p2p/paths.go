@@ -328,14 +328,20 @@ func (l *peerLoop) step(now time.Time) {
 	m, t := l.m, l.pp.target.Load()
 	conns := m.h.Network().ConnsToPeer(t.ID)
 
-	// A peer that proved another node name is not this target.
-	if node, ok := m.h.Gate.Member(t.ID); ok && node != t.Node {
+	// A peer that proved another node name is not this target; one that
+	// has not proven membership yet (it may stall its proof until the
+	// gate's deadline while answering probes) gets no traffic.
+	node, proven := m.h.Gate.Member(t.ID)
+	if proven && node != t.Node {
 		l.fail(fmt.Sprintf("peer %s proved node %q, not %q", t.ID, node, t.Node))
 		_ = m.h.Network().ClosePeer(t.ID)
-		conns = nil
+		conns, proven = nil, false
 	}
 	l.probeConns(conns)
 	best := l.choose()
+	if !proven {
+		best = nil
+	}
 	leader := m.h.ID() < t.ID
 	l.dialIfDisconnected(now, t, len(conns) > 0, leader)
 	l.upgradeIfRelayed(now, t, best)

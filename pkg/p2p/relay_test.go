@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/edgelink/edgelink/pkg/membership"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 func circuitTo(t *testing.T, relay, target *Host) peer.AddrInfo {
@@ -125,4 +126,42 @@ func TestReservationSurvivesRelayRestart(t *testing.T) {
 	if err := echo(ctx, b, a); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A member asking a relay for circuits to invented peer IDs gets none, and
+// the relay keeps nothing for them: no membership state, no waiting (each
+// CONNECT used to hold an entry forever and a goroutine for proveTimeout).
+func TestRelayConnectToInventedPeers(t *testing.T) {
+	c := newCluster(t)
+	r, a := c.host("relay-1", nil), c.host("edge-a", nil)
+	rel, err := r.StartRelay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rel.Close() })
+	if err := connect(t, a, r); err != nil {
+		t.Fatal(err)
+	}
+	before := gatePeers(r.Gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 20 {
+		invented := unittest.NewPeerID(t)
+		info := peer.AddrInfo{ID: invented, Addrs: circuitTo(t, r, a).Addrs}
+		if err := a.Connect(ctx, info); err == nil {
+			t.Fatalf("CONNECT %d: a circuit to invented peer %s", i, invented)
+		}
+	}
+	if after := gatePeers(r.Gate); after != before {
+		t.Errorf("the relay's gate tracks %d peers after 20 CONNECTs to invented IDs, %d before", after, before)
+	}
+	if ctx.Err() != nil {
+		t.Error("the CONNECTs took the whole 20 s: the relay waited for peers that do not exist")
+	}
+}
+
+func gatePeers(g *Gate) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.peers)
 }

@@ -41,7 +41,10 @@ type ReservationState struct {
 // half the reservation's lifetime, and after a failure (relay restarted,
 // unreachable, refused, new identity) retries with backoff from 500 ms to
 // 30 s, by itself. Relays that silently stop working are what users of
-// other meshes complain about most.
+// other meshes complain about most. A peer ID is the relay's (in States,
+// and so in the tunnel's peer cache) only once it proved membership under
+// the relay's node name: whoever answers at a relay's address is not the
+// relay for that.
 //
 // Locking: mu guards state.
 type ReservationKeeper struct {
@@ -156,13 +159,7 @@ func (k *ReservationKeeper) reserve(ctx context.Context, node string, relearn bo
 		if learned == k.h.ID() {
 			return 0, id, fmt.Errorf("relay %s's address %v answers with this node's own identity (is listenPort the same on every node?)", node, target.Addrs)
 		}
-		if learned != id {
-			klog.InfoS("Learned relay peer ID", "relay", node, "peer", learned)
-		}
-		id = learned
-		k.mu.Lock()
-		k.state[node].Relay = id
-		k.mu.Unlock()
+		id = learned // recorded once it proved membership as node
 	}
 	info := peer.AddrInfo{ID: id, Addrs: target.Addrs}
 	if err := k.h.Connect(rctx, info); err != nil {
@@ -176,6 +173,12 @@ func (k *ReservationKeeper) reserve(ctx context.Context, node string, relearn bo
 		_ = k.h.Network().ClosePeer(id)
 		return 0, id, fmt.Errorf("relay at %v proved node %q, configured as %q", target.Addrs, proved, node)
 	}
+	k.mu.Lock()
+	if st := k.state[node]; st.Relay != id {
+		klog.InfoS("Relay peer ID learned", "relay", node, "peer", id)
+		st.Relay = id
+	}
+	k.mu.Unlock()
 	res, err := client.Reserve(rctx, k.h.Host, info)
 	if err != nil {
 		return 0, id, err

@@ -101,6 +101,11 @@ func TestKeeperRefusesWrongRelays(t *testing.T) {
 			if st.Reserved || st.Renewals != 0 || len(k.Reserved()) != 0 {
 				t.Errorf("reservation held on a wrong relay: %+v, reserved %v", st, k.Reserved())
 			}
+			// Whoever answers at a relay's address is not the relay until
+			// it proved membership under the relay's name.
+			if tc.target.ID == "" && st.Relay != "" {
+				t.Errorf("peer %s recorded as relay %s without proving it", st.Relay, tc.target.Node)
+			}
 			reserved.Range(func(p, _ any) bool { t.Errorf("onReserved ran for %s", p); return true })
 		})
 	}
