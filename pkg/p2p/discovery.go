@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"k8s.io/klog/v2"
 )
 
 // DiscoveryProtocol is the directory relays keep of members: who is which
@@ -27,7 +31,8 @@ import (
 // MaxDiscoveryRequest bytes, responses at most MaxDiscoveryResponse).
 //
 //	register: {"op":"register","addrs":["/ip4/192.168.1.11/tcp/20006",...]}
-//	       -> {"observed":["/ip4/198.18.0.101/udp/20006/quic-v1",...]}
+//	       -> {"observed":["/ip4/198.18.0.101/udp/20006/quic-v1",...],
+//	           "refused":["/ip4/10.0.0.1/tcp/22: a second TCP port",...]}
 //	lookup:   {"op":"lookup","nodes":["edge-a1",...]}     (no nodes: all)
 //	       -> {"peers":[{"node":"edge-a1","peer":"12D3KooW...",
 //	                     "addrs":["/ip4/...",...],"seen":1764200000},...]}
@@ -38,6 +43,17 @@ import (
 // the addresses the relay sees the registrant's connections come from
 // (its NAT mappings); a lookup answers a member's own addresses plus
 // those, for members connected now or within DirectoryTTL.
+//
+// A registration is checked, so that one member cannot make every node
+// dial targets of its choosing: only /ip4|ip6/<ip>/tcp/<port> and
+// /ip4|ip6/<ip>/udp/<port>/quic-v1 addresses, one TCP and one UDP port
+// (a node listens on one), no unspecified, multicast or link-local
+// address, loopback only from a member connected over loopback, and a
+// public address only if the member's connections come from that IP. The
+// rest is left out of the directory and listed in "refused" with the
+// reason. What stays possible: private addresses on one port, which only
+// reach inside each dialer's own network, at most maxRegisteredAddrs of
+// them, each dial a TCP connect and a TLS hello that fails on the peer ID.
 const DiscoveryProtocol = protocol.ID("/edgelink/discovery/1.0.0")
 
 // Directory limits.
@@ -58,6 +74,7 @@ type discoveryRequest struct {
 
 type discoveryResponse struct {
 	Observed []string     `json:"observed,omitempty"`
+	Refused  []string     `json:"refused,omitempty"`
 	Peers    []PeerRecord `json:"peers,omitempty"`
 	Error    string       `json:"error,omitempty"`
 }
@@ -123,18 +140,20 @@ func (d *Directory) answer(node string, p peer.ID, req discoveryRequest) discove
 		if len(req.Addrs) > maxRegisteredAddrs {
 			return discoveryResponse{Error: fmt.Sprintf("%d addresses, at most %d", len(req.Addrs), maxRegisteredAddrs)}
 		}
-		var addrs []ma.Multiaddr
+		var parsed []ma.Multiaddr
 		for _, s := range req.Addrs {
 			a, err := ma.NewMultiaddr(s)
 			if err != nil {
 				return discoveryResponse{Error: fmt.Sprintf("address %q: %v", s, err)}
 			}
-			addrs = append(addrs, a)
+			parsed = append(parsed, a)
 		}
+		observed := d.observed(p)
+		addrs, refused := checkRegistered(parsed, observed)
 		d.mu.Lock()
 		d.entries[node] = &dirEntry{peer: p, addrs: addrs, seen: d.now()}
 		d.mu.Unlock()
-		return discoveryResponse{Observed: toStrings(d.observed(p))}
+		return discoveryResponse{Observed: toStrings(observed), Refused: refused}
 	case "lookup":
 		if len(req.Nodes) > maxLookupNodes {
 			return discoveryResponse{Error: fmt.Sprintf("%d nodes, at most %d", len(req.Nodes), maxLookupNodes)}
@@ -205,6 +224,9 @@ func (h *Host) Register(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr
 	if err != nil {
 		return nil, err
 	}
+	if len(resp.Refused) > 0 {
+		klog.V(1).InfoS("The relay's directory left out some of our addresses", "relay", relay, "refused", resp.Refused)
+	}
 	return parseAddrs(resp.Observed), nil
 }
 
@@ -268,6 +290,83 @@ func readJSON(r *bufio.Reader, limit int, v any) error {
 		return errors.New("not valid JSON: " + err.Error())
 	}
 	return nil
+}
+
+// checkRegistered splits a member's registered addresses into those the
+// directory hands out and the refused ones with why (DiscoveryProtocol's
+// rules); observed are the addresses its connections come from.
+func checkRegistered(addrs, observed []ma.Multiaddr) (ok []ma.Multiaddr, refused []string) {
+	fromIPs := map[netip.Addr]bool{}
+	for _, o := range observed {
+		if ip, _, err := ipPort(o); err == nil {
+			fromIPs[ip] = true
+		}
+	}
+	fromLoopback := false
+	for ip := range fromIPs {
+		fromLoopback = fromLoopback || ip.IsLoopback()
+	}
+	ports := map[string]int{} // "tcp"/"udp" -> the one port
+	for _, a := range addrs {
+		why := ""
+		ip, port, err := ipPort(a)
+		switch {
+		case err != nil:
+			why = err.Error()
+		case ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast():
+			why = "not a unicast address others can dial"
+		case ip.IsLoopback() && !fromLoopback:
+			why = "loopback, from a member not connected over loopback"
+		case manet.IsPublicAddr(a) && !fromIPs[ip]:
+			why = "a public address this member does not connect from"
+		}
+		if why == "" {
+			proto := port.proto
+			if p, seen := ports[proto]; seen && p != port.n {
+				why = "a second " + strings.ToUpper(proto) + " port"
+			} else {
+				ports[proto] = port.n
+			}
+		}
+		if why != "" {
+			refused = append(refused, a.String()+": "+why)
+			continue
+		}
+		ok = append(ok, a)
+	}
+	return ok, refused
+}
+
+type transportPort struct {
+	proto string // tcp or udp
+	n     int
+}
+
+// ipPort reads /ip4|ip6/<ip>/tcp/<port> and /ip4|ip6/<ip>/udp/<port>/quic-v1,
+// the only shapes a registration may hold.
+func ipPort(a ma.Multiaddr) (netip.Addr, transportPort, error) {
+	var ip netip.Addr
+	var port transportPort
+	shape := ""
+	for i, c := range a {
+		switch c.Protocol().Code {
+		case ma.P_IP4, ma.P_IP6:
+			if i == 0 {
+				ip, _ = netip.AddrFromSlice(c.RawValue())
+				ip = ip.Unmap()
+			}
+		case ma.P_TCP, ma.P_UDP:
+			port.proto, port.n = c.Protocol().Name, int(binary.BigEndian.Uint16(c.RawValue()))
+		}
+		shape += "/" + c.Protocol().Name
+	}
+	switch shape {
+	case "/ip4/tcp", "/ip6/tcp", "/ip4/udp/quic-v1", "/ip6/udp/quic-v1":
+		if ip.IsValid() && port.n != 0 {
+			return ip, port, nil
+		}
+	}
+	return netip.Addr{}, port, errors.New("not an IP address with a TCP or QUIC port")
 }
 
 func toStrings(addrs []ma.Multiaddr) []string {

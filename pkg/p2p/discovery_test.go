@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +127,69 @@ func FuzzDiscoveryRequest(f *testing.F) {
 			t.Fatalf("registered %v for one member", d.entries)
 		}
 	})
+}
+
+// A registration cannot make other nodes dial targets of the registrant's
+// choosing: the directory keeps IP addresses with a TCP or QUIC port, on
+// one TCP and one UDP port, a public address only if the member connects
+// from it, loopback only from loopback, and says why it left out the rest.
+func TestDirectoryChecksRegisteredAddresses(t *testing.T) {
+	now := time.Unix(1764200000, 0)
+	a := unittest.NewPeerID(t)
+	// The member connects from 198.18.0.101 (its NAT), made routable
+	// (public) as the tests' underlay is.
+	SetRoutable([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")})
+	connected := map[peer.ID][]ma.Multiaddr{a: {ma.StringCast("/ip4/198.18.0.101/tcp/40001")}}
+	d := testDirectory(&now, connected)
+	keep := []string{
+		"/ip4/192.168.1.11/tcp/20006",
+		"/ip4/192.168.1.11/udp/20006/quic-v1",
+		"/ip4/10.1.0.11/tcp/20006",
+		"/ip4/198.18.0.101/tcp/20006", // public, and where it connects from
+	}
+	refuse := map[string]string{
+		"/ip4/198.18.0.7/tcp/20006":               "a public address this member does not connect from",
+		"/ip4/192.168.1.12/tcp/22":                "a second TCP port",
+		"/ip4/192.168.1.12/udp/53/quic-v1":        "a second UDP port",
+		"/ip4/127.0.0.1/tcp/20006":                "loopback",
+		"/ip4/0.0.0.0/tcp/20006":                  "not a unicast address",
+		"/ip4/224.0.0.1/udp/20006/quic-v1":        "not a unicast address",
+		"/ip6/fe80::1/tcp/20006":                  "not a unicast address",
+		"/dns4/victim.example/tcp/20006":          "not an IP address with a TCP or QUIC port",
+		"/ip4/192.168.1.11/udp/20006":             "not an IP address with a TCP or QUIC port",
+		"/ip4/192.168.1.11/tcp/20006/ws":          "not an IP address with a TCP or QUIC port",
+		"/ip4/192.168.1.11/tcp/20006/p2p-circuit": "not an IP address with a TCP or QUIC port",
+	}
+	req := discoveryRequest{Op: "register", Addrs: keep}
+	for a := range refuse {
+		req.Addrs = append(req.Addrs, a)
+	}
+	resp := d.serve(request(t, req), "edge-a", a)
+	if resp.Error != "" {
+		t.Fatalf("register: %s", resp.Error)
+	}
+	got := d.lookup([]string{"edge-a"})
+	if len(got) != 1 {
+		t.Fatalf("lookup: %+v", got)
+	}
+	for _, k := range keep {
+		if !slices.Contains(got[0].Addrs, k) {
+			t.Errorf("directory left out %s: %v", k, resp.Refused)
+		}
+	}
+	for addr, why := range refuse {
+		if slices.Contains(got[0].Addrs, addr) {
+			t.Errorf("directory hands out %s", addr)
+		}
+		if !slices.ContainsFunc(resp.Refused, func(r string) bool { return strings.HasPrefix(r, addr+": ") && strings.Contains(r, why) }) {
+			t.Errorf("refused %v does not say %s: %s", resp.Refused, addr, why)
+		}
+	}
+
+	// A member on loopback (the unit tests' world) may register loopback.
+	b := unittest.NewPeerID(t)
+	connected[b] = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/40002")}
+	if resp := d.serve(request(t, discoveryRequest{Op: "register", Addrs: []string{"/ip4/127.0.0.1/tcp/20007"}}), "edge-b", b); len(resp.Refused) != 0 {
+		t.Errorf("loopback from loopback refused: %v", resp.Refused)
+	}
 }
