@@ -31,6 +31,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -162,30 +163,73 @@ func verifySig(pub crypto.PublicKey, msg, sig []byte) bool {
 	return false
 }
 
-// Verifier checks proofs against the cluster CA.
+// Verifier checks proofs against the cluster CA, read from a file that
+// Reload reads again when it changed (a rotated CA).
 type Verifier struct {
-	Roots *x509.CertPool
-	Now   func() time.Time
+	Now func() time.Time
+
+	caFile string
+	roots  atomic.Pointer[x509.CertPool]
+	stamp  atomic.Pointer[fileStamp] // of the CA file read last
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
 }
 
 // NewVerifier trusts the PEM CA certificates in caFile.
 func NewVerifier(caFile string) (*Verifier, error) {
-	data, err := os.ReadFile(caFile)
+	v := &Verifier{Now: time.Now, caFile: caFile}
+	if _, err := v.Reload(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Reload reads the CA file again if its size or modification time
+// changed, and reports whether it did. A file that cannot be read or
+// holds no certificate keeps the CA read before (and is an error).
+func (v *Verifier) Reload() (bool, error) {
+	fi, err := os.Stat(v.caFile)
 	if err != nil {
-		return nil, fmt.Errorf("membership CA: %w", err)
+		return false, fmt.Errorf("membership CA: %w", err)
+	}
+	stamp := &fileStamp{mod: fi.ModTime(), size: fi.Size()}
+	if old := v.stamp.Load(); old != nil && *old == *stamp {
+		return false, nil
+	}
+	data, err := os.ReadFile(v.caFile)
+	if err != nil {
+		return false, fmt.Errorf("membership CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("membership CA %s holds no PEM certificate", caFile)
+		return false, fmt.Errorf("membership CA %s holds no PEM certificate", v.caFile)
 	}
-	return &Verifier{Roots: pool, Now: time.Now}, nil
+	v.roots.Store(pool)
+	v.stamp.Store(stamp)
+	return true, nil
+}
+
+// Member is what a valid proof establishes: the node, until Expires (the
+// earliest of the proof's expiry and its certificates').
+type Member struct {
+	Node    string
+	Expires time.Time
 }
 
 // Verify checks a proof presented by remote and returns the node name it
 // proves. Every failure wraps ErrNotMember and says why.
 func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
-	fail := func(format string, args ...any) (string, error) {
-		return "", fmt.Errorf("%w: %s", ErrNotMember, fmt.Sprintf(format, args...))
+	m, err := v.Check(data, remote)
+	return m.Node, err
+}
+
+// Check is Verify, with how long the membership holds.
+func (v *Verifier) Check(data []byte, remote peer.ID) (Member, error) {
+	fail := func(format string, args ...any) (Member, error) {
+		return Member{}, fmt.Errorf("%w: %s", ErrNotMember, fmt.Sprintf(format, args...))
 	}
 	if len(data) > MaxProofSize {
 		return fail("proof of %d bytes exceeds %d", len(data), MaxProofSize)
@@ -226,7 +270,7 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: v.Roots, Intermediates: inter, CurrentTime: now,
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots.Load(), Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		var inv x509.CertificateInvalidError
@@ -251,7 +295,13 @@ func (v *Verifier) Verify(data []byte, remote peer.ID) (string, error) {
 	if !verifySig(leaf.PublicKey, SigningInput(p.Node, remote, p.Expires), p.Sig) {
 		return fail("signature does not verify with the certificate of %q", p.Node)
 	}
-	return p.Node, nil
+	expires := time.Unix(p.Expires, 0)
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(expires) {
+			expires = c.NotAfter
+		}
+	}
+	return Member{Node: p.Node, Expires: expires}, nil
 }
 
 // BoundPeer returns the libp2p peer ID cert is bound to by its URI SAN

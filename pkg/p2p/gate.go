@@ -29,12 +29,28 @@ import (
 // followed by that many bytes of membership proof (pkg/membership), at
 // most membership.MaxProofSize. A side that fails to verify closes the
 // connection.
+//
+// Membership holds until the earliest expiry of the proof and of its
+// certificates. Before that, every renewEvery, a member runs the same
+// exchange again on a new stream of the same connection with fresh
+// proofs; the other side takes it only for the node already proven. Every
+// membershipCheck the gate closes connections whose membership expired,
+// and after the CA file changed (a rotated CA) it checks every member's
+// last proof again and closes the connections of those that fail.
 const MembershipProtocol = protocol.ID("/edgelink/membership/1.0.0")
 
 // proveTimeout bounds the membership exchange; a connection that has not
 // proven membership by then is closed. A var only so that this package's
 // tests can shorten it.
 var proveTimeout = 10 * time.Second
+
+// Membership over time (vars only so that this package's tests can
+// shorten them): a proof lasts membership.ProofLifetime, so renewing every
+// quarter of it leaves most of a day for a renewal that fails.
+var (
+	renewEvery      = membership.ProofLifetime / 4
+	membershipCheck = 15 * time.Second
+)
 
 // Gate runs the membership exchange on every connection and guards every
 // EdgeLink protocol behind it.
@@ -59,6 +75,10 @@ type Gate struct {
 type peerState struct {
 	node     string
 	err      error
+	expires  time.Time // membership ends (valid once finished without err)
+	proof    []byte    // their last proof, checked again after a CA change
+	renewed  time.Time // last exchange, first or renewal
+	renewing bool
 	done     chan struct{} // closed when the exchange ended either way
 	started  bool
 	finished bool
@@ -69,7 +89,78 @@ func newGate(h host.Host, creds *membership.Credentials, v *membership.Verifier)
 	g := &Gate{h: h, creds: creds, verifier: v, ctx: ctx, cancel: cancel, peers: map[peer.ID]*peerState{}}
 	h.SetStreamHandler(MembershipProtocol, g.handleInbound)
 	h.Network().Notify(g)
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.watch() }() // routineMembershipWatch
 	return g, nil
+}
+
+// watch ends memberships that expired or that a changed CA no longer
+// vouches for, and renews the rest in time (every membershipCheck).
+func (g *Gate) watch() {
+	tick := time.NewTicker(membershipCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		caChanged, err := g.verifier.Reload()
+		if err != nil {
+			klog.ErrorS(err, "Membership CA not re-read; the one read before stays")
+		} else if caChanged {
+			klog.InfoS("Membership CA changed; checking every member again")
+		}
+		now := time.Now()
+		type member struct {
+			p     peer.ID
+			st    *peerState
+			proof []byte
+		}
+		var members, expired []member
+		g.mu.Lock()
+		for p, st := range g.peers {
+			if !st.finished || st.err != nil {
+				continue
+			}
+			switch {
+			case now.After(st.expires):
+				expired = append(expired, member{p, st, nil})
+				continue
+			case now.Sub(st.renewed) >= renewEvery && !st.renewing:
+				st.renewing = true
+				g.wg.Add(1)
+				go func() { defer g.wg.Done(); g.renew(p, st) }() // routineRenew
+			}
+			members = append(members, member{p, st, st.proof})
+		}
+		g.mu.Unlock()
+		for _, m := range expired {
+			g.expel(m.p, m.st, fmt.Errorf("%w: membership of %q ended at %s (proof or certificate expired)",
+				membership.ErrNotMember, m.st.node, m.st.expires.UTC().Format(time.RFC3339)))
+		}
+		if !caChanged {
+			continue
+		}
+		for _, m := range members {
+			if _, err := g.verifier.Check(m.proof, m.p); err != nil {
+				g.expel(m.p, m.st, err)
+			}
+		}
+	}
+}
+
+// expel ends p's membership (exchange st) and closes its connections.
+func (g *Gate) expel(p peer.ID, st *peerState, err error) {
+	g.mu.Lock()
+	if g.peers[p] != st || st.err != nil {
+		g.mu.Unlock()
+		return
+	}
+	st.err = err
+	g.mu.Unlock()
+	g.refused(p, err)
+	_ = g.h.Network().ClosePeer(p)
 }
 
 func (g *Gate) close() {
@@ -149,13 +240,14 @@ func (g *Gate) state(p peer.ID) *peerState {
 
 // finish ends the exchange st of peer p; an exchange that is no longer
 // p's current one (p disconnected and came back) changes nothing.
-func (g *Gate) finish(p peer.ID, st *peerState, node string, err error) {
+func (g *Gate) finish(p peer.ID, st *peerState, m membership.Member, proof []byte, err error) {
 	g.mu.Lock()
 	if cur, ok := g.peers[p]; !ok || cur != st || st.finished {
 		g.mu.Unlock()
 		return
 	}
-	st.node, st.err, st.finished = node, err, true
+	st.node, st.err, st.finished = m.Node, err, true
+	st.expires, st.proof, st.renewed = m.Expires, proof, time.Now()
 	close(st.done)
 	g.mu.Unlock()
 	if err != nil {
@@ -166,7 +258,39 @@ func (g *Gate) finish(p peer.ID, st *peerState, node string, err error) {
 		_ = g.h.Network().ClosePeer(p)
 		return
 	}
-	klog.V(2).InfoS("Peer proved membership", "peer", p, "node", node)
+	klog.V(2).InfoS("Peer proved membership", "peer", p, "node", m.Node, "until", m.Expires)
+}
+
+// renewed takes the result of a renewal of p's membership (exchange st):
+// the same node, until a new expiry, or p is expelled. A renewal that did
+// not get as far as a proof (proof nil: the stream failed) changes
+// nothing; the next membershipCheck tries again.
+func (g *Gate) renewed(p peer.ID, st *peerState, m membership.Member, proof []byte, err error) {
+	g.mu.Lock()
+	st.renewing = false
+	node := st.node
+	if err != nil && proof == nil {
+		g.mu.Unlock()
+		klog.V(2).InfoS("Membership renewal failed; retrying", "peer", p, "node", node, "err", err)
+		return
+	}
+	ok := err == nil && m.Node == node
+	if ok {
+		st.expires, st.proof, st.renewed = m.Expires, proof, time.Now()
+	}
+	g.mu.Unlock()
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: peer %s renewed its membership as %q, proven before as %q", membership.ErrNotMember, p, m.Node, node)
+	}
+	if err != nil {
+		g.expel(p, st, err)
+	}
+}
+
+// renew runs the exchange again with p, on its connection, as the dialer.
+func (g *Gate) renew(p peer.ID, st *peerState) {
+	m, proof, err := g.exchange(p)
+	g.renewed(p, st, m, proof, err)
 }
 
 func (g *Gate) refused(p peer.ID, err error) {
@@ -206,7 +330,7 @@ func (g *Gate) Connected(_ network.Network, c network.Conn) {
 		case <-done:
 		case <-g.ctx.Done():
 		case <-t.C:
-			g.finish(p, st, "", fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, proveTimeout))
+			g.finish(p, st, membership.Member{}, nil, fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, proveTimeout))
 		}
 	}()
 }
@@ -236,28 +360,33 @@ func (g *Gate) Listen(network.Network, ma.Multiaddr)      {}
 func (g *Gate) ListenClose(network.Network, ma.Multiaddr) {}
 
 func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
+	m, proof, err := g.exchange(p)
+	g.finish(p, st, m, proof, err)
+}
+
+// exchange runs the dialer's side with p: our proof, then theirs checked.
+func (g *Gate) exchange(p peer.ID) (membership.Member, []byte, error) {
 	ctx, cancel := context.WithTimeout(g.ctx, proveTimeout)
 	defer cancel()
 	s, err := g.h.NewStream(network.WithAllowLimitedConn(ctx, "membership"), p, MembershipProtocol)
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: membership stream: %w", membership.ErrNotMember, err))
-		return
+		return membership.Member{}, nil, fmt.Errorf("%w: membership stream: %w", membership.ErrNotMember, err)
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err))
-		return
+		return membership.Member{}, nil, fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err)
 	}
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err))
-		return
+		return membership.Member{}, nil, fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err)
 	}
-	node, err := g.verifier.Verify(theirs, p)
-	g.finish(p, st, node, err)
+	m, err := g.verifier.Check(theirs, p)
+	return m, theirs, err
 }
 
+// handleInbound is the listener's side: the first exchange on a connection
+// or a renewal of a proven membership.
 func (g *Gate) handleInbound(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	st := g.state(p)
@@ -265,25 +394,35 @@ func (g *Gate) handleInbound(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	g.mu.Lock()
+	renewal := st.finished && st.err == nil
+	g.mu.Unlock()
+	result := func(m membership.Member, proof []byte, err error) {
+		if renewal {
+			g.renewed(p, st, m, proof, err)
+		} else {
+			g.finish(p, st, m, proof, err)
+		}
+	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(proveTimeout))
 	theirs, err := readProof(bufio.NewReader(s))
 	if err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err))
+		result(membership.Member{}, nil, fmt.Errorf("%w: reading proof: %w", membership.ErrNotMember, err))
 		_ = s.Reset()
 		return
 	}
-	node, err := g.verifier.Verify(theirs, p)
+	m, err := g.verifier.Check(theirs, p)
 	if err != nil {
-		g.finish(p, st, "", err)
+		result(membership.Member{}, theirs, err)
 		_ = s.Reset()
 		return
 	}
 	if err := g.writeProof(s); err != nil {
-		g.finish(p, st, "", fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err))
+		result(membership.Member{}, nil, fmt.Errorf("%w: sending proof: %w", membership.ErrNotMember, err))
 		return
 	}
-	g.finish(p, st, node, nil)
+	result(m, theirs, nil)
 }
 
 func (g *Gate) writeProof(w io.Writer) error {

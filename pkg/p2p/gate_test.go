@@ -25,6 +25,9 @@ type cluster struct {
 	dir string
 	ca  *membership.CA
 	ver *membership.Verifier
+	// validity of the certificates issued to hosts started from now on
+	// (0: an hour).
+	validity time.Duration
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -66,7 +69,11 @@ func (c *cluster) start(node string, issuer *membership.CA, cfg Config) *Host {
 	if issuer == nil {
 		issuer = c.ca
 	}
-	crt, k, err := issuer.Issue(node, id, time.Hour, filepath.Join(c.dir, node))
+	validity := c.validity
+	if validity == 0 {
+		validity = time.Hour
+	}
+	crt, k, err := issuer.Issue(node, id, validity, filepath.Join(c.dir, node))
 	if err != nil {
 		c.t.Fatal(err)
 	}

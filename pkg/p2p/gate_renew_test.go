@@ -1,0 +1,114 @@
+package p2p
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/edgelink/edgelink/pkg/membership"
+)
+
+// fastMembership shortens the gate's renewal and checks for a test.
+func fastMembership(t *testing.T, renew time.Duration) {
+	t.Helper()
+	or, oc := renewEvery, membershipCheck
+	renewEvery, membershipCheck = renew, 50*time.Millisecond
+	t.Cleanup(func() { renewEvery, membershipCheck = or, oc })
+}
+
+func renewedAt(g *Gate, h *Host) time.Time {
+	st := g.state(h.ID())
+	if st == nil {
+		return time.Time{}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return st.renewed
+}
+
+// Membership is renewed on the connection it was proven on (fresh proofs,
+// the connection and guarded protocols keep working), and ends when the
+// member's certificate expires: the connection is closed and the peer is a
+// member no more, within a check of the expiry.
+func TestMembershipRenewsAndExpires(t *testing.T) {
+	fastMembership(t, 300*time.Millisecond)
+	c := newCluster(t)
+	a := c.host("edge-a", nil)
+	c.validity = 4 * time.Second
+	b := c.host("edge-b", nil)
+	issued := time.Now()
+	if err := connect(t, b, a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if node, err := a.Gate.WaitMember(ctx, b.ID()); err != nil || node != "edge-b" {
+		t.Fatalf("edge-b's membership: %q %v", node, err)
+	}
+	conn := a.Network().ConnsToPeer(b.ID())[0]
+	first := renewedAt(a.Gate, b)
+	waitFor(t, "a renewal", func() bool { return renewedAt(a.Gate, b).After(first) })
+	if conn.IsClosed() || a.Network().ConnsToPeer(b.ID())[0] != conn {
+		t.Fatal("the renewal replaced the connection")
+	}
+	if err := echo(ctx, b, a); err != nil {
+		t.Fatalf("guarded protocol after a renewal: %v", err)
+	}
+
+	refusals := a.Gate.Failures()
+	waitFor(t, "edge-b expelled", func() bool {
+		_, member := a.Gate.Member(b.ID())
+		return !member && a.Network().Connectedness(b.ID()) != network.Connected
+	})
+	// NotAfter has second precision: it may be up to 1 s before 4 s.
+	if took := time.Since(issued); took < 3*time.Second {
+		t.Errorf("edge-b expelled after %s, before its certificate expired", took)
+	}
+	if a.Gate.Failures() <= refusals {
+		t.Error("the expiry was not counted as a refusal")
+	}
+	if err := connect(t, b, a); err == nil {
+		if _, err := a.Gate.WaitMember(ctx, b.ID()); err == nil {
+			t.Error("edge-b became a member again with its expired certificate")
+		}
+	}
+}
+
+// A rotated CA (the CA file replaced): every member is checked again, and
+// those whose certificates the new CA did not issue are disconnected.
+func TestMembershipEndsWhenTheCARotates(t *testing.T) {
+	fastMembership(t, time.Hour)
+	c := newCluster(t)
+	a, b := c.host("edge-a", nil), c.host("edge-b", nil)
+	if err := connect(t, b, a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Gate.WaitMember(ctx, b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := membership.InitCA(filepath.Join(c.dir, "next-ca"), "next", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(c.dir, "next-ca", membership.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(c.dir, "ca", membership.CACertFile)
+	if err := os.WriteFile(caFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute) // a new mtime even on a coarse clock
+	if err := os.Chtimes(caFile, later, later); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-b disconnected after the CA rotated", func() bool {
+		_, member := a.Gate.Member(b.ID())
+		return !member && a.Network().Connectedness(b.ID()) != network.Connected
+	})
+}
