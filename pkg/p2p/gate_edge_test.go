@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,5 +205,41 @@ func TestNoPathBeforeProof(t *testing.T) {
 	}
 	if st := statusOf(t, pm, "edge-o"); st.Path != PathNone || len(st.Conns) == 0 {
 		t.Errorf("edge-o: path %s with %d connections, want none while its connection is up", st.Path, len(st.Conns))
+	}
+}
+
+// A member may hold only a few packet streams with us (one per direction
+// and a spare while a path moves): the streams past that are refused by
+// the resource manager before they reach the data plane, which would
+// give each its buffers.
+func TestPacketStreamsPerPeerBounded(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.host("edge-a", nil), c.host("edge-b", nil)
+	var handled atomic.Int32
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	a.HandlePackets(func(_ string, r io.ReadCloser) {
+		handled.Add(1)
+		go func() { <-release; r.Close() }()
+	})
+	if err := connect(t, b, a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Gate.WaitMember(ctx, b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	conn := b.Network().ConnsToPeer(a.ID())[0]
+	for range 12 {
+		s, err := openStream(ctx, conn, PacketsProtocol, 5*time.Second)
+		if err == nil {
+			_, _ = s.Write([]byte{0}) // reaches the handler, or the reset
+			defer s.Reset()
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the handlers of the streams let in
+	if n, limit := handled.Load(), int32(protocolPeerStreams[PacketsProtocol]); n == 0 || n > limit {
+		t.Errorf("%d of 12 packet streams from one member reached the handler, want 1 to %d", n, limit)
 	}
 }

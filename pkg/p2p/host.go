@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
@@ -71,7 +72,9 @@ type Host struct {
 // ResourceLimits is the explicit resource-manager budget: libp2p's scaled
 // defaults, raised so that long-lived tunnels (one connection per peer,
 // a few streams each, relayed circuits) never hit "resource limit
-// exceeded" in clusters of thousands of nodes.
+// exceeded" in clusters of thousands of nodes. EdgeLink's own protocols
+// are bounded per peer (protocolPeerStreams), so that one hostile member
+// cannot hold more of them than a working peer needs.
 func ResourceLimits() rcmgr.ConcreteLimitConfig {
 	big := rcmgr.ResourceLimits{
 		Conns: 8192, ConnsInbound: 8192, ConnsOutbound: 8192,
@@ -92,8 +95,26 @@ func ResourceLimits() rcmgr.ConcreteLimitConfig {
 		ServiceDefault:      big,
 		ProtocolPeerDefault: perPeer,
 		ServicePeerDefault:  perPeer,
+		ProtocolPeer:        map[protocol.ID]rcmgr.ResourceLimits{},
+	}
+	for proto, n := range protocolPeerStreams {
+		partial.ProtocolPeer[proto] = rcmgr.ResourceLimits{
+			Streams: rcmgr.LimitVal(2 * n), StreamsInbound: rcmgr.LimitVal(n), StreamsOutbound: rcmgr.LimitVal(n),
+		}
 	}
 	return partial.Build(rcmgr.DefaultLimits.AutoScale())
+}
+
+// protocolPeerStreams bounds the streams of each EdgeLink protocol one
+// peer may have open with us in each direction: a packet stream per
+// direction (and one more while the path moves), a probe per connection
+// (a direct one and standbys through relays), one membership exchange or
+// renewal, a few discovery requests.
+var protocolPeerStreams = map[protocol.ID]int{
+	PacketsProtocol:    4,
+	ProbeProtocol:      16,
+	MembershipProtocol: 4,
+	DiscoveryProtocol:  4,
 }
 
 // New starts a host: TCP and QUIC, TLS preferred over Noise (AES-NI makes
