@@ -124,17 +124,8 @@ func TestKernelOperationsGolden(t *testing.T) {
 			st.do(t)
 			got := strings.Join(sys.take(), "\n") + "\n"
 			path := filepath.Join("testdata", "kernel-"+st.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("operations differ from %s (go test -update rewrites it):\n%s", path, lineDiff(string(want), got))
+			if want := golden(t, path, got); got != want {
+				t.Errorf("operations differ from %s (go test -update rewrites it):\n%s", path, lineDiff(want, got))
 			}
 			if st.name == "shutdown" {
 				return
@@ -159,6 +150,22 @@ func TestKernelOperationsGolden(t *testing.T) {
 			}
 		}
 	}
+}
+
+// golden returns the content of the golden file path, which -update
+// first rewrites with got.
+func golden(t *testing.T, path, got string) string {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(want)
 }
 
 // lineDiff lists the lines only in want (-) and only in got (+).

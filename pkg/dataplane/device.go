@@ -20,8 +20,9 @@ import (
 // A device that cannot carry super-packets (no IFF_VNET_HDR, not Linux)
 // reads none and refuses to write one.
 //
-// One goroutine waits (Wait, Read); TryRead and Write may be called from
-// any. NewDevice wraps a tun.Device; tests use an in-memory one.
+// One goroutine waits (Wait, Read); reads (TryRead, Read) do not overlap
+// (the forwarder holds its read lock); Write may be called from any
+// goroutine. NewDevice wraps a tun.Device; tests use an in-memory one.
 type Device interface {
 	// Read waits for packets and reads them, like tun.Device's Read.
 	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
