@@ -107,3 +107,78 @@ func TestReadFDEnded(t *testing.T) {
 		t.Errorf("readFD on an ended file: %d packets, %v", n, rerr)
 	}
 }
+
+// Wait returns at once for packets queued before it was called (the
+// poller's readiness is reset on entry: Wait polls first), and when one
+// arrives while it waits; TryRead hands them out with their header and
+// then finds nothing without waiting.
+func TestVnetDeviceWaitAndTryRead(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rc, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newFakeTUN()
+	v := newVnetDevice(dev, w, rc)
+	bufs, sizes := [][]byte{make([]byte, Offset+MaxPacket), make([]byte, Offset+MaxPacket)}, []int{0, 0}
+	send := func(size int) {
+		t.Helper()
+		pkt := append(make([]byte, vnetHdrLen), ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 1, 5}, size)...)
+		if _, err := w.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := func() <-chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- v.Wait() }()
+		return ch
+	}
+	// A pipe stands in for the TUN: each write is read as one packet
+	// (one at a time here), header first.
+	send(60)
+	if n, err := v.TryRead(bufs, sizes, Offset); n != 1 || err != nil || sizes[0] != 60 {
+		t.Fatalf("TryRead of a queued packet = %d, %v, size %d", n, err, sizes[0])
+	}
+	if n, err := v.TryRead(bufs, sizes, Offset); n != 0 || err != nil {
+		t.Fatalf("TryRead of nothing = %d, %v", n, err)
+	}
+	send(70)
+	select {
+	case err := <-waited():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return for a packet queued before it")
+	}
+	if n, _ := v.TryRead(bufs, sizes, Offset); n != 1 || sizes[0] != 70 || !plainHeader(bufs[0], Offset) {
+		t.Fatalf("TryRead = %d, size %d", n, sizes[0])
+	}
+	ch := waited()
+	select {
+	case <-ch:
+		t.Fatal("Wait returned with nothing queued")
+	case <-time.After(50 * time.Millisecond):
+	}
+	send(80)
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return for a packet that arrived while it waited")
+	}
+	if n, _ := v.TryRead(bufs, sizes, Offset); n != 1 || sizes[0] != 80 {
+		t.Fatalf("TryRead = %d, size %d", n, sizes[0])
+	}
+	// Closed: Wait fails.
+	r.Close()
+	if err := v.Wait(); err == nil {
+		t.Error("Wait on a closed file returned no error")
+	}
+}
