@@ -3,21 +3,107 @@ package edgecni
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
-	"os"
 	"slices"
+	"sort"
 	"strings"
 
-	"github.com/coreos/go-iptables/iptables"
-	"github.com/vishvananda/netlink"
-	"go4.org/netipx"
-	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
 
 // RouteProtocol marks the routes this module programs (ip route shows
 // "proto 77"), so that a restart adopts them and nothing else is touched.
-const RouteProtocol netlink.RouteProtocol = 77
+const RouteProtocol = 77
+
+// Kernel is everything the module does to the host's network stack: the
+// TUN link, sysctls, routes of RouteProtocol in the main table, addresses
+// and iptables chains. The reconcile logic (this file) runs on it;
+// kernel_linux.go implements it with netlink, /proc/sys and go-iptables,
+// kernel_other.go refuses everything, and the tests' fakeKernel records
+// every change as one line of text.
+type Kernel interface {
+	// Link describes the link named name (an error when there is none).
+	Link(name string) (*Link, error)
+	DeleteLink(name string) error
+	SetLinkUp(name string) error
+	// UnderlayMTU is the MTU of the default route's link (1500 without).
+	UnderlayMTU() int
+
+	// Addrs lists the global-scope addresses of every link.
+	Addrs() ([]LinkAddr, error)
+	// ReplaceAddr puts a (as a /32 or /128) on link.
+	ReplaceAddr(link string, a netip.Addr) error
+	DeleteAddr(link string, p netip.Prefix) error
+
+	// Routes lists the routes of RouteProtocol in the main table, both
+	// families (what it could list, and why it could not list the rest).
+	Routes() ([]Route, error)
+	// ReplaceRoute adds r (protocol RouteProtocol, main table) or
+	// replaces the route to its destination.
+	ReplaceRoute(r Route) error
+	// DeleteRoute removes r; a route already gone is no error.
+	DeleteRoute(r Route) error
+
+	// Sysctl reads and SetSysctl writes /proc/sys/<key>
+	// (key: "net/ipv4/ip_forward"); a key the kernel lacks is an error
+	// satisfying errors.Is(err, fs.ErrNotExist).
+	Sysctl(key string) (string, error)
+	SetSysctl(key, value string) error
+
+	// IPTables is iptables (v6: ip6tables).
+	IPTables(v6 bool) (IPTables, error)
+}
+
+// Link is what the module reads of a link.
+type Link struct {
+	Name, Type string
+	MTU        int
+	Up         bool   // administratively up and not operationally down
+	State      string // operational state, flags (for messages)
+	Flags      string
+}
+
+// LinkAddr is an address with its prefix length, on a link.
+type LinkAddr struct {
+	Link   string
+	Prefix netip.Prefix
+}
+
+// Route is a main-table route of RouteProtocol: via a gateway, or into a
+// device (with a preferred source).
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
+	Dev string
+	Src netip.Addr
+}
+
+func (r Route) String() string {
+	s := r.Dst.String()
+	if r.Via.IsValid() {
+		s += " via " + r.Via.String()
+	}
+	if r.Dev != "" {
+		s += " dev " + r.Dev
+	}
+	if r.Src.IsValid() {
+		s += " src " + r.Src.String()
+	}
+	return s
+}
+
+// IPTables is the part of go-iptables the module uses (*iptables.IPTables
+// is one).
+type IPTables interface {
+	iptablesLister
+	NewChain(table, chain string) error
+	ClearChain(table, chain string) error
+	ClearAndDeleteChain(table, chain string) error
+	Append(table, chain string, rulespec ...string) error
+	Insert(table, chain string, pos int, rulespec ...string) error
+	Delete(table, chain string, rulespec ...string) error
+}
 
 // iptables chains this module owns, each jumped to from the top of its
 // built-in chain:
@@ -62,40 +148,95 @@ func (k *kernel) chains(mesh []netip.Prefix, v6 bool) []chainSpec {
 	}
 }
 
-// kernel programs routes and iptables for one TUN device.
+// kernel programs routes, addresses, sysctls and iptables for one TUN
+// device, through sys.
 type kernel struct {
 	tun string
+	sys Kernel
+}
+
+// clean removes what a crash may have left: a persistent TUN of our name
+// (an error when the name belongs to another kind of link) and our
+// routes (those with a gateway outlive the TUN).
+func (k *kernel) clean() error {
+	if l, err := k.sys.Link(k.tun); err == nil {
+		if l.Type != "tuntap" {
+			return fmt.Errorf("modules.edgeCNI.tunName: a %s link named %s already exists", l.Type, k.tun)
+		}
+		_ = k.sys.DeleteLink(k.tun) // a persistent TUN someone left
+	}
+	if err := k.removeRoutes(); err != nil {
+		klog.InfoS("Removing leftover routes failed", "err", err)
+	}
+	return nil
+}
+
+// setUp brings the TUN up and sets the sysctls.
+func (k *kernel) setUp(v6 bool) error {
+	if err := k.sys.SetLinkUp(k.tun); err != nil {
+		return err
+	}
+	return k.setSysctls(v6)
+}
+
+// apply makes the kernel hold what plan asks for: the TUN's addresses,
+// the routes, and the iptables chains for mesh.
+func (k *kernel) apply(plan *RoutePlan, mesh []netip.Prefix) error {
+	var errs []error
+	if err := k.reconcileAddrs(plan.Sources); err != nil {
+		errs = append(errs, err)
+	}
+	if err := k.reconcileRoutes(plan.Kernel); err != nil {
+		errs = append(errs, err)
+	}
+	if err := k.reconcileIPTables(mesh); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// tearDown removes our chains and routes (shutdown).
+func (k *kernel) tearDown() error {
+	return errors.Join(k.removeIPTables(), k.removeRoutes())
 }
 
 // reconcileRoutes makes the main table hold exactly want among routes of
 // RouteProtocol.
 func (k *kernel) reconcileRoutes(want []KernelRoute) error {
-	link, err := netlink.LinkByName(k.tun)
-	if err != nil {
+	if _, err := k.sys.Link(k.tun); err != nil {
 		return fmt.Errorf("TUN %s: %w", k.tun, err)
 	}
-	routes, err := ourRoutes()
+	routes, err := k.sys.Routes()
 	errs := []error{err}
 	have := routesByDst(routes)
 	wanted := map[string]bool{}
 	for _, w := range want {
-		r := routeFor(w, link.Attrs().Index)
+		r := routeFor(w, k.tun)
 		wanted[r.Dst.String()] = true
 		if h, ok := have[r.Dst.String()]; ok && sameRoute(h, r) {
 			continue
 		}
-		if err := netlink.RouteReplace(&r); err != nil {
+		if err := k.sys.ReplaceRoute(r); err != nil {
 			errs = append(errs, fmt.Errorf("route %s: %w", w, err))
 		}
 	}
-	for dst, r := range have {
+	for _, dst := range sortedKeys(have) {
 		if !wanted[dst] {
-			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := k.sys.DeleteRoute(have[dst]); err != nil {
 				errs = append(errs, fmt.Errorf("remove route %s: %w", dst, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // reconcileIPTables makes our chains hold exactly their rules, jumped to
@@ -106,7 +247,7 @@ func (k *kernel) reconcileIPTables(mesh []netip.Prefix) error {
 		if v6 && !slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
 			continue
 		}
-		ipt, err := newIPT(v6)
+		ipt, err := k.sys.IPTables(v6)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -120,15 +261,7 @@ func (k *kernel) reconcileIPTables(mesh []netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
-func newIPT(v6 bool) (*iptables.IPTables, error) {
-	proto := iptables.ProtocolIPv4
-	if v6 {
-		proto = iptables.ProtocolIPv6
-	}
-	return iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
-}
-
-func ensureChain(ipt *iptables.IPTables, c chainSpec) error {
+func ensureChain(ipt IPTables, c chainSpec) error {
 	exists, err := ipt.ChainExists(c.table, c.chain)
 	if err != nil {
 		return err
@@ -183,7 +316,7 @@ func ensureChain(ipt *iptables.IPTables, c chainSpec) error {
 func (k *kernel) removeIPTables() error {
 	var errs []error
 	for _, v6 := range []bool{false, true} {
-		ipt, err := newIPT(v6)
+		ipt, err := k.sys.IPTables(v6)
 		if err != nil {
 			continue // no ip6tables: nothing of ours there
 		}
@@ -202,28 +335,11 @@ func (k *kernel) removeIPTables() error {
 	return errors.Join(errs...)
 }
 
-// ourRoutes lists the routes of RouteProtocol in the main table, both
-// families (what it could list, and why it could not list the rest).
-func ourRoutes() ([]netlink.Route, error) {
-	var out []netlink.Route
-	var errs []error
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
-			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, routes...)
-	}
-	return out, errors.Join(errs...)
-}
-
 // routesByDst indexes routes by destination.
-func routesByDst(routes []netlink.Route) map[string]netlink.Route {
-	out := map[string]netlink.Route{}
+func routesByDst(routes []Route) map[string]Route {
+	out := map[string]Route{}
 	for _, r := range routes {
-		if r.Dst != nil {
+		if r.Dst.IsValid() {
 			out[r.Dst.String()] = r
 		}
 	}
@@ -231,35 +347,28 @@ func routesByDst(routes []netlink.Route) map[string]netlink.Route {
 }
 
 // routeFor is the main-table route that carries w: via its gateway, or
-// into the TUN (link index tun).
-func routeFor(w KernelRoute, tun int) netlink.Route {
-	r := netlink.Route{Dst: netipx.PrefixIPNet(w.Dst), Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN}
+// into the TUN.
+func routeFor(w KernelRoute, tun string) Route {
 	if w.Via.IsValid() {
-		r.Gw = w.Via.AsSlice()
-	} else {
-		r.LinkIndex = tun
-		if w.Src.IsValid() {
-			r.Src = w.Src.AsSlice()
-		}
+		return Route{Dst: w.Dst, Via: w.Via}
 	}
-	return r
+	return Route{Dst: w.Dst, Dev: tun, Src: w.Src}
 }
 
 // sameRoute reports whether the kernel's route h is what want asks for:
-// the same gateway, or, without one, the same device.
-func sameRoute(h, want netlink.Route) bool {
-	if want.Gw != nil {
-		return h.Gw.Equal(want.Gw)
+// the same gateway, or, without one, the same device and source.
+func sameRoute(h, want Route) bool {
+	if want.Via.IsValid() {
+		return h.Via == want.Via
 	}
-	return h.Gw == nil && h.LinkIndex == want.LinkIndex && (h.Src == nil) == (want.Src == nil) && (want.Src == nil || h.Src.Equal(want.Src))
+	return !h.Via.IsValid() && h.Dev == want.Dev && h.Src == want.Src
 }
 
 // reconcileAddrs makes the TUN hold exactly the host sources that belong
 // on it (one address per family, as a /32 or /128), before the routes
 // that name them as their source. Every global address on the TUN is ours.
 func (k *kernel) reconcileAddrs(sources []HostSource) error {
-	link, err := netlink.LinkByName(k.tun)
-	if err != nil {
+	if _, err := k.sys.Link(k.tun); err != nil {
 		return fmt.Errorf("TUN %s: %w", k.tun, err)
 	}
 	want := map[netip.Addr]bool{}
@@ -269,25 +378,20 @@ func (k *kernel) reconcileAddrs(sources []HostSource) error {
 			continue
 		}
 		want[src.Addr] = true
-		a := &netlink.Addr{IPNet: netipx.PrefixIPNet(netip.PrefixFrom(src.Addr, src.Addr.BitLen()))}
-		if src.Addr.Is6() {
-			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := netlink.AddrReplace(link, a); err != nil {
+		if err := k.sys.ReplaceAddr(k.tun, src.Addr); err != nil {
 			errs = append(errs, fmt.Errorf("address %s on %s: %w", src.Addr, k.tun, err))
 		}
 	}
-	have, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	have, err := k.sys.Addrs()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, a := range have {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) || want[ip.Unmap()] {
+		if a.Link != k.tun || want[a.Prefix.Addr()] {
 			continue
 		}
-		if err := netlink.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			errs = append(errs, fmt.Errorf("remove address %s from %s: %w", ip, k.tun, err))
+		if err := k.sys.DeleteAddr(k.tun, a.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("remove address %s from %s: %w", a.Prefix.Addr(), k.tun, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -295,11 +399,11 @@ func (k *kernel) reconcileAddrs(sources []HostSource) error {
 
 // removeRoutes deletes every route of ours (also after a crash: they
 // outlive the TUN only when they use a gateway).
-func removeRoutes() error {
-	routes, err := ourRoutes()
+func (k *kernel) removeRoutes() error {
+	routes, err := k.sys.Routes()
 	errs := []error{err}
 	for _, r := range routes {
-		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := k.sys.DeleteRoute(r); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -308,27 +412,49 @@ func removeRoutes() error {
 
 // setSysctls enables forwarding and loose reverse-path filtering on the
 // TUN (replies from remote pods arrive on it, while the route back to a
-// remote segment may be another one under strict filtering).
-func setSysctls(tun string, v6 bool) error {
-	set := map[string]string{
-		"/proc/sys/net/ipv4/ip_forward":                      "1",
-		"/proc/sys/net/ipv4/conf/" + tun + "/rp_filter":      "2",
-		"/proc/sys/net/ipv4/conf/" + tun + "/send_redirects": "0",
+// remote segment may be another one under strict filtering). A sysctl
+// that cannot be set is logged; only IPv4 forwarding left off is an
+// error.
+func (k *kernel) setSysctls(v6 bool) error {
+	set := [][2]string{
+		{"net/ipv4/ip_forward", "1"},
+		{"net/ipv4/conf/" + k.tun + "/rp_filter", "2"},
+		{"net/ipv4/conf/" + k.tun + "/send_redirects", "0"},
 	}
 	if v6 {
-		set["/proc/sys/net/ipv6/conf/all/forwarding"] = "1"
+		set = append(set, [2]string{"net/ipv6/conf/all/forwarding", "1"})
 	}
 	var errs []error
-	for path, v := range set {
-		if err := os.WriteFile(path, []byte(v), 0o644); err != nil && !os.IsNotExist(err) {
+	for _, kv := range set {
+		if err := k.sys.SetSysctl(kv[0], kv[1]); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		klog.V(2).InfoS("Some sysctls could not be set", "errs", errors.Join(errs...))
 	}
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err != nil || strings.TrimSpace(string(b)) != "1" {
+	if v, err := k.sys.Sysctl("net/ipv4/ip_forward"); err != nil || strings.TrimSpace(v) != "1" {
 		return fmt.Errorf("IPv4 forwarding is off and could not be turned on")
 	}
 	return nil
+}
+
+// localNets are the subnets of this node's addresses, except the TUN's,
+// and the addresses themselves, sorted.
+func localNets(sys Kernel, tunName string) ([]netip.Prefix, []netip.Addr) {
+	addrs, err := sys.Addrs()
+	if err != nil {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	var own []netip.Addr
+	for _, a := range addrs {
+		if a.Link == tunName {
+			continue
+		}
+		out = append(out, a.Prefix.Masked())
+		own = append(own, a.Prefix.Addr())
+	}
+	slices.SortFunc(own, netip.Addr.Compare)
+	return out, own
 }

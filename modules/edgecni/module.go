@@ -1,10 +1,16 @@
 // Package edgecni is the agent's edgecni beehive module: it owns the TUN
 // device, decides which pod prefixes are remote (the configured cloudCIDR
 // and edgeCIDR segments other than this node's, and pods of other nodes
-// in its own segment), programs the routes (netlink, protocol 77), the
-// SNAT exemption and MSS clamping (iptables), and runs the forwarder
-// (pkg/dataplane) between the TUN and the tunnel module. Everything it
-// creates is reconciled periodically and removed on shutdown.
+// in its own segment), programs the routes (protocol 77), the TUN's
+// address, the sysctls, the SNAT exemption and MSS clamping (iptables),
+// and runs the forwarder (pkg/dataplane) between the TUN and the tunnel
+// module. Everything it creates is reconciled periodically and removed
+// on shutdown.
+//
+// What it does to the host goes through the Kernel interface (kernel.go:
+// the reconcile logic; kernel_linux.go: netlink, /proc/sys and the
+// iptables binaries; kernel_other.go: "not supported" elsewhere), so the
+// tests drive the same logic against a recording fake.
 package edgecni
 
 import (

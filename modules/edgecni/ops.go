@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
@@ -71,7 +68,7 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 	for _, l := range sortedPrefixes(p.Forward.Local) {
 		rs.Local = append(rs.Local, agentapi.Route{Dst: l.String(), Kind: p.Origin[l], Node: s.cfg.NodeName, Why: "this node's pods"})
 	}
-	missing, err := missingRoutes(tunName, p.Kernel)
+	missing, err := missingRoutes(s.sys, tunName, p.Kernel)
 	if err != nil {
 		return agentapi.Routes{}, err
 	}
@@ -137,19 +134,15 @@ func comparePrefix(a, b netip.Prefix) int {
 // missingRoutes lists the planned routes the main table lacks or holds
 // differently (another gateway or device). An error means the main table
 // could not be read, not that routes are missing.
-func missingRoutes(tunName string, want []KernelRoute) ([]KernelRoute, error) {
-	have, err := ourRoutes()
+func missingRoutes(sys Kernel, tunName string, want []KernelRoute) ([]KernelRoute, error) {
+	have, err := sys.Routes()
 	if err != nil {
 		return nil, fmt.Errorf("cannot list routes: %w", err)
-	}
-	idx := -1
-	if l, err := netlink.LinkByName(tunName); err == nil {
-		idx = l.Attrs().Index
 	}
 	byDst := routesByDst(have)
 	var out []KernelRoute
 	for _, w := range want {
-		r := routeFor(w, idx)
+		r := routeFor(w, tunName)
 		if h, ok := byDst[r.Dst.String()]; ok && sameRoute(h, r) {
 			continue
 		}
@@ -192,27 +185,27 @@ func (s *Service) diagnose(ctx context.Context) []agentapi.Check {
 	var out []agentapi.Check
 
 	// TUN
-	link, err := netlink.LinkByName(c.TunName)
+	link, err := s.sys.Link(c.TunName)
 	switch {
 	case err != nil:
 		out = append(out, agentapi.Fail("TUN up", fmt.Sprintf("TUN %s: %v", c.TunName, err),
 			"restart the agent (systemctl restart edgelink); something deleted its TUN device"))
-	case link.Attrs().Flags&net.FlagUp == 0 || link.Attrs().OperState == netlink.OperDown:
-		out = append(out, agentapi.Fail("TUN up", fmt.Sprintf("TUN %s is %s (flags %s)", c.TunName, link.Attrs().OperState, link.Attrs().Flags),
+	case !link.Up:
+		out = append(out, agentapi.Fail("TUN up", fmt.Sprintf("TUN %s is %s (flags %s)", c.TunName, link.State, link.Flags),
 			fmt.Sprintf("ip link set %s up; if it stays down, restart the agent", c.TunName)))
 	default:
-		out = append(out, agentapi.OK("TUN up", fmt.Sprintf("%s is up, MTU %d", c.TunName, link.Attrs().MTU)))
+		out = append(out, agentapi.OK("TUN up", fmt.Sprintf("%s is up, MTU %d", c.TunName, link.MTU)))
 	}
 
 	// Routes
-	missing, err := missingRoutes(c.TunName, st.plan.Kernel)
+	missing, err := missingRoutes(s.sys, c.TunName, st.plan.Kernel)
 	out = append(out, routesCheck(st.plan.Kernel, missing, err))
 	if st.errs != "" {
 		out = append(out, agentapi.Fail("last reconcile", st.errs, "read the agent's log; the agent retries every 10 s"))
 	}
 
 	// MTU
-	out = append(out, mtuCheck(link, st.mtu, c.MTU, underlayMTU()))
+	out = append(out, mtuCheck(link, st.mtu, c.MTU, s.sys.UnderlayMTU()))
 
 	// Reverse-path filter
 	all, dev, err := readRPFilter(c.TunName)
@@ -255,7 +248,7 @@ const iptablesTimeout = 5 * time.Second
 // iptablesTimeout or ctx ends; then it reports the timeout. The goroutine
 // cannot be interrupted (go-iptables runs the iptables binary without a
 // context) but ends by itself: every iptables call waits at most 5 s for
-// the lock (newIPT). While one is still running, the next diagnose does
+// the lock (Kernel.IPTables). While one is still running, the next diagnose does
 // not start another.
 func (s *Service) iptablesChecks(ctx context.Context, mesh []netip.Prefix) []agentapi.Check {
 	const name = "iptables"
@@ -289,10 +282,10 @@ func (s *Service) checkChains(mesh []netip.Prefix) []agentapi.Check {
 	c := s.cfg.Modules.EdgeCNI
 	newLister := s.newIPT
 	if newLister == nil {
-		newLister = func(v6 bool) (iptablesLister, error) { return newIPT(v6) }
+		newLister = func(v6 bool) (iptablesLister, error) { return s.sys.IPTables(v6) }
 	}
 	var out []agentapi.Check
-	k := &kernel{tun: c.TunName}
+	k := &kernel{tun: c.TunName, sys: s.sys}
 	names := map[string]string{chainNAT: "SNAT exemption", chainMSS: "MSS clamp", chainForward: "forward accept"}
 	for _, v6 := range []bool{false, true} {
 		if v6 && !slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
@@ -369,10 +362,10 @@ func rpFilterCheck(tun string, all, dev int) agentapi.Check {
 
 // mtuCheck compares the TUN's MTU with the one planned (mtu), the
 // configured one (cfg, 0: derived) and the underlay's.
-func mtuCheck(link netlink.Link, mtu, cfg, underlay int) agentapi.Check {
+func mtuCheck(link *Link, mtu, cfg, underlay int) agentapi.Check {
 	const name = "MTU consistent"
-	if link != nil && link.Attrs().MTU != mtu {
-		return agentapi.Fail(name, fmt.Sprintf("TUN MTU is %d, the agent set %d", link.Attrs().MTU, mtu),
+	if link != nil && link.MTU != mtu {
+		return agentapi.Fail(name, fmt.Sprintf("TUN MTU is %d, the agent set %d", link.MTU, mtu),
 			"something changed the TUN's MTU; restart the agent, or set modules.edgeCNI.mtu")
 	}
 	want := underlay - tunOverhead

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/tun"
 	"k8s.io/klog/v2"
 
@@ -36,6 +35,7 @@ type Service struct {
 	cfg *v1.AgentConfig
 	md  metadata.Reader
 	net dataplane.Network
+	sys Kernel // the host's (kernel_linux.go); a fake in tests
 
 	state atomic.Pointer[state] // nil until up
 
@@ -54,7 +54,7 @@ type state struct {
 
 // NewService prepares the module's work; Run does it.
 func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Service {
-	return &Service{cfg: c, md: md, net: n}
+	return &Service{cfg: c, md: md, net: n, sys: newKernel()}
 }
 
 // Run creates the TUN, forwards and keeps routes and rules in shape until
@@ -64,36 +64,23 @@ func (s *Service) Run(ctx context.Context) error {
 	cloud, edge := v1.MustPrefixes(m.MeshCIDRConfig.CloudCIDR), v1.MustPrefixes(m.MeshCIDRConfig.EdgeCIDR)
 	mesh := append(slices.Clone(cloud), edge...)
 	v6 := slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() })
-	k := &kernel{tun: m.TunName}
+	k := &kernel{tun: m.TunName, sys: s.sys}
 
 	// Leftovers of a crash: our routes with a gateway outlive the TUN,
 	// our chains outlive everything. Adopt by starting clean.
-	if l, err := netlink.LinkByName(m.TunName); err == nil {
-		if l.Type() != "tuntap" {
-			return fmt.Errorf("modules.edgeCNI.tunName: a %s link named %s already exists", l.Type(), m.TunName)
-		}
-		_ = netlink.LinkDel(l) // a persistent TUN someone left
-	}
-	if err := removeRoutes(); err != nil {
-		klog.InfoS("Removing leftover routes failed", "err", err)
+	if err := k.clean(); err != nil {
+		return err
 	}
 
 	mtu := m.MTU
 	if mtu == 0 {
-		mtu = underlayMTU() - tunOverhead
+		mtu = s.sys.UnderlayMTU() - tunOverhead
 	}
 	dev, err := tun.CreateTUN(m.TunName, mtu)
 	if err != nil {
 		return fmt.Errorf("creating TUN %s: %w", m.TunName, err)
 	}
-	link, err := netlink.LinkByName(m.TunName)
-	if err == nil {
-		err = netlink.LinkSetUp(link)
-	}
-	if err == nil {
-		err = setSysctls(m.TunName, v6)
-	}
-	if err != nil {
+	if err := k.setUp(v6); err != nil {
 		dev.Close()
 		return fmt.Errorf("setting up TUN %s: %w", m.TunName, err)
 	}
@@ -111,7 +98,7 @@ func (s *Service) Run(ctx context.Context) error {
 		due := time.Since(lastReconcile) >= reconcileInterval
 		if first || due || snap.Version != lastVersion {
 			lastVersion = snap.Version
-			nets, addrs := localNets(m.TunName)
+			nets, addrs := localNets(s.sys, m.TunName)
 			plan := Plan(Input{Node: s.cfg.NodeName, Cloud: cloud, Edge: edge, Snapshot: snap, LocalNets: nets, LocalAddrs: addrs})
 			text := plan.String()
 			if text != lastPlan || due {
@@ -119,18 +106,8 @@ func (s *Service) Run(ctx context.Context) error {
 					fwd.SetPlan(&plan.Forward)
 					klog.V(2).InfoS("Route plan", "plan", text)
 				}
-				var errs []error
-				if err := k.reconcileAddrs(plan.Sources); err != nil {
-					errs = append(errs, err)
-				}
-				if err := k.reconcileRoutes(plan.Kernel); err != nil {
-					errs = append(errs, err)
-				}
-				if err := k.reconcileIPTables(mesh); err != nil {
-					errs = append(errs, err)
-				}
 				st := &state{plan: plan, fwd: fwd, mtu: mtu}
-				if err := errors.Join(errs...); err != nil {
+				if err := k.apply(plan, mesh); err != nil {
 					st.errs = err.Error()
 					klog.ErrorS(err, "Reconciling routes and rules failed; retrying")
 				}
@@ -149,10 +126,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.state.Store(nil)
 	s.net.Accept(func(_ string, r io.ReadCloser) { _ = r.Close() })
 	var errs []error
-	if err := k.removeIPTables(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeRoutes(); err != nil {
+	if err := k.tearDown(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := dev.Close(); err != nil {
@@ -161,48 +135,4 @@ func (s *Service) Run(ctx context.Context) error {
 	fwd.Close()
 	klog.InfoS("Data plane down")
 	return errors.Join(errs...)
-}
-
-// underlayMTU is the MTU of the interface of the default route (1500
-// when there is none).
-func underlayMTU() int {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err == nil {
-		for _, r := range routes {
-			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
-				if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
-					return l.Attrs().MTU
-				}
-			}
-		}
-	}
-	return 1500
-}
-
-// localNets are the subnets of this node's addresses, except the TUN's,
-// and the addresses themselves, sorted.
-func localNets(tunName string) ([]netip.Prefix, []netip.Addr) {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, nil
-	}
-	var out []netip.Prefix
-	var own []netip.Addr
-	for _, a := range addrs {
-		if a.IPNet == nil || a.Scope != int(netlink.SCOPE_UNIVERSE) {
-			continue
-		}
-		if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil && l.Attrs().Name == tunName {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		out = append(out, netip.PrefixFrom(ip.Unmap(), ones).Masked())
-		own = append(own, ip.Unmap())
-	}
-	slices.SortFunc(own, netip.Addr.Compare)
-	return out, own
 }

@@ -3,9 +3,11 @@
 // longest-prefix-match table and goes out as one framed write per peer;
 // frames from a peer are checked (the inner source must be that peer's
 // pod, the destination one of ours) and written to the TUN in batches,
-// coalesced again (GRO). The TUN is the wireguard-go tun package's, with
-// Linux offloads; TCP super-packets the kernel hands over travel unsplit
-// and are written to the peer's TUN as they are, checked (vnet.go).
+// coalesced again (GRO). The TUN is a Device (device.go): on Linux the
+// wireguard-go tun package's with offloads, where TCP super-packets the
+// kernel hands over travel unsplit and are written to the peer's TUN as
+// they are, checked (vnet.go). The forwarder reads and writes every
+// packet with its virtio-net header, whatever the device.
 //
 // Per packet there is no lock, no allocation, no map lookup by string and
 // no log: the table is an immutable bart.Table swapped atomically, each
@@ -41,8 +43,8 @@ type Transport interface {
 	Count(node string, in, out uint64)
 }
 
-// Offset is the headroom each TUN buffer keeps in front of a packet (the
-// tun package writes its virtio header there).
+// Offset is the headroom each TUN buffer keeps in front of a packet (its
+// virtio-net header goes there, and the tun package's own).
 const Offset = 16
 
 // queueDepth bounds the batches waiting for one peer; a slow peer loses
@@ -75,11 +77,10 @@ type StatsSnapshot struct {
 // Locking: mu guards links and plan (SetPlan, Close); the packet paths
 // read only the atomic table.
 type Forwarder struct {
-	dev  tun.Device
-	vnet *vnetTUN   // dev's file, when it carries virtio-net headers
-	rmu  sync.Mutex // held while reading the TUN in vnet mode; guards tx
-	tx   *txBurst
-	tr   Transport
+	dev Device
+	rmu sync.Mutex // held while reading the TUN and dispatching; guards tx
+	tx  *txBurst
+	tr  Transport
 
 	tbl   atomic.Pointer[table]
 	Stats Stats
@@ -110,13 +111,13 @@ type link struct {
 // New starts forwarding between dev and tr. Give it routes with SetPlan;
 // feed it inbound streams with Receive; Close stops it (not dev).
 func New(dev tun.Device, tr Transport) *Forwarder {
-	return newForwarder(dev, openVnet(dev.File()), tr)
+	return newForwarder(NewDevice(dev), tr)
 }
 
-// newForwarder is New with dev's raw side (nil: none) given.
-func newForwarder(dev tun.Device, vn *vnetTUN, tr Transport) *Forwarder {
+// newForwarder is New on a Device.
+func newForwarder(dev Device, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Forwarder{dev: dev, vnet: vn, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
+	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
 	f.tx = newTxBurst(dev.BatchSize())
 	f.icmpTokens.Store(icmpRate)
@@ -197,8 +198,7 @@ func (f *Forwarder) startLink(node string) *link {
 const readBudget = 256 << 10
 
 // txBurst is the outbound path's state: read buffers and the links a
-// burst touched. Whoever reads the TUN holds rmu (vnet mode) or is the
-// only reader (readTUN, without vnet).
+// burst touched. Whoever reads the TUN holds rmu.
 type txBurst struct {
 	bufs    [][]byte
 	sizes   []int
@@ -214,33 +214,19 @@ func newTxBurst(n int) *txBurst {
 	return t
 }
 
-// readTUN is the outbound path: TUN -> peers. With virtio-net headers it
-// reads the file itself, a burst per wake-up, under rmu (pollTUN reads
-// too); otherwise through the tun.Device.
+// readTUN is the outbound path: TUN -> peers. It reads and dispatches a
+// burst under rmu (pollTUN reads too, and a burst is dispatched whole
+// before the next is read: no reordering), and waits outside it.
 func (f *Forwarder) readTUN() {
-	if f.vnet == nil {
-		for {
-			count, err := f.dev.Read(f.tx.bufs, f.tx.sizes, Offset)
-			if f.readFailed(err) {
-				return
-			}
-			f.dispatch(f.tx, count)
-		}
-	}
 	for {
-		var rerr error
-		err := f.vnet.rc.Read(func(fd uintptr) bool {
-			f.rmu.Lock()
-			defer f.rmu.Unlock()
-			var n int
-			n, rerr = f.vnet.readFD(int(fd), f.tx.bufs, f.tx.sizes, readBudget)
-			f.dispatch(f.tx, n)
-			return n > 0 || rerr != nil // else wait until readable
-		})
-		if err != nil {
-			return // RawConn.Read fails only when the file is closing
+		f.rmu.Lock()
+		n, err := f.dev.TryRead(f.tx.bufs, f.tx.sizes, Offset)
+		f.dispatch(f.tx, n)
+		f.rmu.Unlock()
+		if n == 0 && err == nil {
+			err = f.dev.Wait()
 		}
-		if f.readFailed(rerr) {
+		if f.readFailed(err) {
 			return
 		}
 	}
@@ -257,14 +243,12 @@ const pollBelow = 16 << 10
 // TCP's ACKs) leaves without waiting for the TUN reader to be woken,
 // often on the other CPU. It does nothing while the reader is at it.
 func (f *Forwarder) pollTUN() {
-	if f.vnet == nil || !f.rmu.TryLock() {
+	if !f.rmu.TryLock() {
 		return
 	}
 	defer f.rmu.Unlock()
-	_ = f.vnet.rc.Control(func(fd uintptr) {
-		n, _ := f.vnet.readFD(int(fd), f.tx.bufs, f.tx.sizes, readBudget) // errors: readTUN's to report
-		f.dispatch(f.tx, n)
-	})
+	n, _ := f.dev.TryRead(f.tx.bufs, f.tx.sizes, Offset) // errors: readTUN's to report
+	f.dispatch(f.tx, n)
 }
 
 // readFailed reports a TUN read error; true when reading must stop.
@@ -288,14 +272,10 @@ func (f *Forwarder) dispatch(t *txBurst, count int) {
 	tbl := f.tbl.Load()
 	for i := 0; i < count; i++ {
 		pkt := t.bufs[i][Offset : Offset+t.sizes[i]]
-		var off Offload
-		var partial bool
-		if f.vnet != nil {
-			var err error
-			if off, partial, err = fromVnet(t.bufs[i][Offset-vnetHdrLen:Offset], pkt); err != nil {
-				f.Stats.DropMalformed.Add(1)
-				continue
-			}
+		off, partial, err := fromVnet(t.bufs[i][Offset-vnetHdrLen:Offset], pkt)
+		if err != nil {
+			f.Stats.DropMalformed.Add(1)
+			continue
 		}
 		_, dst, ok := addrs(pkt)
 		if !ok {
@@ -445,12 +425,13 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 }
 
 // receiveBatch reads frames until the reader's buffer is drained or the
-// batch is full, then writes the accepted packets to the TUN at once. A
-// super-packet (offload frame) is written on its own, after the packets
-// before it, to keep their order.
+// batch is full, then writes the accepted packets to the TUN at once,
+// each with its virtio-net header: a super-packet (offload frame) with
+// the one that asks the kernel to segment it, the others with none (the
+// device coalesces those).
 func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) error {
 	b.write = b.write[:0]
-	var packets, bytes, spoofed uint64
+	var packets, bytes, spoofed, supers uint64
 	var rerr error
 	var from *link // the sender's link, from the first accepted packet
 	tbl := f.tbl.Load()
@@ -479,38 +460,28 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 			f.Stats.DropNotLocal.Add(1)
 			continue
 		}
-		// A super-packet goes to the kernel on its own, after the packets
-		// before it; the others are written together below.
-		super := fr.Partial && fr.Off.GSOType != gsoNone
+		hdr := b.bufs[i][Offset-vnetHdrLen : Offset]
+		clear(hdr) // a plain packet (the buffer may hold an old header)
 		if fr.Partial {
 			h, err := offloadHeader(pkt, fr.Off)
 			switch {
-			case err != nil || (super && f.vnet == nil):
-				// Nonsense, or a super-packet this TUN (without
-				// offloads) cannot take.
+			case err != nil:
 				f.Stats.DropMalformed.Add(1)
 				continue
-			case !super:
+			case fr.Off.GSOType == gsoNone:
 				finishChecksum(pkt, int(fr.Off.CsumStart), int(fr.Off.CsumStart)+int(fr.Off.CsumOffset))
 			default:
-				f.writeTUN(b)
-				if err := f.vnet.write(b.bufs[i][:Offset+fr.Len], h); err != nil {
-					// The kernel refused it (or the TUN is closing).
-					f.Stats.DropMalformed.Add(1)
-					if f.ctx.Err() == nil {
-						klog.V(2).InfoS("TUN write of a super-packet failed", "err", err)
-					}
-					continue
-				}
-				f.Stats.RxOffload.Add(1)
+				copy(hdr, h[:]) // a super-packet, for the kernel to segment
+				supers++
 			}
 		}
-		if !super {
-			b.write = append(b.write, b.bufs[i][:Offset+fr.Len])
-		}
+		b.write = append(b.write, b.bufs[i][:Offset+fr.Len])
 		packets, bytes, from = packets+1, bytes+uint64(fr.Len), sd.link
 	}
 	f.writeTUN(b)
+	if supers > 0 {
+		f.Stats.RxOffload.Add(supers)
+	}
 	if packets > 0 {
 		f.Stats.RxPackets.Add(packets)
 		f.Stats.RxBytes.Add(bytes)
@@ -526,14 +497,15 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 	return rerr
 }
 
-// writeTUN writes the packets collected in b (the tun package coalesces
-// them) and empties it.
+// writeTUN writes the packets collected in b (the device coalesces the
+// plain ones, and refuses super-packets when it has no offloads) and
+// empties it.
 func (f *Forwarder) writeTUN(b *rxBatch) {
 	if len(b.write) == 0 {
 		return
 	}
 	if _, err := f.dev.Write(b.write, Offset); err != nil && f.ctx.Err() == nil {
-		klog.V(2).InfoS("TUN write failed", "err", err)
+		klog.V(2).InfoS("TUN write failed", "err", err) // per batch, at most
 	}
 	b.write = b.write[:0]
 }
@@ -565,6 +537,7 @@ func (f *Forwarder) sendUnreachable(pkt, buf []byte) {
 	if msg == nil {
 		return
 	}
+	clear(buf[Offset-vnetHdrLen : Offset]) // plain (the last write left the tun package's header)
 	_, _ = f.dev.Write([][]byte{buf[:Offset+len(msg)]}, Offset)
 }
 

@@ -121,17 +121,19 @@ var testPlan = &Plan{
 }
 
 func newTestForwarder(t *testing.T) (*Forwarder, *fakeTUN, *fakeNet) {
-	return newTestForwarderVnet(t, nil)
+	dev := newFakeTUN()
+	f, n := newTestForwarderOn(t, newPlainDevice(dev), dev)
+	return f, dev, n
 }
 
-// newTestForwarderVnet is newTestForwarder with vn as the TUN's raw side.
-func newTestForwarderVnet(t *testing.T, vn *vnetTUN) (*Forwarder, *fakeTUN, *fakeNet) {
-	dev, n := newFakeTUN(), &fakeNet{sent: map[string]*bytes.Buffer{}}
+// newTestForwarderOn is newTestForwarder on the Device d made of dev.
+func newTestForwarderOn(t *testing.T, d Device, dev *fakeTUN) (*Forwarder, *fakeNet) {
+	n := &fakeNet{sent: map[string]*bytes.Buffer{}}
 	n.gen.Store(1)
-	f := newForwarder(dev, vn, n)
+	f := newForwarder(d, n)
 	t.Cleanup(func() { dev.Close(); f.Close() })
 	f.SetPlan(testPlan)
-	return f, dev, n
+	return f, n
 }
 
 // A frame from a peer is accepted only if its inner source is that peer's
@@ -158,59 +160,6 @@ func TestReceiveAntiSpoofing(t *testing.T) {
 	}
 	s := f.Snapshot()
 	if s.DropSpoofed != 3 || s.DropNotLocal != 1 || s.RxPackets != 2 {
-		t.Errorf("counters: %+v", s)
-	}
-}
-
-// A super-packet from a peer reaches the kernel whole, exactly its length,
-// with the header its offload frame asks for, after the packets before it;
-// one whose offload claim does not fit it is dropped.
-func TestReceiveSuperPacket(t *testing.T) {
-	// The kernel's side: writes go to a pipe; reads wait on another one
-	// that stays empty (closed first at cleanup, which ends the reader).
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle, idleW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := idle.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, dev, _ := newTestForwarderVnet(t, &vnetTUN{f: w, rc: rc})
-	t.Cleanup(func() { idle.Close(); idleW.Close(); r.Close() }) // before f.Close; idle first (no EOF for the reader)
-	written := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(r); written <- b }()
-	// A large batch earlier leaves stale bytes in the pooled buffers.
-	f.Receive("edge-2", io.NopCloser(bytes.NewReader(AppendFrame(nil, func() []byte {
-		p := ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, MaxPacket)
-		for i := 20; i < len(p); i++ {
-			p[i] = 0xee
-		}
-		return p
-	}()))))
-	before := ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60)
-	super := tcp4(6000)
-	copy(super[12:20], []byte{10, 245, 1, 5, 10, 244, 1, 2})
-	off := Offload{GSOType: gsoTCPv4, CsumStart: 20, CsumOffset: 16, GSOSize: 1380}
-	lying := append([]byte(nil), super[:1000]...) // IP length says 6000
-	stream := AppendFrame(nil, before)
-	stream = AppendOffloadFrame(stream, off, super)
-	stream = AppendOffloadFrame(stream, off, lying)
-	f.Receive("edge-2", io.NopCloser(bytes.NewReader(stream)))
-	w.Close()
-	got := <-written
-	want, _ := offloadHeader(super, off)
-	if len(got) != vnetHdrLen+len(super) || !bytes.Equal(got[:vnetHdrLen], want[:]) || !bytes.Equal(got[vnetHdrLen:], super) {
-		t.Fatalf("the kernel got %d bytes (header % x), want the %d-byte header and packet", len(got), got[:min(len(got), vnetHdrLen)], vnetHdrLen+len(super))
-	}
-	if p := dev.packets(); len(p) != 2 || !bytes.Equal(p[1], before) {
-		t.Errorf("packets through the device: %d, want the large one and the one before the super-packet", len(p))
-	}
-	if s := f.Snapshot(); s.RxOffload != 1 || s.DropMalformed != 1 || s.RxPackets != 3 {
 		t.Errorf("counters: %+v", s)
 	}
 }

@@ -22,3 +22,18 @@ func addrs(pkt []byte) (src, dst netip.Addr, ok bool) {
 	}
 	return src, dst, false
 }
+
+// checksum is the Internet checksum of b, seeded with a partial sum.
+func checksum(b []byte, sum uint32) uint16 {
+	for len(b) >= 2 {
+		sum += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}

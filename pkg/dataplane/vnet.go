@@ -4,11 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // A TUN opened with IFF_VNET_HDR (the tun package does, and turns on
@@ -22,21 +17,27 @@ import (
 // Reading, the kernel hands over pod TCP super-packets of up to 64 KiB
 // unsegmented, checksums left partial (UDP segmentation offload is turned
 // off: the kernel segments UDP before the TUN). The forwarder reads the
-// file itself (vnetTUN) and sends such a packet as one offload frame
+// file itself (the Device, device_linux.go) and sends such a packet as one offload frame
 // (frame.go) instead of splitting it into MTU-sized packets; the
 // receiver writes it to its TUN with the header rebuilt from the frame,
 // and its kernel segments it only if it must (a pod behind a veth takes
 // it whole). Packets without offload work travel as IP frames and are
 // written through the tun package (which coalesces them, GRO).
+//
+// The header format is Linux's, but this file is not: the Device carries
+// it in front of every packet on every platform (all zero: a plain
+// packet), so the forwarder has one read and one write path.
 const (
 	vnetHdrLen    = 10
-	vnetNeedsCsum = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM
-	gsoNone       = unix.VIRTIO_NET_HDR_GSO_NONE
-	gsoTCPv4      = unix.VIRTIO_NET_HDR_GSO_TCPV4
-	gsoTCPv6      = unix.VIRTIO_NET_HDR_GSO_TCPV6
-	gsoUDP        = unix.VIRTIO_NET_HDR_GSO_UDP_L4
+	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	gsoNone       = 0 // VIRTIO_NET_HDR_GSO_NONE
+	gsoTCPv4      = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	gsoTCPv6      = 4 // VIRTIO_NET_HDR_GSO_TCPV6
+	gsoUDP        = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
 	csumOffTCP    = 16
 	csumOffUDP    = 6
+	protoTCP      = 6
+	protoUDP      = 17
 )
 
 var errOffload = errors.New("bad offload header")
@@ -65,11 +66,11 @@ func offloadHeader(pkt []byte, off Offload) ([vnetHdrLen]byte, error) {
 	cs, co := int(off.CsumStart), int(off.CsumOffset)
 	var l4 int // transport header length
 	switch {
-	case proto == unix.IPPROTO_TCP && co == csumOffTCP && len(pkt) >= ipl+20:
+	case proto == protoTCP && co == csumOffTCP && len(pkt) >= ipl+20:
 		if l4 = int(pkt[ipl+12]>>4) * 4; l4 < 20 || ipl+l4 > len(pkt) {
 			return h, fmt.Errorf("%w: TCP header of %d bytes in a %d-byte packet", errOffload, l4, len(pkt))
 		}
-	case proto == unix.IPPROTO_UDP && co == csumOffUDP && len(pkt) >= ipl+8:
+	case proto == protoUDP && co == csumOffUDP && len(pkt) >= ipl+8:
 		l4 = 8
 	default:
 		return h, fmt.Errorf("%w: IP protocol %d with checksum offset %d in a %d-byte packet", errOffload, proto, co, len(pkt))
@@ -82,7 +83,7 @@ func offloadHeader(pkt []byte, off Offload) ([vnetHdrLen]byte, error) {
 	case gsoTCPv4, gsoTCPv6:
 		payload := len(pkt) - ipl - l4
 		switch {
-		case proto != unix.IPPROTO_TCP || (off.GSOType == gsoTCPv6) != (ipl == 40 && pkt[0]>>4 == 6):
+		case proto != protoTCP || (off.GSOType == gsoTCPv6) != (ipl == 40 && pkt[0]>>4 == 6):
 			return h, fmt.Errorf("%w: gso type %d for IPv%d protocol %d", errOffload, off.GSOType, pkt[0]>>4, proto)
 		case payload <= 0 || off.GSOSize < minGSOSize || (payload+int(off.GSOSize)-1)/int(off.GSOSize) > maxSegments:
 			return h, fmt.Errorf("%w: gso size %d for %d bytes of payload", errOffload, off.GSOSize, payload)
@@ -162,76 +163,4 @@ func finishChecksum(pkt []byte, start, at int) {
 		c = 0xffff // UDP's 0 means "no checksum" (and is invalid over IPv6)
 	}
 	binary.BigEndian.PutUint16(pkt[at:], c)
-}
-
-// vnetTUN reads and writes a TUN file that carries virtio-net headers.
-type vnetTUN struct {
-	f  *os.File
-	rc syscall.RawConn
-}
-
-// openVnet returns the raw side of f when it is a TUN with IFF_VNET_HDR,
-// nil otherwise (the forwarder then uses the tun.Device calls).
-func openVnet(f *os.File) *vnetTUN {
-	if f == nil {
-		return nil
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var flags uint16
-	var oerr error
-	cerr := rc.Control(func(fd uintptr) {
-		ifr, err := unix.NewIfreq("")
-		if err == nil && unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
-			flags = ifr.Uint16()
-		}
-		if flags&unix.IFF_VNET_HDR != 0 {
-			// TCP segmentation and checksums only: the kernel segments
-			// UDP (USO) itself before the TUN, so no UDP super-packet
-			// needs a peer's kernel to take one (before Linux 6.2 it
-			// would not).
-			oerr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
-		}
-	})
-	if cerr != nil || oerr != nil || flags&unix.IFF_VNET_HDR == 0 {
-		return nil
-	}
-	return &vnetTUN{f: f, rc: rc}
-}
-
-// readFD reads packets (each with its virtio-net header, at
-// bufs[i][Offset-vnetHdrLen:]) from the non-blocking fd until the TUN has
-// no more, bufs are full or budget bytes were read.
-func (v *vnetTUN) readFD(fd int, bufs [][]byte, sizes []int, budget int) (int, error) {
-	count := 0
-	for count < len(bufs) && budget > 0 {
-		n, err := unix.Read(fd, bufs[count][Offset-vnetHdrLen:])
-		switch {
-		case err == unix.EAGAIN:
-			return count, nil
-		case err == unix.EINTR:
-			continue
-		case err == unix.EBADFD:
-			return count, os.ErrClosed
-		case err != nil:
-			return count, err
-		case n == 0:
-			return count, io.ErrUnexpectedEOF // no TUN does this; do not spin on it
-		case n < vnetHdrLen || n > len(bufs[count])-(Offset-vnetHdrLen):
-			continue // nothing a TUN with IFF_VNET_HDR returns (or truncated)
-		}
-		sizes[count] = n - vnetHdrLen
-		budget -= n
-		count++
-	}
-	return count, nil
-}
-
-// write writes one packet at buf[Offset:] with header h.
-func (v *vnetTUN) write(buf []byte, h [vnetHdrLen]byte) error {
-	copy(buf[Offset-vnetHdrLen:], h[:])
-	_, err := v.f.Write(buf[Offset-vnetHdrLen:])
-	return err
 }

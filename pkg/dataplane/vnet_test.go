@@ -3,9 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"testing"
-	"time"
 )
 
 // tcp4 is an IPv4 TCP packet of size bytes (20-byte IP and TCP headers).
@@ -184,31 +182,4 @@ func FuzzOffloadHeader(f *testing.F) {
 			checkVnetHeader(t, h, pkt)
 		}
 	})
-}
-
-// A file that reads as ended stops the burst with an error instead of
-// being read again and again.
-func TestReadFDEnded(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	w.Close()
-	bufs, sizes := [][]byte{make([]byte, Offset+MaxPacket)}, []int{0}
-	var n int
-	var rerr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		n, rerr = (&vnetTUN{}).readFD(int(r.Fd()), bufs, sizes, readBudget)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("readFD kept reading an ended file")
-	}
-	if n != 0 || rerr == nil {
-		t.Errorf("readFD on an ended file: %d packets, %v", n, rerr)
-	}
 }
