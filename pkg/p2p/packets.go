@@ -26,10 +26,39 @@ func (m *PathManager) PathGen(node string) uint64 {
 	if pp == nil {
 		return 0
 	}
-	if c := pp.current.Load(); c != nil && c.conn != nil {
+	if c := pp.current.Load(); c.conn != nil {
 		return c.gen
 	}
 	return 0
+}
+
+// OpenPath opens a packet stream to node on its current path. changed is
+// closed when that path stops being node's path (another connection took
+// over, it died, its membership ended, the node was let go): open again
+// then. Without a path it fails with ErrNoPath (ErrUnknownPeer for a node
+// that is no target), and changed closes when there may be one: checking
+// it costs a sender no lock and no lookup per packet.
+func (m *PathManager) OpenPath(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error) {
+	m.mu.Lock()
+	pp := m.peers[node]
+	m.mu.Unlock()
+	if pp == nil {
+		// It may become a target: ask again in a second.
+		ch := make(chan struct{})
+		time.AfterFunc(time.Second, func() { close(ch) })
+		return nil, ch, fmt.Errorf("%q: %w", node, ErrUnknownPeer)
+	}
+	c := pp.current.Load()
+	if c.conn == nil {
+		return nil, c.changed, fmt.Errorf("%s: %w", node, ErrNoPath)
+	}
+	s, err := openStream(ctx, c.conn, PacketsProtocol, 5*time.Second)
+	if err != nil {
+		return nil, c.changed, err
+	}
+	_ = s.SetDeadline(time.Time{})
+	_ = s.CloseRead()
+	return s, c.changed, nil
 }
 
 // Open opens a packet stream to node on its current path.
@@ -41,7 +70,7 @@ func (m *PathManager) Open(ctx context.Context, node string) (io.WriteCloser, ui
 		return nil, 0, fmt.Errorf("no peer %q", node)
 	}
 	c := pp.current.Load()
-	if c == nil || c.conn == nil {
+	if c.conn == nil {
 		return nil, 0, fmt.Errorf("no path to %s", node)
 	}
 	s, err := openStream(ctx, c.conn, PacketsProtocol, 5*time.Second)

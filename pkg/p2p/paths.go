@@ -147,6 +147,15 @@ type peerPath struct {
 	status PeerStatus
 }
 
+// newPeerPath is target t's state, with no path yet; cancel ends its loop.
+func newPeerPath(t Target, cancel context.CancelFunc) *peerPath {
+	pp := &peerPath{cancel: cancel}
+	pp.target.Store(&t)
+	pp.current.Store(&currentConn{changed: make(chan struct{})})
+	pp.status = PeerStatus{Node: t.Node, Peer: t.ID.String(), Path: PathNone}
+	return pp
+}
+
 // NewPathManager manages paths on h; relays lists the relays currently
 // usable for circuits.
 func (h *Host) NewPathManager(relays func() []RelayRef) *PathManager {
@@ -186,9 +195,7 @@ func (m *PathManager) SetTargets(targets []Target) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
-		pp := &peerPath{cancel: cancel}
-		pp.target.Store(&t)
-		pp.status = PeerStatus{Node: node, Peer: t.ID.String(), Path: PathNone}
+		pp := newPeerPath(t, cancel)
 		m.peers[node] = pp
 		m.wg.Add(1)
 		go func() { // routinePeer, one per target
@@ -283,6 +290,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	}
 	l.toTCP.fail(time.Now()) // first check after 5 s
 	defer l.stopProbes()
+	defer replaceCurrent(pp, nil) // let go: senders stop using its path
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
@@ -469,9 +477,22 @@ func (l *peerLoop) moveToTCP(now time.Time, t *Target, best *probeRun, leader bo
 	}
 }
 
+// currentConn is a peer's path as senders see it: the connection (nil:
+// none), its generation, and a channel closed when it stops being the
+// peer's path. Only the peer's runPeer goroutine replaces it.
 type currentConn struct {
-	conn network.Conn
-	gen  uint64
+	conn    network.Conn
+	gen     uint64
+	changed chan struct{}
+}
+
+// replaceCurrent makes conn pp's path (nil: none) and tells the senders
+// of the one before.
+func replaceCurrent(pp *peerPath, conn network.Conn) {
+	old := pp.current.Load()
+	next := &currentConn{conn: conn, gen: old.gen + 1, changed: make(chan struct{})}
+	pp.current.Store(next)
+	close(old.changed)
 }
 
 type probeRun struct {
@@ -602,7 +623,7 @@ func (m *PathManager) liveRelay(relay peer.ID) bool {
 			// Dead only once a path it had is gone; a relay still
 			// proving itself may carry circuits already.
 			c := pp.current.Load()
-			return c == nil || (c.conn != nil && !c.conn.IsClosed())
+			return c.gen == 0 || (c.conn != nil && !c.conn.IsClosed())
 		}
 	}
 	return true // not a target (yet): let libp2p try
@@ -656,12 +677,8 @@ func (m *PathManager) record(pp *peerPath, t *Target, prev, cur network.Conn, pr
 		}
 	}
 	st.Path, st.Relay, st.RemoteAddr, st.RTTMillis = kind, relay, remote, rtt
-	if old := pp.current.Load(); (old == nil && cur != nil) || (old != nil && old.conn != cur) {
-		var gen uint64 = 1
-		if old != nil {
-			gen = old.gen + 1
-		}
-		pp.current.Store(&currentConn{conn: cur, gen: gen})
+	if old := pp.current.Load(); old.conn != cur && (cur != nil || old.gen != 0) {
+		replaceCurrent(pp, cur)
 	}
 }
 

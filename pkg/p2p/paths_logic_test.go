@@ -29,9 +29,7 @@ func testManager(members map[peer.ID]string) *PathManager {
 
 // addPeer registers a target as SetTargets would, without its goroutine.
 func addPeer(m *PathManager, t Target) *peerPath {
-	pp := &peerPath{cancel: func() {}}
-	pp.target.Store(&t)
-	pp.status = PeerStatus{Node: t.Node, Peer: t.ID.String(), Path: PathNone}
+	pp := newPeerPath(t, func() {})
 	m.peers[t.Node] = pp
 	return pp
 }
@@ -339,11 +337,20 @@ func TestNoPathErrors(t *testing.T) {
 	if g := m.PathGen("edge-x"); g != 0 {
 		t.Errorf("generation of an unknown node: %d", g)
 	}
+	if _, changed, err := m.OpenPath(ctx, "edge-x"); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("OpenPath to an unknown node: %v", err)
+	} else {
+		select { // ask again later: it may become a target
+		case <-changed:
+		case <-time.After(5 * time.Second):
+			t.Error("OpenPath to an unknown node: its change signal never fired")
+		}
+	}
 
 	closed := conn("/ip4/198.18.0.101/tcp/20006", network.DirOutbound, 0)
 	closed.closed = true
 	for name, cur := range map[string]*currentConn{
-		"never had a path": nil,
+		"never had a path": {changed: make(chan struct{})},
 		"path lost":        {conn: nil, gen: 4},
 		"path closed":      {conn: closed, gen: 5},
 	} {
@@ -351,13 +358,59 @@ func TestNoPathErrors(t *testing.T) {
 		if _, err := m.Ping(ctx, "edge-b", time.Second); !errors.Is(err, ErrNoPath) || errors.Is(err, ErrUnknownPeer) {
 			t.Errorf("%s: ping: %v, want ErrNoPath", name, err)
 		}
-		if cur == nil || cur.conn == nil {
+		if cur.conn == nil {
 			if _, _, err := m.Open(ctx, "edge-b"); err == nil || !strings.Contains(err.Error(), "no path to edge-b") {
 				t.Errorf("%s: open: %v", name, err)
+			}
+			if _, changed, err := m.OpenPath(ctx, "edge-b"); !errors.Is(err, ErrNoPath) || changed != (<-chan struct{})(cur.changed) {
+				t.Errorf("%s: OpenPath: %v, want ErrNoPath and the path's change signal", name, err)
 			}
 			if g := m.PathGen("edge-b"); g != 0 {
 				t.Errorf("%s: generation %d, want 0", name, g)
 			}
 		}
+	}
+}
+
+// A sender learns of every path change from the channel OpenPath gave it,
+// without asking again: it closes when another connection takes over,
+// when the path is lost, and not while the path stays.
+func TestPathChangeSignal(t *testing.T) {
+	m := testManager(nil)
+	tgt := &Target{Node: "edge-b", ID: unittest.NewPeerID(t)}
+	pp := addPeer(m, *tgt)
+	direct := conn("/ip4/198.18.0.101/tcp/20006", network.DirOutbound, 0)
+	quic := conn("/ip4/198.18.0.101/udp/20006/quic-v1", network.DirOutbound, 0)
+	probes := map[network.Conn]*probeRun{direct: {}, quic: {}}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	first := pp.current.Load().changed
+	m.record(pp, tgt, nil, nil, probes, 0, nil)
+	if closed(first) {
+		t.Fatal("signalled a change while there was still no path")
+	}
+	m.record(pp, tgt, nil, quic, probes, 0, nil)
+	if !closed(first) {
+		t.Fatal("no signal when the first path came")
+	}
+	onQUIC := pp.current.Load().changed
+	m.record(pp, tgt, quic, quic, probes, 0, nil)
+	if closed(onQUIC) {
+		t.Fatal("signalled a change while the path stayed")
+	}
+	m.record(pp, tgt, quic, direct, probes, 0, nil)
+	if !closed(onQUIC) {
+		t.Fatal("no signal when TCP took over from QUIC")
+	}
+	onTCP := pp.current.Load().changed
+	m.record(pp, tgt, direct, nil, probes, 0, nil)
+	if !closed(onTCP) || pp.current.Load().conn != nil {
+		t.Fatal("no signal when the path was lost")
 	}
 }

@@ -36,7 +36,7 @@ func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Durati
 		return PingResult{}, fmt.Errorf("%q: %w", node, ErrUnknownPeer)
 	}
 	cur := pp.current.Load()
-	if cur == nil || cur.conn == nil || cur.conn.IsClosed() {
+	if cur.conn == nil || cur.conn.IsClosed() {
 		return PingResult{}, fmt.Errorf("%s: %w", node, ErrNoPath)
 	}
 	c := cur.conn
