@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/edgelink/edgelink/pkg/dataplane"
+	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
 // packets is the tunnel's side of the data plane (dataplane.Network): it
@@ -24,26 +26,12 @@ func (s *Service) Packets() dataplane.Network { return s.packets }
 
 var errNotUp = errors.New("tunnel is not up")
 
-func (p *packets) Open(ctx context.Context, node string) (io.WriteCloser, uint64, error) {
+func (p *packets) Open(ctx context.Context, node string) (io.WriteCloser, <-chan struct{}, error) {
 	r := p.s.running.Load()
 	if r == nil {
-		return nil, 0, errNotUp
+		return nil, p2p.RetryAfter(time.Second), errNotUp // the tunnel may be up then
 	}
 	return r.paths.Open(ctx, node)
-}
-
-func (p *packets) PathGen(node string) uint64 {
-	r := p.s.running.Load()
-	if r == nil {
-		return 0
-	}
-	return r.paths.PathGen(node)
-}
-
-func (p *packets) Count(node string, in, out uint64) {
-	if r := p.s.running.Load(); r != nil {
-		r.paths.Count(node, in, out)
-	}
 }
 
 func (p *packets) Accept(handle func(node string, r io.ReadCloser)) { p.handle.Store(&handle) }

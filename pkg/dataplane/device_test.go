@@ -66,11 +66,9 @@ var _ Device = (*memDevice)(nil)
 // discardNet is a Transport whose streams take everything.
 type discardNet struct{}
 
-func (discardNet) Open(context.Context, string) (io.WriteCloser, uint64, error) {
-	return nopWriteCloser{}, 1, nil
+func (discardNet) Open(context.Context, string) (io.WriteCloser, <-chan struct{}, error) {
+	return nopWriteCloser{}, make(chan struct{}), nil
 }
-func (discardNet) PathGen(string) uint64        { return 1 }
-func (discardNet) Count(string, uint64, uint64) {}
 
 type nopWriteCloser struct{}
 

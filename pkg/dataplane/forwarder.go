@@ -33,14 +33,13 @@ import (
 // Transport carries frame streams to and from peers (the tunnel module
 // implements it on libp2p).
 type Transport interface {
-	// Open opens a stream to send frames to node on its current path; gen
-	// names that path.
-	Open(ctx context.Context, node string) (w io.WriteCloser, gen uint64, err error)
-	// PathGen is node's current path (0: none); when it differs from the
-	// gen a stream was opened on, the forwarder reopens.
-	PathGen(node string) uint64
-	// Count adds traffic carried to (out) or from (in) node.
-	Count(node string, in, out uint64)
+	// Open opens a stream to send frames to node on its current path.
+	// changed is closed when that path stops being node's (another
+	// connection took over, it died, node was let go): the forwarder then
+	// opens again. Without a path Open fails, and changed closes when
+	// there may be one. Checking changed is the forwarder's only per-batch
+	// question to the transport: no lock, no lookup.
+	Open(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error)
 }
 
 // Offset is the headroom each TUN buffer keeps in front of a packet (its
@@ -327,7 +326,7 @@ func (f *Forwarder) putFrames(b *[]byte) {
 // reopening it when the path changes or a write fails.
 func (f *Forwarder) send(ctx context.Context, l *link) {
 	var w io.WriteCloser
-	var gen uint64
+	var changed <-chan struct{} // nil: open at the next batch
 	defer func() {
 		if w != nil {
 			_ = w.Close()
@@ -340,17 +339,15 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			return
 		case b = <-l.ch:
 		}
-		if cur := f.tr.PathGen(l.node); w == nil || cur != gen {
+		if changed == nil || closed(changed) {
 			if w != nil {
 				_ = w.Close()
 				w = nil
 			}
-			if cur != 0 {
-				var err error
-				if w, gen, err = f.tr.Open(ctx, l.node); err != nil {
-					w = nil
-					klog.V(2).InfoS("Opening a packet stream failed", "node", l.node, "err", err)
-				}
+			var err error
+			if w, changed, err = f.tr.Open(ctx, l.node); err != nil {
+				w = nil
+				klog.V(2).InfoS("No packet stream", "node", l.node, "err", err)
 			}
 		}
 		if w == nil {
@@ -363,7 +360,7 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 		if _, err := w.Write(*b); err != nil {
 			klog.V(2).InfoS("Packet stream broke; reopening", "node", l.node, "err", err)
 			_ = w.Close()
-			w = nil
+			w, changed = nil, nil
 			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
 			l.c.dropQueue.Add(uint64(countFrames(*b)))
 		} else {
@@ -371,9 +368,18 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			f.Stats.TxPackets.Add(frames)
 			f.Stats.TxBytes.Add(uint64(n))
 			l.c.tx(frames, uint64(n))
-			f.tr.Count(l.node, 0, uint64(n))
 		}
 		f.putFrames(b)
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -486,7 +492,6 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		f.Stats.RxPackets.Add(packets)
 		f.Stats.RxBytes.Add(bytes)
 		from.c.rx(packets, bytes)
-		f.tr.Count(node, bytes, 0)
 		if bytes < pollBelow {
 			f.pollTUN()
 		}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -61,11 +62,23 @@ func (d *fakeTUN) packets() [][]byte {
 // fakeNet records what the forwarder sends per node: all of it (sent),
 // and each stream it opened, on the path generation gen held then.
 type fakeNet struct {
-	gen atomic.Uint64 // every node's current path (0: none)
-
 	mu      sync.Mutex
+	gen     uint64        // every node's current path (0: none)
+	changed chan struct{} // closed when gen changes
 	sent    map[string]*bytes.Buffer
 	streams map[string][]*fakeStream
+}
+
+// setPath moves every node to path generation gen (0: no path) and tells
+// the senders, as the tunnel's path manager does.
+func (n *fakeNet) setPath(gen uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gen = gen
+	if n.changed != nil {
+		close(n.changed)
+	}
+	n.changed = make(chan struct{})
 }
 
 // fakeStream is one stream the forwarder opened.
@@ -94,21 +107,25 @@ func (s *fakeStream) Close() error {
 	return nil
 }
 
-func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, uint64, error) {
+func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, <-chan struct{}, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.changed == nil {
+		n.changed = make(chan struct{})
+	}
+	if n.gen == 0 {
+		return nil, n.changed, errors.New("no path")
+	}
 	if n.sent[node] == nil {
 		n.sent[node] = &bytes.Buffer{}
 	}
 	if n.streams == nil {
 		n.streams = map[string][]*fakeStream{}
 	}
-	s := &fakeStream{n: n, node: node, gen: n.gen.Load()}
+	s := &fakeStream{n: n, node: node, gen: n.gen}
 	n.streams[node] = append(n.streams[node], s)
-	return s, s.gen, nil
+	return s, n.changed, nil
 }
-func (n *fakeNet) PathGen(string) uint64        { return n.gen.Load() }
-func (n *fakeNet) Count(string, uint64, uint64) {}
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
@@ -129,7 +146,7 @@ func newTestForwarder(t *testing.T) (*Forwarder, *fakeTUN, *fakeNet) {
 // newTestForwarderOn is newTestForwarder on the Device d made of dev.
 func newTestForwarderOn(t *testing.T, d Device, dev *fakeTUN) (*Forwarder, *fakeNet) {
 	n := &fakeNet{sent: map[string]*bytes.Buffer{}}
-	n.gen.Store(1)
+	n.setPath(1)
 	f := newForwarder(d, n)
 	t.Cleanup(func() { dev.Close(); f.Close() })
 	f.SetPlan(testPlan)
@@ -255,7 +272,7 @@ func TestSendFollowsPathChanges(t *testing.T) {
 	}
 
 	p1, p2 := sendOne(1), sendOne(2)
-	n.gen.Store(2) // the path changed
+	n.setPath(2) // the path changed
 	p3 := sendOne(3)
 	st := streams()
 	if len(st) != 2 || st[0].gen != 1 || st[1].gen != 2 {
@@ -267,7 +284,7 @@ func TestSendFollowsPathChanges(t *testing.T) {
 		t.Errorf("after the path change: old stream closed %v, new stream closed %v", st[0].closed, st[1].closed)
 	}
 
-	n.gen.Store(0) // no path at all
+	n.setPath(0) // no path at all
 	drops := f.Snapshot().DropQueue
 	sendOne(4)
 	if got := f.Snapshot().DropQueue; got != drops+1 {
@@ -276,7 +293,7 @@ func TestSendFollowsPathChanges(t *testing.T) {
 	if st := streams(); len(st) != 2 || !st[1].closed {
 		t.Errorf("without a path: %d streams, the last closed %v; want no new stream and the last closed", len(st), st[len(st)-1].closed)
 	}
-	n.gen.Store(3)
+	n.setPath(3)
 	p5 := sendOne(5)
 	st = streams()
 	if len(st) != 3 || st[2].gen != 3 {

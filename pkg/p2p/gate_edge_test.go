@@ -199,7 +199,7 @@ func TestNoPathBeforeProof(t *testing.T) {
 		if _, _, err := pm.Open(ctx, "edge-o"); err == nil {
 			t.Fatal("a packet stream opened to a peer that has not proven membership")
 		}
-		if g := pm.PathGen("edge-o"); g != 0 {
+		if g := pm.pathGen("edge-o"); g != 0 {
 			t.Fatalf("path generation %d for a peer that has not proven membership", g)
 		}
 	}

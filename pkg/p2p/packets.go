@@ -17,9 +17,10 @@ import (
 // its membership proof.
 const PacketsProtocol = protocol.ID("/edgelink/packets/1.0.0")
 
-// PathGen is node's current path generation: 0 without a path; it
-// changes whenever the path manager moves the node to another connection.
-func (m *PathManager) PathGen(node string) uint64 {
+// pathGen is node's current path generation: 0 without a path; it
+// changes whenever the path manager moves the node to another connection
+// (tests read it; senders watch Open's change signal).
+func (m *PathManager) pathGen(node string) uint64 {
 	m.mu.Lock()
 	pp := m.peers[node]
 	m.mu.Unlock()
@@ -32,21 +33,18 @@ func (m *PathManager) PathGen(node string) uint64 {
 	return 0
 }
 
-// OpenPath opens a packet stream to node on its current path. changed is
+// Open opens a packet stream to node on its current path. changed is
 // closed when that path stops being node's path (another connection took
 // over, it died, its membership ended, the node was let go): open again
 // then. Without a path it fails with ErrNoPath (ErrUnknownPeer for a node
 // that is no target), and changed closes when there may be one: checking
 // it costs a sender no lock and no lookup per packet.
-func (m *PathManager) OpenPath(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error) {
+func (m *PathManager) Open(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error) {
 	m.mu.Lock()
 	pp := m.peers[node]
 	m.mu.Unlock()
 	if pp == nil {
-		// It may become a target: ask again in a second.
-		ch := make(chan struct{})
-		time.AfterFunc(time.Second, func() { close(ch) })
-		return nil, ch, fmt.Errorf("%q: %w", node, ErrUnknownPeer)
+		return nil, RetryAfter(time.Second), fmt.Errorf("%q: %w", node, ErrUnknownPeer) // it may become a target
 	}
 	c := pp.current.Load()
 	if c.conn == nil {
@@ -54,32 +52,11 @@ func (m *PathManager) OpenPath(ctx context.Context, node string) (w io.WriteClos
 	}
 	s, err := openStream(ctx, c.conn, PacketsProtocol, 5*time.Second)
 	if err != nil {
-		return nil, c.changed, err
+		return nil, RetryAfter(time.Second), err // the path may be fine: try again soon
 	}
 	_ = s.SetDeadline(time.Time{})
 	_ = s.CloseRead()
 	return s, c.changed, nil
-}
-
-// Open opens a packet stream to node on its current path.
-func (m *PathManager) Open(ctx context.Context, node string) (io.WriteCloser, uint64, error) {
-	m.mu.Lock()
-	pp := m.peers[node]
-	m.mu.Unlock()
-	if pp == nil {
-		return nil, 0, fmt.Errorf("no peer %q", node)
-	}
-	c := pp.current.Load()
-	if c.conn == nil {
-		return nil, 0, fmt.Errorf("no path to %s", node)
-	}
-	s, err := openStream(ctx, c.conn, PacketsProtocol, 5*time.Second)
-	if err != nil {
-		return nil, 0, err
-	}
-	_ = s.SetDeadline(time.Time{})
-	_ = s.CloseRead()
-	return s, c.gen, nil
 }
 
 // HandlePackets calls handle for every packet stream a member opens to
@@ -94,4 +71,12 @@ func (h *Host) HandlePackets(handle func(node string, r io.ReadCloser)) {
 		_ = s.CloseWrite()
 		handle(node, s)
 	})
+}
+
+// RetryAfter is a change signal that fires after d: for a sender to ask
+// again when nothing else would tell it to.
+func RetryAfter(d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	time.AfterFunc(d, func() { close(ch) })
+	return ch
 }

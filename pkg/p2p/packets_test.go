@@ -93,7 +93,7 @@ func TestPacketsFollowThePathWhenARelayDies(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if g := pm.PathGen("edge-b"); g != 0 && g != not {
+			if g := pm.pathGen("edge-b"); g != 0 && g != not {
 				return g
 			}
 			if time.Now().After(deadline) {

@@ -84,12 +84,14 @@ type ConnStatus struct {
 
 // PeerStatus is what the path manager knows of one peer.
 type PeerStatus struct {
-	Node         string       `json:"node"`
-	Peer         string       `json:"peer"`
-	Path         PathKind     `json:"path"`
-	Relay        string       `json:"relay,omitempty"` // node name of the relay carrying a relayed path
-	RemoteAddr   string       `json:"remoteAddr,omitempty"`
-	RTTMillis    float64      `json:"rttMs"`
+	Node       string   `json:"node"`
+	Peer       string   `json:"peer"`
+	Path       PathKind `json:"path"`
+	Relay      string   `json:"relay,omitempty"` // node name of the relay carrying a relayed path
+	RemoteAddr string   `json:"remoteAddr,omitempty"`
+	RTTMillis  float64  `json:"rttMs"`
+	// BytesIn, BytesOut and LastActivity are the probes' (pod traffic is
+	// counted once, by the data plane, which the status merges in).
 	BytesIn      uint64       `json:"bytesIn"`
 	BytesOut     uint64       `json:"bytesOut"`
 	LastActivity time.Time    `json:"lastActivity,omitzero"`
@@ -135,9 +137,6 @@ type PathManager struct {
 type peerPath struct {
 	target atomic.Pointer[Target]
 	cancel context.CancelFunc
-
-	bytesIn, bytesOut atomic.Uint64
-	lastActivity      atomic.Int64 // unix nanos
 
 	// current is the connection traffic should use; gen counts its
 	// changes (0: never had one), so senders notice a new path.
@@ -240,28 +239,10 @@ func (m *PathManager) Status() []PeerStatus {
 		st := pp.status
 		st.Conns = slices.Clone(st.Conns)
 		pp.mu.Unlock()
-		st.BytesIn += pp.bytesIn.Load()
-		st.BytesOut += pp.bytesOut.Load()
-		if la := pp.lastActivity.Load(); la != 0 && time.Unix(0, la).After(st.LastActivity) {
-			st.LastActivity = time.Unix(0, la)
-		}
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return cmp.Compare(a.Node, b.Node) })
 	return out
-}
-
-// Count adds traffic the data plane carried to or from node.
-func (m *PathManager) Count(node string, in, out uint64) {
-	m.mu.Lock()
-	pp := m.peers[node]
-	m.mu.Unlock()
-	if pp == nil {
-		return
-	}
-	pp.bytesIn.Add(in)
-	pp.bytesOut.Add(out)
-	pp.lastActivity.Store(time.Now().UnixNano())
 }
 
 type backoff struct {

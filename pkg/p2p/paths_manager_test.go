@@ -64,7 +64,7 @@ func TestSetTargets(t *testing.T) {
 	if got := nodes(pm.Status()); got != "edge-b,relay-1" {
 		t.Fatalf("targets %s, want edge-b,relay-1", got)
 	}
-	waitFor(t, "paths to edge-b and relay-1", func() bool { return pm.PathGen("edge-b") != 0 && pm.PathGen("relay-1") != 0 })
+	waitFor(t, "paths to edge-b and relay-1", func() bool { return pm.pathGen("edge-b") != 0 && pm.pathGen("relay-1") != 0 })
 	st := statusOf(t, pm, "edge-b")
 	if st.Path != PathDirectTCP || st.Peer != b.ID().String() || st.PathChanges != 1 || len(st.Conns) == 0 {
 		t.Fatalf("edge-b: %+v", st)
@@ -84,7 +84,7 @@ func TestSetTargets(t *testing.T) {
 		return strings.Contains(statusOf(t, pm, "edge-b").LastError, `proved node "edge-d", not "edge-b"`)
 	})
 	st = statusOf(t, pm, "edge-b")
-	if got := nodes(pm.Status()); got != "edge-b" || st.Peer != d.ID().String() || st.Path != PathNone || st.PathChanges != 0 || pm.PathGen("edge-b") != 0 {
+	if got := nodes(pm.Status()); got != "edge-b" || st.Peer != d.ID().String() || st.Path != PathNone || st.PathChanges != 0 || pm.pathGen("edge-b") != 0 {
 		t.Fatalf("after the new identity: targets %s, edge-b %+v", got, st)
 	}
 	if _, err := pm.Ping(context.Background(), "edge-b", time.Second); err == nil {

@@ -71,7 +71,7 @@ func TestUpgradeRelayedPath(t *testing.T) {
 		pmB.Close()
 	})
 	pmA.SetTargets([]Target{{Node: "edge-b", ID: b.ID()}}) // no direct address: a circuit
-	waitFor(t, "edge-a's relayed path", func() bool { return pmA.PathGen("edge-b") != 0 })
+	waitFor(t, "edge-a's relayed path", func() bool { return pmA.pathGen("edge-b") != 0 })
 	pmB.SetTargets([]Target{{Node: "edge-a", ID: a.ID()}})
 	waitFor(t, "edge-b's upgrade retries", func() bool {
 		st := statusOf(t, pmB, "edge-a")
@@ -112,7 +112,7 @@ func TestNoUpgradeWithoutPublicAddress(t *testing.T) {
 		closeB()
 	})
 	pmA.SetTargets([]Target{{Node: "edge-b", ID: b.ID()}})
-	waitFor(t, "edge-a's relayed path", func() bool { return pmA.PathGen("edge-b") != 0 })
+	waitFor(t, "edge-a's relayed path", func() bool { return pmA.pathGen("edge-b") != 0 })
 	pmB.SetTargets([]Target{{Node: "edge-a", ID: a.ID()}})
 	waitFor(t, "edge-b saying why it does not upgrade", func() bool {
 		return strings.Contains(statusOf(t, pmB, "edge-a").LastError, "no public address to punch from")
