@@ -4,7 +4,7 @@
 #   tests/run.sh [lint] [unit] [fuzz] [e2e]     (default: all four)
 #
 # lint  gofmt and go vet (and go vet of the data plane for darwin)
-# unit  tests of logic (no root needed)
+# unit  tests of logic, with the race detector (no root needed)
 # fuzz  every fuzz target for FUZZTIME (default 10s) each
 # e2e   real network namespaces, binaries and test peers (needs root)
 set -uo pipefail
@@ -57,7 +57,8 @@ lint() {
 unit() {
 	# The wire check against SpiderPool's models is its own module.
 	{
-		go test -json -count=1 -cover $(go list ./... | grep -v /tests/)
+		# -race: the unit tests run the modules' goroutines for real.
+		go test -json -count=1 -race -cover $(go list ./... | grep -v /tests/)
 		(cd tests/tools/spiderpool-wire && go test -mod=mod -json -count=1 ./...)
 	} | bin/testsummary -suite unit
 }
