@@ -171,7 +171,15 @@ func (f *Forwarder) SetPlan(p *Plan) {
 		}
 		l.pfxs = len(pfxs)
 	}
-	f.tbl.Store(&table{t: t})
+	hosts := map[netip.Addr]*link{}
+	for node, addrs := range p.Hosts {
+		if l := f.links[node]; l != nil {
+			for _, a := range addrs {
+				hosts[a.Unmap()] = l
+			}
+		}
+	}
+	f.tbl.Store(&table{t: t, hosts: hosts})
 	for node, l := range f.links {
 		if _, ok := p.Remote[node]; !ok {
 			l.cancel()
@@ -458,9 +466,15 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 		}
 		sd, found := tbl.lookup(src)
 		if !found || sd.link == nil || sd.link.node != node {
-			f.Stats.DropSpoofed.Add(1)
-			spoofed++
-			continue
+			// An ICMP error the sending node's own kernel made about
+			// one of our packets (path MTU discovery needs it).
+			h := tbl.hosts[src]
+			if h == nil || h.node != node || !isICMPError(pkt) {
+				f.Stats.DropSpoofed.Add(1)
+				spoofed++
+				continue
+			}
+			sd.link = h
 		}
 		if d, found := tbl.lookup(dst); !found || d.link != nil {
 			f.Stats.DropNotLocal.Add(1)

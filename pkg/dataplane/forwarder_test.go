@@ -382,3 +382,65 @@ func TestPlanString(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// The ICMP errors a peer's own kernel sends about our pods' packets come
+// from its node address, outside its pod prefixes: they are taken (path
+// MTU discovery across the mesh needs "fragmentation needed"), and only
+// those: other ICMP, UDP, or an error from another node's address are
+// still spoofed.
+func TestReceiveICMPErrorsFromThePeersNode(t *testing.T) {
+	f, dev, _ := newTestForwarder(t)
+	plan := *testPlan
+	plan.Hosts = map[string][]netip.Addr{"edge-2": {netip.MustParseAddr("192.168.1.12")}, "edge-3": {netip.MustParseAddr("192.168.3.13")}}
+	f.SetPlan(&plan)
+	icmp := func(src [4]byte, typ byte) []byte {
+		p := ipv4(src, [4]byte{10, 244, 1, 2}, 56)
+		p[9], p[20], p[21] = 1, typ, 4 // ICMP, code 4: fragmentation needed (with type 3)
+		return p
+	}
+	edge2, edge3 := [4]byte{192, 168, 1, 12}, [4]byte{192, 168, 3, 13}
+	fragNeeded, timeExceeded := icmp(edge2, 3), icmp(edge2, 11)
+	var stream []byte
+	for _, p := range [][]byte{
+		fragNeeded,
+		timeExceeded,
+		icmp(edge2, 8),                          // an echo request from the node address: not an error
+		ipv4(edge2, [4]byte{10, 244, 1, 2}, 60), // UDP from the node address
+		icmp(edge3, 3),                          // edge-3's node address, sent by edge-2
+		icmp([4]byte{192, 168, 1, 99}, 3),       // nobody's
+	} {
+		stream = AppendFrame(stream, p)
+	}
+	f.Receive("edge-2", io.NopCloser(bytes.NewReader(stream)))
+	got := dev.packets()
+	if len(got) != 2 || !bytes.Equal(got[0], fragNeeded) || !bytes.Equal(got[1], timeExceeded) {
+		t.Fatalf("written to the TUN: %d packets, want the 2 ICMP errors from edge-2's node", len(got))
+	}
+	if s := f.Snapshot(); s.DropSpoofed != 4 {
+		t.Errorf("spoofed drops %d, want 4", s.DropSpoofed)
+	}
+}
+
+func TestIsICMPError(t *testing.T) {
+	v6 := func(next, typ byte) []byte {
+		p := make([]byte, 48)
+		p[0], p[6], p[40] = 0x60, next, typ
+		return p
+	}
+	frag := ipv4([4]byte{1}, [4]byte{2}, 56)
+	frag[9], frag[20], frag[6] = 1, 3, 0x20 // more fragments: a fragment's body is not a header
+	for name, tc := range map[string]struct {
+		pkt  []byte
+		want bool
+	}{
+		"v6 packet too big":            {v6(58, 2), true},
+		"v6 destination unreachable":   {v6(58, 1), true},
+		"v6 echo request":              {v6(58, 128), false},
+		"v6 UDP":                       {v6(17, 1), false},
+		"v4 fragment of an ICMP error": {frag, false},
+	} {
+		if got := isICMPError(tc.pkt); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}

@@ -37,3 +37,26 @@ func checksum(b []byte, sum uint32) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// isICMPError reports whether pkt is an ICMP error message: destination
+// unreachable (fragmentation needed among them), time exceeded or
+// parameter problem, for IPv4; the same and packet too big for IPv6
+// (which must be the next header, no extension headers before it).
+func isICMPError(pkt []byte) bool {
+	switch pkt[0] >> 4 {
+	case 4:
+		ihl := int(pkt[0]&0x0f) * 4
+		if pkt[9] != 1 || ihl < 20 || len(pkt) < ihl+8 || pkt[6]&0x3f != 0 || pkt[7] != 0 { // ICMP, unfragmented
+			return false
+		}
+		t := pkt[ihl]
+		return t == 3 || t == 11 || t == 12
+	case 6:
+		if pkt[6] != 58 || len(pkt) < 48 { // ICMPv6 right after the header
+			return false
+		}
+		t := pkt[40]
+		return t >= 1 && t <= 4
+	}
+	return false
+}

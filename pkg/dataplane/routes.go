@@ -17,6 +17,11 @@ import (
 type Plan struct {
 	Local  []netip.Prefix            // this node's pods (pod CIDRs and pod /32s)
 	Remote map[string][]netip.Prefix // node name -> its pods' prefixes
+	// Hosts are remote nodes' own addresses (their InternalIPs): the
+	// sources their kernels send ICMP errors from (fragmentation needed,
+	// unreachable) about our pods' packets. Only ICMP errors from them
+	// are taken besides packets from the node's prefixes.
+	Hosts map[string][]netip.Addr
 }
 
 // String renders the plan as sorted text (golden tests, `edgelink routes`).
@@ -50,7 +55,8 @@ type dest struct {
 // table is an immutable longest-prefix-match table; the forwarder swaps
 // whole tables atomically, so lookups take no lock.
 type table struct {
-	t *bart.Table[dest]
+	t     *bart.Table[dest]
+	hosts map[netip.Addr]*link // Plan.Hosts: ICMP error sources
 }
 
 func (t *table) lookup(a netip.Addr) (dest, bool) { return t.t.Lookup(a) }
