@@ -105,16 +105,20 @@ type IPTables interface {
 	Delete(table, chain string, rulespec ...string) error
 }
 
-// iptables chains this module owns, each jumped to from the top of its
-// built-in chain:
+// iptables chains this module owns, each jumped to from its built-in
+// chain:
 //
-//	nat    POSTROUTING -> EDGELINK-POSTROUTING: -s MESH -d MESH -j ACCEPT
-//	       (pod-to-pod traffic between mesh CIDRs is never masqueraded,
-//	       whatever Flannel or Calico add after us)
-//	mangle FORWARD     -> EDGELINK-MSS: TCP SYNs in or out of the TUN get
-//	       their MSS clamped to the path MTU
-//	filter FORWARD     -> EDGELINK-FORWARD: accept traffic in or out of
-//	       the TUN (hosts whose FORWARD policy is DROP)
+//	nat    POSTROUTING -> EDGELINK-POSTROUTING (jump first): -s MESH -d MESH
+//	       -j ACCEPT (pod-to-pod traffic between mesh CIDRs is never
+//	       masqueraded, whatever Flannel or Calico add after us)
+//	mangle FORWARD     -> EDGELINK-MSS (jump first): TCP SYNs in or out of
+//	       the TUN get their MSS clamped to the path MTU
+//	filter FORWARD     -> EDGELINK-FORWARD (jump appended, wherever it then
+//	       is): accept traffic in or out of the TUN that nothing before
+//	       judged (hosts whose FORWARD policy is DROP). Appended, so that
+//	       the NetworkPolicy chains in FORWARD (Calico's cali-FORWARD,
+//	       KUBE-FORWARD, a user's rules) see mesh traffic first, and no
+//	       fight with Felix over the first place.
 const (
 	chainNAT     = "EDGELINK-POSTROUTING"
 	chainMSS     = "EDGELINK-MSS"
@@ -124,6 +128,7 @@ const (
 type chainSpec struct {
 	table, builtin, chain string
 	rules                 [][]string
+	last                  bool // jump appended (anywhere will do), not first
 }
 
 func (k *kernel) chains(mesh []netip.Prefix, v6 bool) []chainSpec {
@@ -142,9 +147,9 @@ func (k *kernel) chains(mesh []netip.Prefix, v6 bool) []chainSpec {
 		return []string{dir, k.tun, "-m", "comment", "--comment", "edgelink: mesh traffic", "-j", "ACCEPT"}
 	}
 	return []chainSpec{
-		{"nat", "POSTROUTING", chainNAT, nat},
-		{"mangle", "FORWARD", chainMSS, [][]string{mss("-o"), mss("-i")}},
-		{"filter", "FORWARD", chainForward, [][]string{fwd("-o"), fwd("-i")}},
+		{"nat", "POSTROUTING", chainNAT, nat, false},
+		{"mangle", "FORWARD", chainMSS, [][]string{mss("-o"), mss("-i")}, false},
+		{"filter", "FORWARD", chainForward, [][]string{fwd("-o"), fwd("-i")}, true},
 	}
 }
 
@@ -240,7 +245,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // reconcileIPTables makes our chains hold exactly their rules, jumped to
-// first from their built-in chains, for each IP family in use.
+// from their built-in chains (first, or anywhere for the filter chain),
+// for each IP family in use.
 func (k *kernel) reconcileIPTables(mesh []netip.Prefix) error {
 	var errs []error
 	for _, v6 := range []bool{false, true} {
@@ -296,6 +302,12 @@ func ensureChain(ipt IPTables, c chainSpec) error {
 		}
 	}
 	jump := []string{"-m", "comment", "--comment", "edgelink", "-j", c.chain}
+	if c.last {
+		if ok, err := ipt.Exists(c.table, c.builtin, jump...); err != nil || ok {
+			return err
+		}
+		return ipt.Append(c.table, c.builtin, jump...)
+	}
 	builtin, err := ipt.List(c.table, c.builtin)
 	if err != nil {
 		return err

@@ -306,7 +306,11 @@ func (s *Service) checkChains(mesh []netip.Prefix) []agentapi.Check {
 				out = append(out, agentapi.Fail(name, problem,
 					fmt.Sprintf("the agent restores it within 10 s; if it keeps disappearing, a firewall manager flushes %s %s: run the agent's rules after it or exclude EDGELINK-* chains", spec.table, spec.builtin)))
 			} else {
-				out = append(out, agentapi.OK(name, fmt.Sprintf("%s %s jumps first to %s (%d rules)", spec.table, spec.builtin, spec.chain, len(spec.rules))))
+				where := "first"
+				if spec.last {
+					where = "after its other rules"
+				}
+				out = append(out, agentapi.OK(name, fmt.Sprintf("%s %s jumps %s to %s (%d rules)", spec.table, spec.builtin, where, spec.chain, len(spec.rules))))
 			}
 		}
 	}
@@ -381,7 +385,8 @@ func mtuCheck(link *Link, mtu, cfg, underlay int) agentapi.Check {
 }
 
 // checkChain says what differs between the kernel and spec ("" when
-// nothing): chain missing, rules different, jump missing or not first.
+// nothing): chain missing, rules different, jump missing or not first
+// (anywhere, for a chain jumped to last).
 func checkChain(ipt iptablesLister, c chainSpec) string {
 	exists, err := ipt.ChainExists(c.table, c.chain)
 	if err != nil {
@@ -405,6 +410,14 @@ func checkChain(ipt iptablesLister, c chainSpec) string {
 	builtin, err := ipt.List(c.table, c.builtin)
 	if err != nil {
 		return fmt.Sprintf("%s %s: %v", c.table, c.builtin, err)
+	}
+	if c.last {
+		for _, r := range builtin {
+			if strings.Contains(r, "-j "+c.chain) {
+				return ""
+			}
+		}
+		return fmt.Sprintf("no jump from %s %s to %s", c.table, c.builtin, c.chain)
 	}
 	if len(builtin) < 2 || !strings.Contains(builtin[1], "-j "+c.chain) {
 		for _, r := range builtin {

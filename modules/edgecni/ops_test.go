@@ -37,7 +37,7 @@ func (f fakeIPT) Exists(table, chain string, rule ...string) (bool, error) {
 var _ iptablesLister = fakeIPT(nil)
 
 func TestCheckChain(t *testing.T) {
-	spec := chainSpec{"nat", "POSTROUTING", chainNAT, [][]string{{"-s", "10.244.0.0/16", "-d", "10.245.0.0/16", "-j", "ACCEPT"}}}
+	spec := chainSpec{"nat", "POSTROUTING", chainNAT, [][]string{{"-s", "10.244.0.0/16", "-d", "10.245.0.0/16", "-j", "ACCEPT"}}, false}
 	good := func() fakeIPT {
 		return fakeIPT{
 			"nat/" + chainNAT: {"-N " + chainNAT, "-A " + chainNAT + " -s 10.244.0.0/16 -d 10.245.0.0/16 -j ACCEPT"},

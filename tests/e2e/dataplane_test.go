@@ -22,7 +22,9 @@ import (
 // IPv6, UDP; a spoofed
 // inner source is dropped; an address no node has gets ICMP unreachable;
 // a DF packet over the TUN MTU gets "fragmentation needed" while TCP with
-// a larger MSS works (clamped); shutdown leaves no TUN, route or chain.
+// a larger MSS works (clamped); a policy chain ahead in FORWARD still
+// drops the mesh traffic it matches; shutdown leaves no TUN, route or
+// chain.
 // Needs root.
 func TestDataplanePodToPod(t *testing.T) {
 	cp := cluster.Shared(t)
@@ -154,6 +156,35 @@ func TestDataplanePodToPod(t *testing.T) {
 		rules, _ := exec.Command("ip", "netns", "exec", e1.NetNS, "iptables", "-t", "mangle", "-L", "EDGELINK-MSS", "-v", "-x", "-n").CombinedOutput()
 		if !clampedSome(string(rules)) {
 			t.Errorf("the MSS clamp matched no SYN:\n%s", rules)
+		}
+	})
+
+	t.Run("a policy chain in FORWARD still judges mesh traffic", func(t *testing.T) {
+		// As Calico's cali-FORWARD or KUBE-FORWARD: a chain jumped to
+		// first from FORWARD, dropping what a NetworkPolicy denies.
+		ipt := func(args ...string) {
+			t.Helper()
+			if out, err := exec.Command("ip", append([]string{"netns", "exec", e2.NetNS, "iptables"}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables %v: %v\n%s", args, err, out)
+			}
+		}
+		ipt("-N", "POLICY-TEST")
+		ipt("-A", "POLICY-TEST", "-d", ip2.String(), "-p", "icmp", "-j", "DROP")
+		ipt("-I", "FORWARD", "1", "-j", "POLICY-TEST")
+		t.Cleanup(func() {
+			_ = exec.Command("ip", "netns", "exec", e2.NetNS, "iptables", "-D", "FORWARD", "-j", "POLICY-TEST").Run()
+			_ = exec.Command("ip", "netns", "exec", e2.NetNS, "iptables", "-F", "POLICY-TEST").Run()
+			_ = exec.Command("ip", "netns", "exec", e2.NetNS, "iptables", "-X", "POLICY-TEST").Run()
+		})
+		// Past one of the agent's 10 s reconciles, which must leave the
+		// policy where it is.
+		time.Sleep(11 * time.Second)
+		if out, err := execIn(pod1, "ping", "-c2", "-i0.2", "-W1", ip2.String()); err == nil {
+			rules, _ := exec.Command("ip", "netns", "exec", e2.NetNS, "iptables", "-S", "FORWARD").CombinedOutput()
+			t.Errorf("a ping the policy chain drops got through:\n%s\nFORWARD:\n%s", out, rules)
+		}
+		if _, err := execIn(pod2, "ping", "-c1", "-W2", ip1.String()); err != nil {
+			t.Errorf("traffic the policy does not match (to pod1): %v", err)
 		}
 	})
 
