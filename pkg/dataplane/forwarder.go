@@ -402,6 +402,10 @@ func countFrames(b []byte) int {
 	return n
 }
 
+// streamBuffer is each inbound stream's read buffer: what an idle stream
+// costs (a batch's buffers are taken from a pool only while data flows).
+const streamBuffer = 256 << 10
+
 // rxBatch is one batch of inbound packets on their way to the TUN.
 type rxBatch struct {
 	bufs  [][]byte // full-size buffers (GRO coalesces into them)
@@ -423,11 +427,16 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 	defer r.Close()
 	stop := context.AfterFunc(f.ctx, func() { _ = r.Close() })
 	defer stop()
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, streamBuffer)
 	for {
-		b := f.batches.Get().(*rxBatch)
-		err := f.receiveBatch(node, br, b)
-		f.batches.Put(b)
+		// Wait for data before taking a batch's buffers from the pool:
+		// an idle stream holds its reader's buffer only.
+		_, err := br.Peek(1)
+		if err == nil {
+			b := f.batches.Get().(*rxBatch)
+			err = f.receiveBatch(node, br, b)
+			f.batches.Put(b)
+		}
 		if err != nil {
 			if errors.Is(err, ErrBadFrame) {
 				f.Stats.BadStreams.Add(1)

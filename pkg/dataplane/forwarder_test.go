@@ -444,3 +444,34 @@ func TestIsICMPError(t *testing.T) {
 		}
 	}
 }
+
+// An idle inbound stream costs its read buffer, not a batch's buffers
+// (128 full-size packets): a member holding streams open without sending
+// cannot make a node hold megabytes per stream.
+func TestIdleStreamsCostTheirBufferOnly(t *testing.T) {
+	f, _, _ := newTestForwarder(t)
+	const streams = 32
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse
+	var wg sync.WaitGroup
+	writers := make([]*io.PipeWriter, streams)
+	for i := range writers {
+		r, w := io.Pipe()
+		writers[i] = w
+		wg.Add(1)
+		go func() { defer wg.Done(); f.Receive("edge-2", r) }()
+	}
+	time.Sleep(200 * time.Millisecond) // every Receive waits for data
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	grew := int64(ms.HeapInuse) - int64(before)
+	for _, w := range writers {
+		w.Close()
+	}
+	wg.Wait()
+	if perStream := grew / streams; perStream > 2*streamBuffer {
+		t.Errorf("%d idle streams grew the heap by %d KiB, %d KiB each; want about the %d KiB read buffer", streams, grew>>10, perStream>>10, streamBuffer>>10)
+	}
+}
