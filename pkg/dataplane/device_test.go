@@ -121,7 +121,7 @@ func BenchmarkFramesToTUN(b *testing.B) {
 	for b.Loop() {
 		r.Reset(stream)
 		br.Reset(r)
-		if err := f.receiveBatch("edge-2", br, batch); err != nil && !errors.Is(err, io.EOF) {
+		if err := f.receiveBatch("edge-2", br, batch, true); err != nil && !errors.Is(err, io.EOF) {
 			b.Fatal(err)
 		}
 	}

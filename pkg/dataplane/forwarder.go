@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -102,6 +103,7 @@ type link struct {
 	ch      chan *[]byte
 	cancel  context.CancelFunc
 	pending *[]byte // filled by dispatch only
+	ipOnly  []byte  // send's: a batch as IP frames only, for a version-1 stream
 	packets int
 	c       peerCounters
 	pfxs    int // prefixes routed to it (SetPlan)
@@ -335,6 +337,7 @@ func (f *Forwarder) putFrames(b *[]byte) {
 func (f *Forwarder) send(ctx context.Context, l *link) {
 	var w io.WriteCloser
 	var changed <-chan struct{} // nil: open at the next batch
+	offload := true             // the stream takes offload frames
 	defer func() {
 		if w != nil {
 			_ = w.Close()
@@ -356,6 +359,8 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			if w, changed, err = f.tr.Open(ctx, l.node); err != nil {
 				w = nil
 				klog.V(2).InfoS("No packet stream", "node", l.node, "err", err)
+			} else {
+				offload = takesOffload(w)
 			}
 		}
 		if w == nil {
@@ -364,21 +369,40 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			f.putFrames(b)
 			continue
 		}
-		n := len(*b)
-		if _, err := w.Write(*b); err != nil {
+		data := *b
+		if !offload {
+			var dropped int
+			l.ipOnly, dropped = appendIPFrames(l.ipOnly[:0], data)
+			data = l.ipOnly
+			if dropped > 0 {
+				f.Stats.DropMalformed.Add(uint64(dropped))
+			}
+		}
+		n := len(data)
+		if _, err := w.Write(data); err != nil {
 			klog.V(2).InfoS("Packet stream broke; reopening", "node", l.node, "err", err)
 			_ = w.Close()
 			w, changed = nil, nil
-			f.Stats.DropQueue.Add(uint64(countFrames(*b)))
-			l.c.dropQueue.Add(uint64(countFrames(*b)))
+			f.Stats.DropQueue.Add(uint64(countFrames(data)))
+			l.c.dropQueue.Add(uint64(countFrames(data)))
 		} else {
-			frames := uint64(countFrames(*b))
+			frames := uint64(countFrames(data))
 			f.Stats.TxPackets.Add(frames)
 			f.Stats.TxBytes.Add(uint64(n))
 			l.c.tx(frames, uint64(n))
 		}
 		f.putFrames(b)
 	}
+}
+
+// takesOffload reports whether stream s (the tunnel's) carries offload
+// frames: version 2 of the packets protocol does, version 1 does not
+// (then it says so with an Offload method).
+func takesOffload(s any) bool {
+	if o, ok := s.(interface{ Offload() bool }); ok {
+		return o.Offload()
+	}
+	return true
 }
 
 // closed reports whether ch is closed, without waiting.
@@ -428,13 +452,14 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 	stop := context.AfterFunc(f.ctx, func() { _ = r.Close() })
 	defer stop()
 	br := bufio.NewReaderSize(r, streamBuffer)
+	offload := takesOffload(r)
 	for {
 		// Wait for data before taking a batch's buffers from the pool:
 		// an idle stream holds its reader's buffer only.
 		_, err := br.Peek(1)
 		if err == nil {
 			b := f.batches.Get().(*rxBatch)
-			err = f.receiveBatch(node, br, b)
+			err = f.receiveBatch(node, br, b, offload)
 			f.batches.Put(b)
 		}
 		if err != nil {
@@ -452,7 +477,7 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 // each with its virtio-net header: a super-packet (offload frame) with
 // the one that asks the kernel to segment it, the others with none (the
 // device coalesces those).
-func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) error {
+func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch, offload bool) error {
 	b.write = b.write[:0]
 	var packets, bytes, spoofed, supers uint64
 	var rerr error
@@ -463,6 +488,9 @@ func (f *Forwarder) receiveBatch(node string, br *bufio.Reader, b *rxBatch) erro
 			break
 		}
 		fr, err := ReadFrame(br, b.bufs[i][Offset:])
+		if err == nil && fr.Partial && !offload {
+			err = fmt.Errorf("%w: an offload frame on a version 1 stream", ErrBadFrame)
+		}
 		if err != nil {
 			rerr = err
 			break

@@ -9,7 +9,11 @@ import (
 )
 
 // Packets travel between nodes as frames on one long-lived stream per
-// direction and peer (p2p's /edgelink/packets/1.0.0).
+// direction and peer (p2p's PacketsProtocol). Version 2 of that protocol
+// (/edgelink/packets/2.0.0) carries both frame types; version 1
+// (/edgelink/packets/1.0.0, older releases) IP frames only: towards such a
+// peer the sender cuts super-packets itself (segment.go), and an offload
+// frame on a version-1 stream closes it.
 //
 // Wire format of a frame:
 //

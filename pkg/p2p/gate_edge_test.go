@@ -132,7 +132,7 @@ func TestGateRefusesBadProofs(t *testing.T) {
 				// NewStream negotiates lazily, with the first write):
 				// the gate's handler has the stream before the proof
 				// starts.
-				s, err := openStream(ctx, o.Network().ConnsToPeer(a.ID())[0], MembershipProtocol, 10*time.Second)
+				s, err := openStream(ctx, o.Network().ConnsToPeer(a.ID())[0], 10*time.Second, MembershipProtocol)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -232,7 +232,7 @@ func TestPacketStreamsPerPeerBounded(t *testing.T) {
 	}
 	conn := b.Network().ConnsToPeer(a.ID())[0]
 	for range 12 {
-		s, err := openStream(ctx, conn, PacketsProtocol, 5*time.Second)
+		s, err := openStream(ctx, conn, 5*time.Second, PacketsProtocol)
 		if err == nil {
 			_, _ = s.Write([]byte{0}) // reaches the handler, or the reset
 			defer s.Reset()

@@ -65,6 +65,8 @@ type Host struct {
 	// Punches counts what HolePunch did.
 	Punches HolePunchStats
 
+	packetVersions []protocol.ID // PacketsProtocol's versions we speak, newest first
+
 	observed atomic.Pointer[[]ma.Multiaddr] // our NAT mappings, as relays see them
 	observer *observer                      // our NAT mapping on UDP, as relays see it (observe.go)
 }
@@ -112,6 +114,7 @@ func ResourceLimits() rcmgr.ConcreteLimitConfig {
 // renewal, a few discovery requests.
 var protocolPeerStreams = map[protocol.ID]int{
 	PacketsProtocol:    4,
+	PacketsProtocolV1:  4,
 	ProbeProtocol:      16,
 	MembershipProtocol: 4,
 	DiscoveryProtocol:  4,
@@ -175,7 +178,7 @@ func New(cfg Config) (*Host, error) {
 		h.Close()
 		return nil, err
 	}
-	hh := &Host{Host: h, Gate: g}
+	hh := &Host{Host: h, Gate: g, packetVersions: packetsVersions()}
 	g.Handle(ProbeProtocol, handleProbe)
 	if pc, err := sharedQUICSocket(h, quicCM); err != nil {
 		klog.InfoS("No UDP address observation (hole punching falls back to TCP)", "err", err)

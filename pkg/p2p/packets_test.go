@@ -3,10 +3,13 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // Pod packets follow the path: a packet stream opened on edge-b's current
@@ -145,5 +148,50 @@ func TestPacketsFollowThePathWhenARelayDies(t *testing.T) {
 	t.Logf("path to edge-b: generation %d via %s, then %d via %q after %s died", gen1, first, gen2, relayOf(), first)
 	if relayOf() == first {
 		t.Errorf("edge-b still reached through the dead %s", first)
+	}
+}
+
+// Peers agree on the newest packets protocol both speak: version 2
+// (offload frames) between two current nodes, version 1 towards a node
+// that speaks only that (an older release), on both ends of the stream.
+func TestPacketsVersionNegotiation(t *testing.T) {
+	fastPaths(t)
+	c := newCluster(t)
+	a, b, d := c.host("edge-a", nil), c.host("edge-b", nil), c.host("edge-d", nil)
+	b.packetVersions = []protocol.ID{PacketsProtocolV1} // an older release
+	offloads := make(chan string, 4)
+	for _, h := range []*Host{b, d} {
+		h.HandlePackets(func(node string, r io.ReadCloser) {
+			defer r.Close()
+			offloads <- fmt.Sprintf("%s offload=%v", h.Gate.creds.Node, r.(PacketStream).Offload())
+			_, _ = io.Copy(io.Discard, r)
+		})
+	}
+	pm := a.NewPathManager(func() []RelayRef { return nil })
+	t.Cleanup(pm.Close)
+	pm.SetTargets([]Target{{Node: "edge-b", ID: b.ID(), Addrs: b.Addrs()}, {Node: "edge-d", ID: d.ID(), Addrs: d.Addrs()}})
+	waitFor(t, "paths to edge-b and edge-d", func() bool { return pm.pathGen("edge-b") != 0 && pm.pathGen("edge-d") != 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for node, want := range map[string]bool{"edge-b": false, "edge-d": true} {
+		w, _, err := pm.Open(ctx, node)
+		if err != nil {
+			t.Fatalf("open to %s: %v", node, err)
+		}
+		defer w.Close()
+		if got := w.(PacketStream).Offload(); got != want {
+			t.Errorf("stream to %s: offload %v, want %v (protocol %s)", node, got, want, w.(PacketStream).Protocol())
+		}
+		if _, err := w.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-offloads:
+			if exp := fmt.Sprintf("%s offload=%v", node, want); got != exp {
+				t.Errorf("receiving side: %s, want %s", got, exp)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s never got the stream", node)
+		}
 	}
 }

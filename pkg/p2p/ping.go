@@ -50,7 +50,7 @@ func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Durati
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	start := time.Now()
-	s, err := openStream(ctx, c, ProbeProtocol, timeout)
+	s, err := openStream(ctx, c, timeout, ProbeProtocol)
 	if err != nil {
 		return res, fmt.Errorf("probe stream to %s over %s: %w", node, kind, err)
 	}

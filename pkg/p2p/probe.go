@@ -114,7 +114,7 @@ func (p *connProbe) run(ctx context.Context) {
 }
 
 func (p *connProbe) open(ctx context.Context) network.Stream {
-	s, err := openStream(ctx, p.conn, ProbeProtocol, probeTimeout)
+	s, err := openStream(ctx, p.conn, probeTimeout, ProbeProtocol)
 	if err != nil {
 		return nil
 	}
@@ -123,7 +123,7 @@ func (p *connProbe) open(ctx context.Context) network.Stream {
 
 // openStream opens a stream for proto on conn and negotiates it, within
 // timeout; the stream keeps that deadline (callers set their own).
-func openStream(ctx context.Context, conn network.Conn, proto protocol.ID, timeout time.Duration) (network.Stream, error) {
+func openStream(ctx context.Context, conn network.Conn, timeout time.Duration, protos ...protocol.ID) (network.Stream, error) {
 	octx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s, err := conn.NewStream(octx)
@@ -131,11 +131,16 @@ func openStream(ctx context.Context, conn network.Conn, proto protocol.ID, timeo
 		return nil, err
 	}
 	_ = s.SetDeadline(time.Now().Add(timeout))
-	if err := s.SetProtocol(proto); err != nil {
-		_ = s.Reset()
-		return nil, err
+	proto := protos[0]
+	if len(protos) == 1 {
+		err = msmux.SelectProtoOrFail(proto, s)
+	} else {
+		proto, err = msmux.SelectOneOf(protos, s) // the first the peer speaks
 	}
-	if err := msmux.SelectProtoOrFail(proto, s); err != nil {
+	if err == nil {
+		err = s.SetProtocol(proto)
+	}
+	if err != nil {
 		_ = s.Reset()
 		return nil, err
 	}

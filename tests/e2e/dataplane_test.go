@@ -23,8 +23,9 @@ import (
 // inner source is dropped; an address no node has gets ICMP unreachable;
 // a DF packet over the TUN MTU gets "fragmentation needed" while TCP with
 // a larger MSS works (clamped); a policy chain ahead in FORWARD still
-// drops the mesh traffic it matches; shutdown leaves no TUN, route or
-// chain.
+// drops the mesh traffic it matches; a node restarted speaking packets
+// protocol 1 only (an older release) still gets ping and TCP both ways;
+// shutdown leaves no TUN, route or chain.
 // Needs root.
 func TestDataplanePodToPod(t *testing.T) {
 	cp := cluster.Shared(t)
@@ -169,7 +170,7 @@ func TestDataplanePodToPod(t *testing.T) {
 			}
 		}
 		ipt("-N", "POLICY-TEST")
-		ipt("-A", "POLICY-TEST", "-d", ip2.String(), "-p", "icmp", "-j", "DROP")
+		ipt("-A", "POLICY-TEST", "-d", ip2.String(), "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP")
 		ipt("-I", "FORWARD", "1", "-j", "POLICY-TEST")
 		t.Cleanup(func() {
 			_ = exec.Command("ip", "netns", "exec", e2.NetNS, "iptables", "-D", "FORWARD", "-j", "POLICY-TEST").Run()
@@ -185,6 +186,27 @@ func TestDataplanePodToPod(t *testing.T) {
 		}
 		if _, err := execIn(pod2, "ping", "-c1", "-W2", ip1.String()); err != nil {
 			t.Errorf("traffic the policy does not match (to pod1): %v", err)
+		}
+	})
+
+	t.Run("a peer of an older release (packets protocol 1)", func(t *testing.T) {
+		// edge 2 restarted speaking version 1 only: edge 1 cuts its
+		// super-packets into IP frames for it, edge 2 sends IP frames.
+		a2.Stop()
+		a2.Env = []string{"EDGELINK_TEST_PACKETS_VERSION=1"}
+		a2.Start("Data plane up")
+		t.Cleanup(func() { a2.Env = nil })
+		waitFor(t, 60*time.Second, "pod1 pings pod2 again", func() error {
+			_, err := execIn(pod1, "ping", "-c1", "-W1", ip2.String())
+			return err
+		})
+		tcpTransfer(t, pod2, pod1, ip2, 64<<20)
+		tcpTransfer(t, pod1, pod2, ip1, 64<<20)
+		if st := dataplaneStatus(t, a2).Stats; st.RxOffload != 0 || st.BadStreams != 0 {
+			t.Errorf("the version-1 node got %d super-packets and closed %d streams as nonsense", st.RxOffload, st.BadStreams)
+		}
+		if st := dataplaneStatus(t, a1).Stats; st.BadStreams != 0 {
+			t.Errorf("edge 1 closed %d packet streams as nonsense", st.BadStreams)
 		}
 	})
 

@@ -25,6 +25,8 @@ type Agent struct {
 	Config *v1.AgentConfig
 	path   string
 	netns  string // `ip netns` name to run in, or ""
+	// Env is added to the agent's environment at its next start.
+	Env []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -106,6 +108,9 @@ func (a *Agent) launch() {
 	}
 	a.log = &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = a.log, a.log
+	if len(a.Env) > 0 {
+		cmd.Env = append(os.Environ(), a.Env...)
+	}
 	if err := cmd.Start(); err != nil {
 		a.t.Fatal(err)
 	}
