@@ -71,7 +71,7 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		for _, s := range st.plan.Segments {
 			segs = append(segs, s.String())
 		}
-		agentapi.WriteJSON(w, Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
+		agentapi.WriteJSON(w, Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: agentapi.DataplaneStats(st.fwd.Snapshot())})
 	})
 	s.registerOps(mux) // ops.go
 }

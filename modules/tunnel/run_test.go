@@ -92,7 +92,7 @@ func TestRunFromCacheWithRelayDown(t *testing.T) {
 		t.Fatalf("status: %d %v %q", rec.Code, err, rec.Body)
 	}
 	if st.Node != "edge-a1" || st.Relay || st.KnownPeers != 2 || len(st.Reservations) != 1 ||
-		st.Reservations[0].Node != "relay-1" || st.Reservations[0].Relay.String() != relayID || st.Reservations[0].Reserved {
+		st.Reservations[0].Node != "relay-1" || st.Reservations[0].Relay != relayID || st.Reservations[0].Reserved {
 		t.Errorf("status %+v", st)
 	}
 	if got := m.Diagnose(); len(got) != 1 || got[0].Status != agentapi.CheckFail || !strings.Contains(got[0].Detail, "relay-1") {

@@ -21,9 +21,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/edgelink/edgelink/pkg/dataplane"
-	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
 // Route kinds: why a prefix is routed.
@@ -147,24 +144,82 @@ func Skip(name, detail string) Check { return Check{Name: name, Status: CheckSki
 
 // TunnelStatus is this node's side of the tunnel (GET /v1/tunnel/status).
 type TunnelStatus struct {
-	Node         string                 `json:"node"`
-	Peer         string                 `json:"peer"`
-	Relay        bool                   `json:"relay"`
-	Addrs        []string               `json:"addrs"`
-	Observed     []string               `json:"observed"`
-	Reachability string                 `json:"reachability"`
-	Reservations []p2p.ReservationState `json:"reservations"`
-	RefusedPeers uint64                 `json:"refusedPeers"` // membership proofs refused
-	KnownPeers   int                    `json:"knownPeers"`
+	Node         string        `json:"node"`
+	Peer         string        `json:"peer"`
+	Relay        bool          `json:"relay"`
+	Addrs        []string      `json:"addrs"`
+	Observed     []string      `json:"observed"`
+	Reachability string        `json:"reachability"`
+	Reservations []Reservation `json:"reservations"`
+	RefusedPeers uint64        `json:"refusedPeers"` // membership proofs refused
+	KnownPeers   int           `json:"knownPeers"`
+}
+
+// Reservation is this node's slot on one relay (pkg/p2p's
+// ReservationState on the wire).
+type Reservation struct {
+	Node      string    `json:"node"`
+	Relay     string    `json:"peer,omitempty"` // the relay's peer ID
+	Reserved  bool      `json:"reserved"`
+	Expires   time.Time `json:"expires,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+	Renewals  int       `json:"renewals"`
+}
+
+// Path kinds of Peer.Path, Conn.Path and PingResult.Path (pkg/p2p's
+// PathKind on the wire): "none", "direct-tcp", "direct-quic", "relayed".
+const (
+	PathNone    = "none"
+	PathRelayed = "relayed"
+)
+
+// Peer is what the tunnel's path manager knows of one peer node
+// (GET /v1/tunnel/peers; pkg/p2p's PeerStatus on the wire). BytesIn and
+// BytesOut count everything on the path, probes included.
+type Peer struct {
+	Node         string    `json:"node"`
+	Peer         string    `json:"peer"`
+	Path         string    `json:"path"`
+	Relay        string    `json:"relay,omitempty"` // node name of the relay carrying a relayed path
+	RemoteAddr   string    `json:"remoteAddr,omitempty"`
+	RTTMillis    float64   `json:"rttMs"`
+	BytesIn      uint64    `json:"bytesIn"`
+	BytesOut     uint64    `json:"bytesOut"`
+	LastActivity time.Time `json:"lastActivity,omitzero"`
+	PathSince    time.Time `json:"pathSince,omitzero"`
+	PathChanges  int       `json:"pathChanges"`
+	Upgrades     int       `json:"upgradeAttempts"`
+	LastError    string    `json:"lastError,omitempty"`
+	Conns        []Conn    `json:"conns"`
+}
+
+// Conn is one connection to a peer.
+type Conn struct {
+	Path       string  `json:"path"`
+	Relay      string  `json:"relay,omitempty"`
+	RemoteAddr string  `json:"remoteAddr"`
+	Direction  string  `json:"direction"`
+	Alive      bool    `json:"alive"`
+	RTTMillis  float64 `json:"rttMs"`
 }
 
 // DataplaneStatus is the data plane (GET /v1/dataplane).
 type DataplaneStatus struct {
-	MTU      int                     `json:"mtu"`
-	Segments []string                `json:"segments"`
-	Plan     string                  `json:"plan"` // the route plan as text
-	Errors   string                  `json:"errors,omitempty"`
-	Stats    dataplane.StatsSnapshot `json:"stats"`
+	MTU      int            `json:"mtu"`
+	Segments []string       `json:"segments"`
+	Plan     string         `json:"plan"` // the route plan as text
+	Errors   string         `json:"errors,omitempty"`
+	Stats    DataplaneStats `json:"stats"`
+}
+
+// DataplaneStats are the forwarder's counters (pkg/dataplane's
+// StatsSnapshot on the wire, field for field and untagged, so that one
+// converts to the other: a counter added there must be added here).
+type DataplaneStats struct {
+	TxPackets, TxBytes, RxPackets, RxBytes                                     uint64
+	TxOffload, RxOffload                                                       uint64
+	DropNoRoute, DropLoop, DropQueue, DropSpoofed, DropNotLocal, DropMalformed uint64
+	BadStreams                                                                 uint64
 }
 
 // AgentInfo is GET /v1/agent: what the process holds, to spot leaks.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
-	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
@@ -22,7 +21,7 @@ func TestWriteStatus(t *testing.T) {
 	o := &statusclient.Overview{
 		Node: "edge-1", Version: "v0.1", PeerID: "12D3KooW", Reachability: "Private", TUN: "edgelink0", MTU: 1420,
 		Segments: []string{"10.245.0.0/16"}, PodCIDRs: []string{"10.245.5.0/24", "10.245.6.2/32"},
-		Reservations: []p2p.ReservationState{{Node: "relay-1", Reserved: true}, {Node: "relay-2", LastError: "dial timeout"}},
+		Reservations: []agentapi.Reservation{{Node: "relay-1", Reserved: true}, {Node: "relay-2", LastError: "dial timeout"}},
 		Peers: []statusclient.Peer{
 			{Node: "cloud-1", Path: "direct-tcp", RTTMillis: 0.42, BytesIn: 2 << 20, PacketsIn: 1500, BytesOut: 512, PacketsOut: 3,
 				LastActivity: now.Add(-5 * time.Second), PathSince: now.Add(-2 * time.Hour)},
