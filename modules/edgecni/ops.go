@@ -82,7 +82,7 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 		} else {
 			r.Dev = tunName
 		}
-		if k.Kind == agentapi.KindSegment {
+		if k.Kind == KindSegment {
 			r.Why = "another segment: every pod in it is reached through the tunnel"
 		}
 		rs.Kernel = append(rs.Kernel, r)
@@ -110,11 +110,11 @@ func sortForward(rs []agentapi.Route) {
 
 func kindNoun(kind string) string {
 	switch kind {
-	case agentapi.KindNode:
+	case KindNode:
 		return "pod CIDR"
-	case agentapi.KindPool:
+	case KindPool:
 		return "pinned SpiderIPPool"
-	case agentapi.KindPod:
+	case KindPod:
 		return "pod IP"
 	}
 	return "prefix"

@@ -23,21 +23,14 @@ import (
 	"time"
 )
 
-// Route kinds: why a prefix is routed.
-const (
-	KindSegment = "segment" // another mesh segment (cloudCIDR/edgeCIDR), into the TUN
-	KindNode    = "node"    // a node's pod CIDR (Node.spec.podCIDRs)
-	KindPool    = "pool"    // a SpiderIPPool pinned to one node
-	KindPod     = "pod"     // one pod's IP not covered by the above
-	KindLocal   = "local"   // this node's own pods (not routed away)
-)
-
 // Route is one prefix the agent routes.
 type Route struct {
 	Dst string `json:"dst"`
 	// Via is a gateway (host-gw to a peer on our LAN); empty: Dev.
-	Via  string `json:"via,omitempty"`
-	Dev  string `json:"dev,omitempty"`
+	Via string `json:"via,omitempty"`
+	Dev string `json:"dev,omitempty"`
+	// Kind is why the prefix is routed: segment, node, pool or pod (the
+	// route plan's kinds, modules/edgecni's KindSegment and so on).
 	Kind string `json:"kind"`
 	// Node owns the prefix (empty for a segment route).
 	Node string `json:"node,omitempty"`
