@@ -17,31 +17,31 @@ import (
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 )
 
 // errNotUp answers operations while the TUN is not up.
 var errNotUp = errors.New("data plane is not up")
 
-// registerOps adds GET /v1/dataplane/routes (agentapi.Routes) and GET
+// opsRoutes are GET /v1/dataplane/routes (agentapi.Routes) and GET
 // /v1/dataplane/peers ([]agentapi.PeerTraffic); both 503 until the TUN
 // is up.
-func (s *Service) registerOps(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/dataplane/routes", func(w http.ResponseWriter, _ *http.Request) {
+func (s *Service) opsRoutes() agenthost.Routes {
+	return agenthost.Routes{"GET /v1/dataplane/routes": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		rs, err := s.Routes()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		agentapi.WriteJSON(w, rs)
-	})
-	mux.HandleFunc("GET /v1/dataplane/peers", func(w http.ResponseWriter, _ *http.Request) {
+	}), "GET /v1/dataplane/peers": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := s.state.Load()
 		if st == nil {
 			http.Error(w, errNotUp.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		agentapi.WriteJSON(w, peerTraffic(st))
-	})
+	})}
 }
 
 func peerTraffic(st *state) []agentapi.PeerTraffic {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // GET /v1/ipam on the status socket: 503 until the module serves, then
@@ -23,8 +24,7 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]
 	alloc := newTestAllocator(t, pools)
 
 	m := &Module{enable: true, svc: &Service{SocketPath: "/var/run/edgelink/ipam.sock"}}
-	mux := http.NewServeMux()
-	m.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, m.StatusRoutes())
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ipam", nil))
@@ -48,8 +48,7 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]
 		t.Errorf("GET /v1/ipam: %+v", st)
 	}
 
-	off := http.NewServeMux()
-	(&Module{svc: m.svc}).RegisterStatus(off)
+	off := unittest.StatusMux(t, (&Module{svc: m.svc}).StatusRoutes())
 	rec := httptest.NewRecorder()
 	off.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ipam", nil))
 	if rec.Code != http.StatusNotFound {

@@ -6,17 +6,18 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
 // Status is this node's side of the tunnel (GET /v1/tunnel/status).
 type Status = agentapi.TunnelStatus
 
-// RegisterStatus adds the tunnel's endpoints to the agent's status API:
+// statusRoutes are the tunnel's endpoints on the agent's status socket:
 // GET /v1/tunnel/status (Status) and GET /v1/tunnel/peers
 // ([]agentapi.Peer). Both answer 503 until the tunnel is up.
-func (s *Service) RegisterStatus(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/tunnel/status", func(w http.ResponseWriter, _ *http.Request) {
+func (s *Service) statusRoutes() agenthost.Routes {
+	return agenthost.Routes{"GET /v1/tunnel/status": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		r := s.running.Load()
 		if r == nil {
 			http.Error(w, "tunnel is not up", http.StatusServiceUnavailable)
@@ -32,15 +33,14 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		st.KnownPeers = len(r.known)
 		r.mu.Unlock()
 		agentapi.WriteJSON(w, st)
-	})
-	mux.HandleFunc("GET /v1/tunnel/peers", func(w http.ResponseWriter, _ *http.Request) {
+	}), "GET /v1/tunnel/peers": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		r := s.running.Load()
 		if r == nil {
 			http.Error(w, "tunnel is not up", http.StatusServiceUnavailable)
 			return
 		}
 		agentapi.WriteJSON(w, wirePeers(r.paths.Status()))
-	})
+	})}
 }
 
 func strs(addrs []ma.Multiaddr) []string {

@@ -19,8 +19,7 @@ import (
 // get answers a GET on the service's status endpoints.
 func get(t *testing.T, s *Service, path string) *httptest.ResponseRecorder {
 	t.Helper()
-	mux := http.NewServeMux()
-	s.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, s.statusRoutes())
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec
@@ -132,7 +131,7 @@ func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 // series and the host's hole-punch and refusal counters.
 func TestCollector(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil, nil)
+	m := New(c, nil)
 	if text := unittest.MetricsText(t, m.Collector()); text != "# HELP edgelink_tunnel_up 1 while the tunnel's libp2p host runs.\n# TYPE edgelink_tunnel_up gauge\nedgelink_tunnel_up 0\n" {
 		t.Errorf("down:\n%s", text)
 	}

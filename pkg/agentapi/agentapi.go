@@ -1,19 +1,31 @@
-// Package agentapi holds the wire types of the agent's operations
-// endpoints on its status socket (the ones `edgelink status`, `ping`,
-// `routes` and `diagnose` read), shared by the agent that serves them and
-// pkg/statusclient that reads them. Everything is JSON over HTTP on the
-// root-only unix socket (statusSocket):
+// Package agentapi holds the wire types of the agent's status socket (the
+// endpoints `edgelink status`, `ping`, `routes` and `diagnose` read),
+// shared by the modules that serve them and pkg/statusclient that reads
+// them; it links neither libp2p nor the data plane (the serving modules
+// convert). Everything is JSON over HTTP on the root-only unix socket
+// (statusSocket). These are all the endpoints (Endpoints; the module that
+// serves each registers it through pkg/agenthost's StatusMux):
 //
-//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why
-//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters
-//	GET  /v1/metasync          metadata source status (pkg/metadata.Status)
-//	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh
-//	GET  /v1/diagnose          Diagnosis: every check, OK, FAIL or SKIP
-//	GET  /metrics              Prometheus text format
+//	GET  /v1/agent             AgentInfo: the process (agent)
+//	GET  /v1/tunnel/status     TunnelStatus: this node's side of the tunnel (tunnel)
+//	GET  /v1/tunnel/peers      []Peer: the path to every peer (tunnel)
+//	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh (tunnel)
+//	GET  /v1/dataplane         DataplaneStatus: MTU, segments, plan, counters (edgecni)
+//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why (edgecni)
+//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters (edgecni)
+//	GET  /v1/metasync          metadata source status, pkg/metadata.Status (metasync)
+//	GET  /v1/ipam              pools, refused pools, leases, modules/ipam.Status (ipam)
+//	GET  /v1/diagnose          Diagnosis: every module's checks, OK, FAIL or SKIP (agent)
+//	GET  /metrics              Prometheus text format (agent)
+//	*    /debug/pprof/         Go profiles by name (agent)
+//	*    /debug/pprof/profile  CPU profile (agent)
+//	*    /debug/pprof/trace    execution trace (agent)
 //
-// Errors are HTTP status codes with a plain-text body meant for the user
-// (404: unknown pod IP or node; 409: the target is on this node; 503: a
-// module is not up or has no path).
+// A module that is disabled serves none of its endpoints (404), except
+// the tunnel's POST /v1/ping, which then answers 503. Errors are HTTP
+// status codes with a plain-text body meant for the user (404: unknown
+// pod IP or node; 409: the target is on this node; 503: a module is not
+// up or has no path).
 package agentapi
 
 import (
@@ -22,6 +34,27 @@ import (
 	"net/http"
 	"time"
 )
+
+// Endpoints are the http.ServeMux patterns of every endpoint on the
+// status socket, in the order of the package comment (a test checks that
+// the two agree, and that the agent registers exactly these); "*" there
+// is a pattern without a method.
+var Endpoints = []string{
+	"GET /v1/agent",
+	"GET /v1/tunnel/status",
+	"GET /v1/tunnel/peers",
+	"POST /v1/ping",
+	"GET /v1/dataplane",
+	"GET /v1/dataplane/routes",
+	"GET /v1/dataplane/peers",
+	"GET /v1/metasync",
+	"GET /v1/ipam",
+	"GET /v1/diagnose",
+	"GET /metrics",
+	"/debug/pprof/",
+	"/debug/pprof/profile",
+	"/debug/pprof/trace",
+}
 
 // Route is one prefix the agent routes.
 type Route struct {

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
@@ -127,19 +125,6 @@ func TestFatalPingError(t *testing.T) {
 	} {
 		if fatalPingError(err) != want {
 			t.Errorf("fatalPingError(%v) = %v", err, !want)
-		}
-	}
-}
-
-func TestNodeOfIP(t *testing.T) {
-	b := metadata.Empty()
-	b.Nodes["edge-2"] = &metadata.NodeInfo{Name: "edge-2", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.245.0.0/16")}}
-	b.Nodes["edge-3"] = &metadata.NodeInfo{Name: "edge-3", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.245.7.0/24")}}
-	pod := &metadata.PodInfo{Namespace: "a", Name: "p", NodeName: "edge-4", IPs: []netip.Addr{netip.MustParseAddr("10.245.7.9")}}
-	b.PodsByIP[netip.MustParseAddr("10.245.7.9")] = pod
-	for ip, want := range map[string]string{"10.245.7.9": "edge-4", "10.245.7.1": "edge-3", "10.245.1.1": "edge-2", "10.9.9.9": ""} {
-		if got := nodeOfIP(b, netip.MustParseAddr(ip)); got != want {
-			t.Errorf("nodeOfIP(%s) = %q, want %q", ip, got, want)
 		}
 	}
 }
