@@ -22,6 +22,7 @@ import (
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
@@ -41,13 +42,20 @@ type Module struct {
 var _ core.Module = (*Module)(nil)
 
 // New builds the module: md is the metadata picture, n the tunnel's data
-// plane side; status (may be nil) gets its endpoints.
-func New(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network, status *http.ServeMux) *Module {
-	m := &Module{enable: c.Modules.EdgeCNI.Enable, svc: NewService(c, md, n)}
-	if status != nil && m.enable {
-		m.svc.RegisterStatus(status)
+// plane side.
+func New(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Module {
+	return &Module{enable: c.Modules.EdgeCNI.Enable, svc: NewService(c, md, n)}
+}
+
+// StatusRoutes are the module's endpoints on the status socket: GET
+// /v1/dataplane (Status), /v1/dataplane/routes and /v1/dataplane/peers
+// (ops.go), each 503 until the TUN is up; none when the module is
+// disabled.
+func (m *Module) StatusRoutes() agenthost.Routes {
+	if !m.enable {
+		return nil
 	}
-	return m
+	return m.svc.statusRoutes()
 }
 
 func (m *Module) Name() string  { return ModuleName }
@@ -65,9 +73,11 @@ func (m *Module) Start() {
 // Status is GET /v1/dataplane.
 type Status = agentapi.DataplaneStatus
 
-// RegisterStatus adds GET /v1/dataplane (503 until the TUN is up).
-func (s *Service) RegisterStatus(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/dataplane", func(w http.ResponseWriter, _ *http.Request) {
+// statusRoutes are GET /v1/dataplane and the operations endpoints
+// (ops.go).
+func (s *Service) statusRoutes() agenthost.Routes {
+	rs := s.opsRoutes()
+	rs["GET /v1/dataplane"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := s.state.Load()
 		if st == nil {
 			http.Error(w, "data plane is not up", http.StatusServiceUnavailable)
@@ -77,7 +87,7 @@ func (s *Service) RegisterStatus(mux *http.ServeMux) {
 		for _, s := range st.plan.Segments {
 			segs = append(segs, s.String())
 		}
-		agentapi.WriteJSON(w, Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: st.fwd.Snapshot()})
+		agentapi.WriteJSON(w, Status{MTU: st.mtu, Segments: segs, Plan: st.plan.String(), Errors: st.errs, Stats: agentapi.DataplaneStats(st.fwd.Snapshot())})
 	})
-	s.registerOps(mux) // ops.go
+	return rs
 }

@@ -14,31 +14,31 @@ import (
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 )
 
 // errNotUp answers operations while the TUN is not up.
 var errNotUp = errors.New("data plane is not up")
 
-// registerOps adds GET /v1/dataplane/routes (agentapi.Routes) and GET
+// opsRoutes are GET /v1/dataplane/routes (agentapi.Routes) and GET
 // /v1/dataplane/peers ([]agentapi.PeerTraffic); both 503 until the TUN
 // is up.
-func (s *Service) registerOps(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/dataplane/routes", func(w http.ResponseWriter, _ *http.Request) {
+func (s *Service) opsRoutes() agenthost.Routes {
+	return agenthost.Routes{"GET /v1/dataplane/routes": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		rs, err := s.Routes()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		agentapi.WriteJSON(w, rs)
-	})
-	mux.HandleFunc("GET /v1/dataplane/peers", func(w http.ResponseWriter, _ *http.Request) {
+	}), "GET /v1/dataplane/peers": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := s.state.Load()
 		if st == nil {
 			http.Error(w, errNotUp.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		agentapi.WriteJSON(w, peerTraffic(st))
-	})
+	})}
 }
 
 func peerTraffic(st *state) []agentapi.PeerTraffic {
@@ -79,7 +79,7 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 		} else {
 			r.Dev = tunName
 		}
-		if k.Kind == agentapi.KindSegment {
+		if k.Kind == KindSegment {
 			r.Why = "another segment: every pod in it is reached through the tunnel"
 		}
 		rs.Kernel = append(rs.Kernel, r)
@@ -107,11 +107,11 @@ func sortForward(rs []agentapi.Route) {
 
 func kindNoun(kind string) string {
 	switch kind {
-	case agentapi.KindNode:
+	case KindNode:
 		return "pod CIDR"
-	case agentapi.KindPool:
+	case KindPool:
 		return "pinned SpiderIPPool"
-	case agentapi.KindPod:
+	case KindPod:
 		return "pod IP"
 	}
 	return "prefix"

@@ -98,11 +98,11 @@ func TestMTUCheck(t *testing.T) {
 func TestPlanOrigins(t *testing.T) {
 	p := Plan(goldenInput())
 	for _, k := range p.Kernel {
-		if k.Kind == "" || (k.Kind != agentapi.KindSegment && k.Node == "") {
+		if k.Kind == "" || (k.Kind != KindSegment && k.Node == "") {
 			t.Errorf("kernel route without kind or node: %+v", k)
 		}
 	}
-	want := map[string]string{"10.244.1.0/24": agentapi.KindNode, "10.245.6.2/32": agentapi.KindPod, "10.245.7.0/24": agentapi.KindPool, "10.245.5.4/31": agentapi.KindPool}
+	want := map[string]string{"10.244.1.0/24": KindNode, "10.245.6.2/32": KindPod, "10.245.7.0/24": KindPool, "10.245.5.4/31": KindPool}
 	for pfx, kind := range want {
 		got, ok := p.Origin[netip.MustParsePrefix(pfx)]
 		if !ok || (kind != "" && got != kind) {

@@ -8,10 +8,18 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
+)
+
+// Route kinds: why a prefix is routed (KernelRoute.Kind, RoutePlan.Origin
+// and agentapi.Route.Kind on the wire).
+const (
+	KindSegment = "segment" // another mesh segment (cloudCIDR/edgeCIDR), into the TUN
+	KindNode    = "node"    // a node's pod CIDR (Node.spec.podCIDRs)
+	KindPool    = "pool"    // a SpiderIPPool pinned to one node
+	KindPod     = "pod"     // one pod's IP not covered by the above
 )
 
 // Input is everything a route plan depends on.
@@ -46,7 +54,7 @@ type KernelRoute struct {
 	Src netip.Addr // preferred source (into the TUN); invalid: the kernel's choice
 	Why string
 	// Node owns Dst (empty for a segment); Kind is why Dst is routed
-	// (agentapi.KindSegment, KindNode, KindPool, KindPod).
+	// (KindSegment, KindNode, KindPool, KindPod).
 	Node, Kind string
 }
 
@@ -68,7 +76,7 @@ type RoutePlan struct {
 	Forward  dataplane.Plan
 	Kernel   []KernelRoute
 	// Origin tells where each node prefix in Forward comes from
-	// (agentapi.KindNode, KindPool, KindPod), for `edgelink routes`.
+	// (KindNode, KindPool, KindPod), for `edgelink routes`.
 	Origin map[netip.Prefix]string
 	// Sources are the node's own addresses (at most one per family).
 	Sources []HostSource
@@ -156,20 +164,20 @@ func Plan(in Input) *RoutePlan {
 			for _, c := range n.PodCIDRs {
 				if inMesh(c) {
 					out = append(out, c)
-					plan.Origin[c] = agentapi.KindNode
+					plan.Origin[c] = KindNode
 				}
 			}
 		}
 		out = append(out, poolsOf[node]...)
 		for _, p := range poolsOf[node] {
 			if _, ok := plan.Origin[p]; !ok {
-				plan.Origin[p] = agentapi.KindPool
+				plan.Origin[p] = KindPool
 			}
 		}
 		for _, p := range podsOf[node] {
 			if !slices.ContainsFunc(out, func(c netip.Prefix) bool { return c.Contains(p.Addr()) }) {
 				out = append(out, p)
-				plan.Origin[p] = agentapi.KindPod
+				plan.Origin[p] = KindPod
 			}
 		}
 		return out
@@ -189,7 +197,7 @@ func Plan(in Input) *RoutePlan {
 	}
 	for _, s := range segments {
 		if !slices.Contains(plan.Segments, s) {
-			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment", Kind: agentapi.KindSegment})
+			plan.Kernel = append(plan.Kernel, KernelRoute{Dst: s, Why: "segment", Kind: KindSegment})
 		}
 	}
 	nodes := make([]string, 0, len(snap.Nodes)+len(podsOf))

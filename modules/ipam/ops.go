@@ -1,12 +1,16 @@
 package ipam
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
 // Status is GET /v1/ipam on the agent's status socket: the IPAM socket,
@@ -20,13 +24,16 @@ type Status struct {
 	Leases  int               `json:"leases"`
 }
 
-// RegisterStatus adds GET /v1/ipam (Status) to the agent's status API;
-// it answers 503 until the module serves, and is absent when the module
-// is disabled.
-func (m *Module) RegisterStatus(mux *http.ServeMux) {
-	if m.enable {
-		mux.HandleFunc("GET /v1/ipam", func(w http.ResponseWriter, _ *http.Request) { serveStatus(w, m.svc.SocketPath, m.svc.live.Load()) })
+// StatusRoutes are the module's endpoints on the status socket: GET
+// /v1/ipam (Status), which answers 503 until the module serves; none when
+// the module is disabled.
+func (m *Module) StatusRoutes() agenthost.Routes {
+	if !m.enable {
+		return nil
 	}
+	return agenthost.Routes{"GET /v1/ipam": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		serveStatus(w, m.svc.SocketPath, m.svc.live.Load())
+	})}
 }
 
 func serveStatus(w http.ResponseWriter, socket string, a *ipam.Allocator) {
@@ -54,19 +61,40 @@ func serveStatus(w http.ResponseWriter, socket string, a *ipam.Allocator) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-// Diagnose checks that the node has addresses to give (`edgelink
-// diagnose`): a shared pool that may serve it but of which it holds no
-// block fails every pod that asks for it.
-func (m *Module) Diagnose() []agentapi.Check {
+// Diagnose checks (`edgelink diagnose`) that the IPAM socket answers and
+// that the node has addresses to give: a shared pool that may serve it
+// but of which it holds no block fails every pod that asks for it.
+func (m *Module) Diagnose(ctx context.Context) []agentapi.Check {
 	const name = "IPAM blocks of shared pools"
 	if !m.enable {
-		return []agentapi.Check{agentapi.Skip(name, "the ipam module is disabled")}
+		return []agentapi.Check{agentapi.Skip(socketCheckName, "the ipam module is disabled"), agentapi.Skip(name, "the ipam module is disabled")}
 	}
+	out := []agentapi.Check{socketCheck(ctx, m.svc.SocketPath)}
 	a := m.svc.live.Load()
 	if a == nil {
-		return []agentapi.Check{agentapi.Fail(name, "the ipam module is not serving yet", "wait for the agent to start; its log says why it does not")}
+		return append(out, agentapi.Fail(name, "the ipam module is not serving yet", "wait for the agent to start; its log says why it does not"))
 	}
-	return []agentapi.Check{blocksCheck(a.View())}
+	return append(out, blocksCheck(a.View()))
+}
+
+const socketCheckName = "IPAM socket answering"
+
+// socketCheck asks the IPAM socket what the spiderpool binary asks before
+// every call (GET /v1/ipam/healthy).
+func socketCheck(ctx context.Context, path string) agentapi.Check {
+	hc := http.Client{Timeout: 3 * time.Second, Transport: unixsock.HTTPTransport(path)}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ipam/v1/ipam/healthy", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return agentapi.Fail(socketCheckName, fmt.Sprintf("%s: %v", path, err),
+			"read the agent's log for the ipam module's error (a lease store another process holds, a bad pool file); pods cannot get addresses until it answers")
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return agentapi.Fail(socketCheckName, fmt.Sprintf("%s answered %s", path, resp.Status), "read the agent's log for the ipam module")
+	}
+	return agentapi.OK(socketCheckName, path+" answers")
 }
 
 func blocksCheck(v *ipam.View) agentapi.Check {

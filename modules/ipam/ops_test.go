@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/unixsock"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // GET /v1/ipam on the status socket: 503 until the module serves, then
@@ -23,8 +26,7 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]
 	alloc := newTestAllocator(t, pools)
 
 	m := &Module{enable: true, svc: &Service{SocketPath: "/var/run/edgelink/ipam.sock"}}
-	mux := http.NewServeMux()
-	m.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, m.StatusRoutes())
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ipam", nil))
@@ -48,8 +50,7 @@ spec: {subnet: 10.244.0.0/16, ips: ["10.245.9.2-10.245.9.9"], nodeName: [edge-1]
 		t.Errorf("GET /v1/ipam: %+v", st)
 	}
 
-	off := http.NewServeMux()
-	(&Module{svc: m.svc}).RegisterStatus(off)
+	off := unittest.StatusMux(t, (&Module{svc: m.svc}).StatusRoutes())
 	rec := httptest.NewRecorder()
 	off.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ipam", nil))
 	if rec.Code != http.StatusNotFound {
@@ -79,5 +80,29 @@ func TestBlocksCheck(t *testing.T) {
 	c = blocksCheck(view(`{kind: SpiderIPPool, metadata: {name: mine}, spec: {subnet: 10.244.0.0/16, ips: ["10.244.5.2"], nodeName: [edge-1]}}`))
 	if c.Status != agentapi.CheckOK {
 		t.Errorf("pinned pools only: %+v", c)
+	}
+}
+
+// Diagnose asks the IPAM socket first, then checks the blocks; both are
+// skipped when the module is disabled.
+func TestDiagnoseSocket(t *testing.T) {
+	if d := (&Module{svc: &Service{}}).Diagnose(t.Context()); len(d) != 2 || d[0].Name != socketCheckName ||
+		d[0].Status != agentapi.CheckSkip || d[1].Status != agentapi.CheckSkip {
+		t.Errorf("disabled: %+v", d)
+	}
+	sock := filepath.Join(t.TempDir(), "ipam.sock")
+	d := (&Module{enable: true, svc: &Service{SocketPath: sock}}).Diagnose(t.Context())
+	if len(d) != 2 || d[0].Status != agentapi.CheckFail || !strings.Contains(d[0].Detail, sock) || d[1].Status != agentapi.CheckFail {
+		t.Errorf("nothing serving: %+v", d)
+	}
+	ln, err := unixsock.Listen(sock, "IPAM socket", "socketPath")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: newMux(&handler{})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	if d := (&Module{enable: true, svc: &Service{SocketPath: sock}}).Diagnose(t.Context()); d[0].Status != agentapi.CheckOK {
+		t.Errorf("serving: %+v", d[0])
 	}
 }

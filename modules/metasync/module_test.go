@@ -18,6 +18,7 @@ import (
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 func agentConfig(dataDir string, enable bool, audit string) *v1.AgentConfig {
@@ -34,14 +35,13 @@ func TestModuleDisabled(t *testing.T) {
 	if m.Enable() || m.Reader() != nil || m.Collector() != nil {
 		t.Errorf("disabled module: enable %v, reader %v, collector %v", m.Enable(), m.Reader(), m.Collector())
 	}
-	mux := http.NewServeMux()
-	m.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, m.StatusRoutes())
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/metasync", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("GET /v1/metasync on a disabled module: %d", rec.Code)
 	}
-	if d := m.Diagnose(); len(d) != 1 || d[0].Status != agentapi.CheckSkip {
+	if d := m.Diagnose(t.Context()); len(d) != 1 || d[0].Status != agentapi.CheckSkip {
 		t.Errorf("Diagnose = %+v, want one skipped check", d)
 	}
 }
@@ -64,8 +64,7 @@ func TestModuleStartsFromDisk(t *testing.T) {
 		t.Fatalf("Reader after New: version %d, pods %v", snap.Version, snap.Pods)
 	}
 
-	mux := http.NewServeMux()
-	m.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, m.StatusRoutes())
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/metasync", nil))
 	var st metadata.Status
@@ -76,7 +75,7 @@ func TestModuleStartsFromDisk(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 
-	d := m.Diagnose()
+	d := m.Diagnose(t.Context())
 	if len(d) != 1 || d[0].Status != agentapi.CheckFail ||
 		!strings.Contains(d[0].Detail, "never listed from http://127.0.0.1:10550") || !strings.Contains(d[0].Detail, "snapshot saved on disk") {
 		t.Errorf("Diagnose = %+v", d)

@@ -1,6 +1,7 @@
 package metasync
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -8,19 +9,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/metrics"
 )
 
-// RegisterStatus adds GET /v1/metasync (metadata.Status) to the agent's
-// status API; nothing when the module is disabled.
-func (m *Module) RegisterStatus(mux *http.ServeMux) {
+// StatusRoutes are the module's endpoints on the status socket: GET
+// /v1/metasync (metadata.Status); none when the module is disabled.
+func (m *Module) StatusRoutes() agenthost.Routes {
 	if !m.enable {
-		return
+		return nil
 	}
-	mux.HandleFunc("GET /v1/metasync", func(w http.ResponseWriter, _ *http.Request) {
+	return agenthost.Routes{"GET /v1/metasync": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		agentapi.WriteJSON(w, m.Status())
-	})
+	})}
 }
 
 // staleAfter is how old the last complete listing may get: two audit
@@ -34,7 +36,7 @@ func (m *Module) staleAfter() time.Duration {
 }
 
 // Diagnose checks that the metadata picture is fresh (`edgelink diagnose`).
-func (m *Module) Diagnose() []agentapi.Check {
+func (m *Module) Diagnose(context.Context) []agentapi.Check {
 	const name = "metadata fresh"
 	if !m.enable {
 		return []agentapi.Check{agentapi.Skip(name, "the metaSync module is disabled")}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
@@ -31,18 +32,28 @@ const (
 type Module struct {
 	enable bool
 	svc    *Service
+	pods   PodLocator // may be nil (ping.go)
 }
 
 var _ core.Module = (*Module)(nil)
 
 // New builds the module. md is the metadata picture (nil when metaSync is
-// off); status, when not nil, gets the module's status endpoints.
-func New(c *v1.AgentConfig, md metadata.Reader, status *http.ServeMux) *Module {
-	m := &Module{enable: c.Modules.Tunnel.Enable, svc: NewService(c, md)}
-	if status != nil && m.enable {
-		m.svc.RegisterStatus(status)
+// off).
+func New(c *v1.AgentConfig, md metadata.Reader) *Module {
+	return &Module{enable: c.Modules.Tunnel.Enable, svc: NewService(c, md)}
+}
+
+// StatusRoutes are the module's endpoints on the status socket: GET
+// /v1/tunnel/status and /v1/tunnel/peers when enabled (status.go), and
+// POST /v1/ping always (ping.go; 503 while the tunnel is not up or
+// disabled).
+func (m *Module) StatusRoutes() agenthost.Routes {
+	rs := agenthost.Routes{}
+	if m.enable {
+		rs = m.svc.statusRoutes()
 	}
-	return m
+	rs["POST /v1/ping"] = http.HandlerFunc(m.pingHandler)
+	return rs
 }
 
 // Packets is the tunnel's side of the data plane, for the edgecni module.

@@ -25,7 +25,7 @@ func (m *Module) Ping(ctx context.Context, node string, timeout time.Duration) (
 
 // Diagnose checks that every configured relay holds our reservation
 // (`edgelink diagnose`).
-func (m *Module) Diagnose() []agentapi.Check {
+func (m *Module) Diagnose(context.Context) []agentapi.Check {
 	const name = "relays reachable"
 	if !m.enable {
 		return []agentapi.Check{agentapi.Skip(name, "the tunnel module is disabled")}

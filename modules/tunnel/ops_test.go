@@ -93,21 +93,21 @@ func TestRelayChecks(t *testing.T) {
 func TestDiagnoseStates(t *testing.T) {
 	off := v1.NewDefault()
 	off.Modules.Tunnel.Enable = false
-	if got := New(off, nil, nil).Diagnose(); len(got) != 1 || got[0].Status != agentapi.CheckSkip ||
+	if got := New(off, nil).Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckSkip ||
 		!strings.Contains(got[0].Detail, "disabled") {
 		t.Errorf("disabled: %+v", got)
 	}
 
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil, nil)
-	if got := m.Diagnose(); len(got) != 1 || got[0].Status != agentapi.CheckFail || got[0].Name != "tunnel up" ||
+	m := New(c, nil)
+	if got := m.Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckFail || got[0].Name != "tunnel up" ||
 		!strings.Contains(got[0].Fix, "journalctl") {
 		t.Errorf("not up: %+v", got)
 	}
 
 	m.svc.running.Store(newRunning(t, c, true))
 	t.Cleanup(func() { m.svc.running.Store(nil) })
-	if got := m.Diagnose(); len(got) != 1 || got[0].Status != agentapi.CheckOK || got[0].Detail != "this node is the only relay" {
+	if got := m.Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckOK || got[0].Detail != "this node is the only relay" {
 		t.Errorf("up, the only relay: %+v", got)
 	}
 }
@@ -120,13 +120,13 @@ func TestPingErrors(t *testing.T) {
 	ctx := context.Background()
 	off := v1.NewDefault()
 	off.Modules.Tunnel.Enable = false
-	offM := New(off, nil, nil)
+	offM := New(off, nil)
 	if _, err := offM.Ping(ctx, "edge-a2", time.Second); !errors.Is(err, ErrNotUp) {
 		t.Errorf("disabled: %v, want ErrNotUp", err)
 	}
 
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil, nil)
+	m := New(c, nil)
 	if _, err := m.Ping(ctx, "edge-a2", time.Second); !errors.Is(err, ErrNotUp) {
 		t.Errorf("not up: %v, want ErrNotUp", err)
 	}

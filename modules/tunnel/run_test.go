@@ -29,7 +29,7 @@ func TestRunFromCacheWithRelayDown(t *testing.T) {
 	c.Modules.Tunnel.ListenPort = 0 // any free port; the relay at 127.0.0.1:0 never answers
 	c.Modules.Tunnel.RelayNodes = []v1.RelayNode{{NodeName: "relay-1", AdvertiseAddress: []string{"127.0.0.1"}}}
 	relayID, a2 := unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String()
-	m := New(c, nil, nil)
+	m := New(c, nil)
 	cache := m.svc.cachePath()
 	if err := saveCache(cache, map[string]p2p.PeerRecord{
 		"relay-1": {Node: "relay-1", Peer: relayID, Seen: 100},
@@ -92,10 +92,10 @@ func TestRunFromCacheWithRelayDown(t *testing.T) {
 		t.Fatalf("status: %d %v %q", rec.Code, err, rec.Body)
 	}
 	if st.Node != "edge-a1" || st.Relay || st.KnownPeers != 2 || len(st.Reservations) != 1 ||
-		st.Reservations[0].Node != "relay-1" || st.Reservations[0].Relay.String() != relayID || st.Reservations[0].Reserved {
+		st.Reservations[0].Node != "relay-1" || st.Reservations[0].Relay != relayID || st.Reservations[0].Reserved {
 		t.Errorf("status %+v", st)
 	}
-	if got := m.Diagnose(); len(got) != 1 || got[0].Status != agentapi.CheckFail || !strings.Contains(got[0].Detail, "relay-1") {
+	if got := m.Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckFail || !strings.Contains(got[0].Detail, "relay-1") {
 		t.Errorf("diagnose with the relay down: %+v", got)
 	}
 

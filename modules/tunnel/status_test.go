@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +19,7 @@ import (
 // get answers a GET on the service's status endpoints.
 func get(t *testing.T, s *Service, path string) *httptest.ResponseRecorder {
 	t.Helper()
-	mux := http.NewServeMux()
-	s.RegisterStatus(mux)
+	mux := unittest.StatusMux(t, s.statusRoutes())
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec
@@ -131,7 +131,7 @@ func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 // series and the host's hole-punch and refusal counters.
 func TestCollector(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil, nil)
+	m := New(c, nil)
 	if text := unittest.MetricsText(t, m.Collector()); text != "# HELP edgelink_tunnel_up 1 while the tunnel's libp2p host runs.\n# TYPE edgelink_tunnel_up gauge\nedgelink_tunnel_up 0\n" {
 		t.Errorf("down:\n%s", text)
 	}
@@ -162,5 +162,28 @@ func TestCollector(t *testing.T) {
 	}
 	if strings.Contains(text, "edgelink_tunnel_relay_reservation") {
 		t.Errorf("reservation series without relays:\n%s", text)
+	}
+}
+
+// The wire types serve byte for byte what pkg/p2p's types marshal to, so
+// clients built before agentapi had its own types read the same JSON.
+func TestWireFormatUnchanged(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	peers := []p2p.PeerStatus{{
+		Node: "edge-a2", Peer: "12D3KooWx", Path: p2p.PathRelayed, Relay: "relay-1", RemoteAddr: "/ip4/1.2.3.4/tcp/1",
+		RTTMillis: 4.2, BytesIn: 1, BytesOut: 2, LastActivity: now, PathSince: now, PathChanges: 3, Upgrades: 4,
+		LastError: "boom", Conns: []p2p.ConnStatus{{Path: p2p.PathDirectTCP, Relay: "r", RemoteAddr: "a", Direction: "outbound", Alive: true, RTTMillis: 1}},
+	}, {Node: "edge-c1", Path: p2p.PathNone}}
+	states := []p2p.ReservationState{{Node: "relay-1", Relay: unittest.NewPeerID(t), Reserved: true, Expires: now,
+		LastError: "x", Renewals: 2}, {Node: "relay-2"}}
+	for _, c := range []struct{ old, wire any }{
+		{peers, wirePeers(peers)}, {[]p2p.PeerStatus(nil), wirePeers(nil)}, {[]p2p.PeerStatus{}, wirePeers([]p2p.PeerStatus{})},
+		{states, wireReservations(states)}, {[]p2p.ReservationState(nil), wireReservations(nil)},
+	} {
+		old, _ := json.Marshal(c.old)
+		wire, _ := json.Marshal(c.wire)
+		if string(old) != string(wire) {
+			t.Errorf("wire format changed:\n old %s\n new %s", old, wire)
+		}
 	}
 }

@@ -1,19 +1,31 @@
-// Package agentapi holds the wire types of the agent's operations
-// endpoints on its status socket (the ones `edgelink status`, `ping`,
-// `routes` and `diagnose` read), shared by the agent that serves them and
-// pkg/statusclient that reads them. Everything is JSON over HTTP on the
-// root-only unix socket (statusSocket):
+// Package agentapi holds the wire types of the agent's status socket (the
+// endpoints `edgelink status`, `ping`, `routes` and `diagnose` read),
+// shared by the modules that serve them and pkg/statusclient that reads
+// them; it links neither libp2p nor the data plane (the serving modules
+// convert). Everything is JSON over HTTP on the root-only unix socket
+// (statusSocket). These are all the endpoints (Endpoints; the module that
+// serves each registers it through pkg/agenthost's StatusMux):
 //
-//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why
-//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters
-//	GET  /v1/metasync          metadata source status (pkg/metadata.Status)
-//	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh
-//	GET  /v1/diagnose          Diagnosis: every check, OK, FAIL or SKIP
-//	GET  /metrics              Prometheus text format
+//	GET  /v1/agent             AgentInfo: the process (agent)
+//	GET  /v1/tunnel/status     TunnelStatus: this node's side of the tunnel (tunnel)
+//	GET  /v1/tunnel/peers      []Peer: the path to every peer (tunnel)
+//	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh (tunnel)
+//	GET  /v1/dataplane         DataplaneStatus: MTU, segments, plan, counters (edgecni)
+//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why (edgecni)
+//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters (edgecni)
+//	GET  /v1/metasync          metadata source status, pkg/metadata.Status (metasync)
+//	GET  /v1/ipam              pools, refused pools, leases, modules/ipam.Status (ipam)
+//	GET  /v1/diagnose          Diagnosis: every module's checks, OK, FAIL or SKIP (agent)
+//	GET  /metrics              Prometheus text format (agent)
+//	*    /debug/pprof/         Go profiles by name (agent)
+//	*    /debug/pprof/profile  CPU profile (agent)
+//	*    /debug/pprof/trace    execution trace (agent)
 //
-// Errors are HTTP status codes with a plain-text body meant for the user
-// (404: unknown pod IP or node; 409: the target is on this node; 503: a
-// module is not up or has no path).
+// A module that is disabled serves none of its endpoints (404), except
+// the tunnel's POST /v1/ping, which then answers 503. Errors are HTTP
+// status codes with a plain-text body meant for the user (404: unknown
+// pod IP or node; 409: the target is on this node; 503: a module is not
+// up or has no path).
 package agentapi
 
 import (
@@ -21,26 +33,37 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/edgelink/edgelink/pkg/dataplane"
-	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
-// Route kinds: why a prefix is routed.
-const (
-	KindSegment = "segment" // another mesh segment (cloudCIDR/edgeCIDR), into the TUN
-	KindNode    = "node"    // a node's pod CIDR (Node.spec.podCIDRs)
-	KindPool    = "pool"    // a SpiderIPPool pinned to one node
-	KindPod     = "pod"     // one pod's IP not covered by the above
-	KindLocal   = "local"   // this node's own pods (not routed away)
-)
+// Endpoints are the http.ServeMux patterns of every endpoint on the
+// status socket, in the order of the package comment (a test checks that
+// the two agree, and that the agent registers exactly these); "*" there
+// is a pattern without a method.
+var Endpoints = []string{
+	"GET /v1/agent",
+	"GET /v1/tunnel/status",
+	"GET /v1/tunnel/peers",
+	"POST /v1/ping",
+	"GET /v1/dataplane",
+	"GET /v1/dataplane/routes",
+	"GET /v1/dataplane/peers",
+	"GET /v1/metasync",
+	"GET /v1/ipam",
+	"GET /v1/diagnose",
+	"GET /metrics",
+	"/debug/pprof/",
+	"/debug/pprof/profile",
+	"/debug/pprof/trace",
+}
 
 // Route is one prefix the agent routes.
 type Route struct {
 	Dst string `json:"dst"`
 	// Via is a gateway (host-gw to a peer on our LAN); empty: Dev.
-	Via  string `json:"via,omitempty"`
-	Dev  string `json:"dev,omitempty"`
+	Via string `json:"via,omitempty"`
+	Dev string `json:"dev,omitempty"`
+	// Kind is why the prefix is routed: segment, node, pool or pod (the
+	// route plan's kinds, modules/edgecni's KindSegment and so on).
 	Kind string `json:"kind"`
 	// Node owns the prefix (empty for a segment route).
 	Node string `json:"node,omitempty"`
@@ -147,24 +170,82 @@ func Skip(name, detail string) Check { return Check{Name: name, Status: CheckSki
 
 // TunnelStatus is this node's side of the tunnel (GET /v1/tunnel/status).
 type TunnelStatus struct {
-	Node         string                 `json:"node"`
-	Peer         string                 `json:"peer"`
-	Relay        bool                   `json:"relay"`
-	Addrs        []string               `json:"addrs"`
-	Observed     []string               `json:"observed"`
-	Reachability string                 `json:"reachability"`
-	Reservations []p2p.ReservationState `json:"reservations"`
-	RefusedPeers uint64                 `json:"refusedPeers"` // membership proofs refused
-	KnownPeers   int                    `json:"knownPeers"`
+	Node         string        `json:"node"`
+	Peer         string        `json:"peer"`
+	Relay        bool          `json:"relay"`
+	Addrs        []string      `json:"addrs"`
+	Observed     []string      `json:"observed"`
+	Reachability string        `json:"reachability"`
+	Reservations []Reservation `json:"reservations"`
+	RefusedPeers uint64        `json:"refusedPeers"` // membership proofs refused
+	KnownPeers   int           `json:"knownPeers"`
+}
+
+// Reservation is this node's slot on one relay (pkg/p2p's
+// ReservationState on the wire).
+type Reservation struct {
+	Node      string    `json:"node"`
+	Relay     string    `json:"peer,omitempty"` // the relay's peer ID
+	Reserved  bool      `json:"reserved"`
+	Expires   time.Time `json:"expires,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+	Renewals  int       `json:"renewals"`
+}
+
+// Path kinds of Peer.Path, Conn.Path and PingResult.Path (pkg/p2p's
+// PathKind on the wire): "none", "direct-tcp", "direct-quic", "relayed".
+const (
+	PathNone    = "none"
+	PathRelayed = "relayed"
+)
+
+// Peer is what the tunnel's path manager knows of one peer node
+// (GET /v1/tunnel/peers; pkg/p2p's PeerStatus on the wire). BytesIn and
+// BytesOut count everything on the path, probes included.
+type Peer struct {
+	Node         string    `json:"node"`
+	Peer         string    `json:"peer"`
+	Path         string    `json:"path"`
+	Relay        string    `json:"relay,omitempty"` // node name of the relay carrying a relayed path
+	RemoteAddr   string    `json:"remoteAddr,omitempty"`
+	RTTMillis    float64   `json:"rttMs"`
+	BytesIn      uint64    `json:"bytesIn"`
+	BytesOut     uint64    `json:"bytesOut"`
+	LastActivity time.Time `json:"lastActivity,omitzero"`
+	PathSince    time.Time `json:"pathSince,omitzero"`
+	PathChanges  int       `json:"pathChanges"`
+	Upgrades     int       `json:"upgradeAttempts"`
+	LastError    string    `json:"lastError,omitempty"`
+	Conns        []Conn    `json:"conns"`
+}
+
+// Conn is one connection to a peer.
+type Conn struct {
+	Path       string  `json:"path"`
+	Relay      string  `json:"relay,omitempty"`
+	RemoteAddr string  `json:"remoteAddr"`
+	Direction  string  `json:"direction"`
+	Alive      bool    `json:"alive"`
+	RTTMillis  float64 `json:"rttMs"`
 }
 
 // DataplaneStatus is the data plane (GET /v1/dataplane).
 type DataplaneStatus struct {
-	MTU      int                     `json:"mtu"`
-	Segments []string                `json:"segments"`
-	Plan     string                  `json:"plan"` // the route plan as text
-	Errors   string                  `json:"errors,omitempty"`
-	Stats    dataplane.StatsSnapshot `json:"stats"`
+	MTU      int            `json:"mtu"`
+	Segments []string       `json:"segments"`
+	Plan     string         `json:"plan"` // the route plan as text
+	Errors   string         `json:"errors,omitempty"`
+	Stats    DataplaneStats `json:"stats"`
+}
+
+// DataplaneStats are the forwarder's counters (pkg/dataplane's
+// StatsSnapshot on the wire, field for field and untagged, so that one
+// converts to the other: a counter added there must be added here).
+type DataplaneStats struct {
+	TxPackets, TxBytes, RxPackets, RxBytes                                     uint64
+	TxOffload, RxOffload                                                       uint64
+	DropNoRoute, DropLoop, DropQueue, DropSpoofed, DropNotLocal, DropMalformed uint64
+	BadStreams                                                                 uint64
 }
 
 // AgentInfo is GET /v1/agent: what the process holds, to spot leaks.

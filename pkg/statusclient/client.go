@@ -1,8 +1,8 @@
 // Package statusclient talks to the local agent over its status socket
 // (statusSocket, a root-only unix socket serving JSON over HTTP): the
 // client behind `edgelink status`, `ping`, `routes` and `diagnose`. The
-// wire types of the operations endpoints are pkg/agentapi's; the older
-// endpoints' are mirrored here (pkg never imports modules).
+// wire types are pkg/agentapi's (which, like this package, links neither
+// libp2p nor the data plane).
 package statusclient
 
 import (
@@ -19,7 +19,6 @@ import (
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/metadata"
-	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/pkg/unixsock"
 )
 
@@ -148,8 +147,8 @@ func (c *Client) TunnelStatus(ctx context.Context) (TunnelStatus, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/tunnel/status", nil, &v)
 }
 
-func (c *Client) Peers(ctx context.Context) ([]p2p.PeerStatus, error) {
-	var v []p2p.PeerStatus
+func (c *Client) Peers(ctx context.Context) ([]agentapi.Peer, error) {
+	var v []agentapi.Peer
 	return v, c.do(ctx, http.MethodGet, "/v1/tunnel/peers", nil, &v)
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
 // serve answers the given handlers on a unix socket, as the agent does.
@@ -89,9 +88,9 @@ func TestOverviewPartial(t *testing.T) {
 
 func TestMergePeers(t *testing.T) {
 	now := time.Unix(1000, 0)
-	peers := []p2p.PeerStatus{
-		{Node: "b", Path: p2p.PathRelayed, Relay: "relay-1", RTTMillis: 3, BytesIn: 999, LastActivity: now},
-		{Node: "a", Path: p2p.PathDirectTCP, RTTMillis: 0.5, BytesIn: 7, BytesOut: 8, LastActivity: now},
+	peers := []agentapi.Peer{
+		{Node: "b", Path: agentapi.PathRelayed, Relay: "relay-1", RTTMillis: 3, BytesIn: 999, LastActivity: now},
+		{Node: "a", Path: "direct-tcp", RTTMillis: 0.5, BytesIn: 7, BytesOut: 8, LastActivity: now},
 	}
 	traffic := []agentapi.PeerTraffic{{Node: "b", RxBytes: 10, TxBytes: 20, RxPackets: 1, TxPackets: 2, DropSpoof: 1,
 		LastTx: now.Add(-time.Minute), LastRx: now.Add(-time.Second)}}

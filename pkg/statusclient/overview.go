@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/dataplane"
-	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
 // Overview is `edgelink status`: this node and every peer, assembled from
@@ -27,9 +25,9 @@ type Overview struct {
 	MTU          int                      `json:"mtu,omitempty"`
 	Segments     []string                 `json:"segments"`
 	PodCIDRs     []string                 `json:"podCIDRs"`
-	Reservations []p2p.ReservationState   `json:"reservations"`
+	Reservations []agentapi.Reservation   `json:"reservations"`
 	Peers        []Peer                   `json:"peers"`
-	Totals       *dataplane.StatsSnapshot `json:"totals,omitempty"`
+	Totals       *agentapi.DataplaneStats `json:"totals,omitempty"`
 	Unavailable  map[string]string        `json:"unavailable,omitempty"`
 }
 
@@ -62,7 +60,7 @@ func (c *Client) Overview(ctx context.Context) (*Overview, error) {
 		return nil, err
 	}
 	o := &Overview{Node: info.Node, Version: info.Version, Segments: []string{}, PodCIDRs: []string{},
-		Reservations: []p2p.ReservationState{}, Peers: []Peer{}, Unavailable: map[string]string{}}
+		Reservations: []agentapi.Reservation{}, Peers: []Peer{}, Unavailable: map[string]string{}}
 	note := func(section string, err error) bool {
 		if err == nil {
 			return true
@@ -113,11 +111,11 @@ func (c *Client) Overview(ctx context.Context) (*Overview, error) {
 
 // MergePeers joins the tunnel's view of each peer with the data plane's
 // traffic counters (useTraffic: the data plane is up), sorted by node.
-func MergePeers(peers []p2p.PeerStatus, traffic []agentapi.PeerTraffic, useTraffic bool) []Peer {
+func MergePeers(peers []agentapi.Peer, traffic []agentapi.PeerTraffic, useTraffic bool) []Peer {
 	byNode := map[string]*Peer{}
 	out := []Peer{}
 	for _, p := range peers {
-		byNode[p.Node] = &Peer{Node: p.Node, PeerID: p.Peer, Path: string(p.Path), Relay: p.Relay, RemoteAddr: p.RemoteAddr,
+		byNode[p.Node] = &Peer{Node: p.Node, PeerID: p.Peer, Path: p.Path, Relay: p.Relay, RemoteAddr: p.RemoteAddr,
 			RTTMillis: p.RTTMillis, PathSince: p.PathSince, PathChanges: p.PathChanges, LastError: p.LastError}
 		if !useTraffic {
 			byNode[p.Node].BytesIn, byNode[p.Node].BytesOut, byNode[p.Node].LastActivity = p.BytesIn, p.BytesOut, p.LastActivity
@@ -126,7 +124,7 @@ func MergePeers(peers []p2p.PeerStatus, traffic []agentapi.PeerTraffic, useTraff
 	for _, t := range traffic {
 		p := byNode[t.Node]
 		if p == nil {
-			p = &Peer{Node: t.Node, Path: string(p2p.PathNone)}
+			p = &Peer{Node: t.Node, Path: agentapi.PathNone}
 			byNode[t.Node] = p
 		}
 		p.BytesIn, p.BytesOut, p.PacketsIn, p.PacketsOut = t.RxBytes, t.TxBytes, t.RxPackets, t.TxPackets

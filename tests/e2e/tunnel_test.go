@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/tests/topology"
 )
@@ -144,8 +145,8 @@ func (m *mesh) logPaths(nodes ...string) {
 	}
 }
 
-func (m *mesh) reservations(relay string) map[string]p2p.ReservationState {
-	out := map[string]p2p.ReservationState{}
+func (m *mesh) reservations(relay string) map[string]agentapi.Reservation {
+	out := map[string]agentapi.Reservation{}
 	for _, n := range m.names() {
 		if n == relay {
 			continue

@@ -5,6 +5,7 @@ package unittest
 
 import (
 	"crypto/rand"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/edgelink/edgelink/pkg/agenthost"
 )
 
 // NewPeerID is a fresh, valid libp2p peer ID (of a new Ed25519 key).
@@ -45,4 +48,15 @@ func MetricsText(t testing.TB, c prometheus.Collector) string {
 		}
 	}
 	return b.String()
+}
+
+// StatusMux is the status socket's handler for the modules' routes
+// (pkg/agenthost.StatusMux), failing the test on a bad pattern.
+func StatusMux(t testing.TB, routes ...agenthost.Routes) *http.ServeMux {
+	t.Helper()
+	mux, err := agenthost.StatusMux(routes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mux
 }

@@ -3,11 +3,7 @@ package app
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/pprof"
-	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -20,9 +16,7 @@ import (
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/modules/tunnel"
-	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/agenthost"
-	"github.com/edgelink/edgelink/pkg/unixsock"
 	"github.com/edgelink/edgelink/pkg/version"
 )
 
@@ -44,18 +38,13 @@ func newAgentCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			klog.InfoS("Starting edgelink agent", "version", version.String(), "node", c.NodeName, "config", configPath)
-			status := http.NewServeMux()
-			status.HandleFunc("GET /v1/agent", func(w http.ResponseWriter, _ *http.Request) {
-				agentapi.WriteJSON(w, agentRuntime(c.NodeName))
-			})
-			// Profiles for operators and benchmarks; the socket is root-only.
-			status.HandleFunc("/debug/pprof/", pprof.Index)
-			status.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			status.HandleFunc("/debug/pprof/trace", pprof.Trace)
-			mods, ops := agentModules(c, status)
+			mods, ops := agentModules(c)
 			reg := newRegistry(ops)
-			registerOps(c, status, reg, ops) // agentops.go: /metrics, ping, diagnose
-			stopStatus, err := serveStatus(c.StatusSocket, status)
+			status, err := agenthost.StatusMux(statusRoutes(c, reg, ops)...) // agentops.go
+			if err != nil {
+				return err
+			}
+			stopStatus, err := agenthost.ServeStatus(c.StatusSocket, status)
 			if err != nil {
 				return err
 			}
@@ -76,42 +65,15 @@ func newAgentCmd() *cobra.Command {
 
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
-func agentModules(c *v1.AgentConfig, status *http.ServeMux) ([]core.Module, opsModules) {
+func agentModules(c *v1.AgentConfig) ([]core.Module, opsModules) {
 	var subscribers []string
 	if c.Modules.IPAM.Enable {
 		subscribers = append(subscribers, ipam.ModuleName)
 	}
 	meta := metasync.New(c, subscribers)
-	tun := tunnel.New(c, meta.Reader(), status)
-	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun,
-		cni: edgecni.New(c, meta.Reader(), tun.Packets(), status)}
+	tun := tunnel.New(c, meta.Reader())
+	cni := edgecni.New(c, meta.Reader(), tun.Packets())
+	tun.LocatePodsWith(cni) // ping resolves pod IPs through the forwarder's table
+	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun, cni: cni}
 	return []core.Module{ops.meta, ops.ipam, ops.tun, ops.cni}, ops
-}
-
-// serveStatus answers the status API (read-only JSON over HTTP) on the
-// agent's unix socket until the returned stop is called.
-func serveStatus(path string, mux *http.ServeMux) (stop func(), err error) {
-	ln, err := unixsock.Listen(path, "status socket", "statusSocket")
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() { // routineStatus
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	return func() {
-		_ = srv.Close()
-		<-done
-		_ = os.Remove(path)
-	}, nil
-}
-
-func agentRuntime(node string) agentapi.AgentInfo {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	fds, _ := os.ReadDir("/proc/self/fd")
-	return agentapi.AgentInfo{Node: node, Version: version.String(), Goroutines: runtime.NumGoroutine(),
-		OpenFDs: len(fds), HeapBytes: ms.HeapAlloc}
 }

@@ -1,14 +1,9 @@
 package app
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,10 +16,7 @@ import (
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/modules/tunnel"
-	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/metadata"
-	"github.com/edgelink/edgelink/pkg/p2p"
-	"github.com/edgelink/edgelink/pkg/unixsock"
+	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/version"
 )
 
@@ -53,29 +45,16 @@ func newRegistry(m opsModules) *prometheus.Registry {
 	return reg
 }
 
-// registerOps adds the operations endpoints (pkg/agentapi) to the status
-// API: /metrics, /v1/metasync, /v1/ipam, POST /v1/ping, GET /v1/diagnose.
-// The data plane and tunnel add their own (/v1/dataplane/..., /v1/tunnel/...).
-func registerOps(c *v1.AgentConfig, mux *http.ServeMux, reg *prometheus.Registry, m opsModules) {
-	mux.Handle("GET /metrics", metricsHandler(reg, 0))
-	m.meta.RegisterStatus(mux)
-	m.ipam.RegisterStatus(mux)
-	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		var req agentapi.PingRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-			http.Error(w, "bad ping request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		res, status, err := ping(r.Context(), c, m, req)
-		if err != nil {
-			http.Error(w, err.Error(), status)
-			return
-		}
-		agentapi.WriteJSON(w, res)
-	})
-	mux.HandleFunc("GET /v1/diagnose", func(w http.ResponseWriter, r *http.Request) {
-		agentapi.WriteJSON(w, diagnose(r.Context(), c, m))
-	})
+// statusRoutes are every endpoint of the status socket
+// (agentapi.Endpoints): the process's own, each module's, GET
+// /v1/diagnose (every module's checks) and GET /metrics.
+func statusRoutes(c *v1.AgentConfig, reg *prometheus.Registry, m opsModules) []agenthost.Routes {
+	return []agenthost.Routes{
+		agenthost.HostRoutes(c.NodeName),
+		m.tun.StatusRoutes(), m.cni.StatusRoutes(), m.meta.StatusRoutes(), m.ipam.StatusRoutes(),
+		agenthost.DiagnoseRoutes(c.NodeName, m.cni, m.ipam, m.meta, m.tun),
+		{"GET /metrics": metricsHandler(reg, 0)},
+	}
 }
 
 // metricsHandler serves reg; maxInFlight > 0 answers 503 to scrapes beyond
@@ -88,118 +67,6 @@ func metricsHandler(reg *prometheus.Registry, maxInFlight int) http.Handler {
 type klogErrors struct{}
 
 func (klogErrors) Println(v ...any) { klog.InfoS("Metrics scrape problem", "err", fmt.Sprint(v...)) }
-
-// ping resolves the target (a pod IP through the forwarder's table, or
-// the metadata picture when the data plane is off; else a node name) and
-// probes that node over its current path.
-func ping(ctx context.Context, c *v1.AgentConfig, m opsModules, req agentapi.PingRequest) (agentapi.PingResult, int, error) {
-	target := strings.TrimSpace(req.Target)
-	if target == "" {
-		return agentapi.PingResult{}, http.StatusBadRequest, errors.New("no target: give a pod IP or a node name")
-	}
-	node := target
-	if a, err := netip.ParseAddr(target); err == nil {
-		n, status, err := resolvePodIP(c, m, a.Unmap())
-		if err != nil {
-			return agentapi.PingResult{}, status, err
-		}
-		node = n
-	} else if node == c.NodeName {
-		return agentapi.PingResult{}, http.StatusConflict, fmt.Errorf("%s is this node", node)
-	}
-	timeout := 5 * time.Second
-	if req.TimeoutMillis > 0 {
-		timeout = min(time.Duration(req.TimeoutMillis)*time.Millisecond, agentapi.MaxPingTimeout)
-	}
-	res, err := m.tun.Ping(ctx, node, timeout)
-	out := agentapi.PingResult{Target: target, Node: node, Path: string(res.Path), Relay: res.Relay,
-		RemoteAddr: res.RemoteAddr, RTTMillis: float64(res.RTT) / 1e6}
-	switch {
-	case errors.Is(err, p2p.ErrUnknownPeer):
-		return out, http.StatusNotFound, fmt.Errorf("unknown node %q: the tunnel knows no such peer (see `edgelink status`)", node)
-	case errors.Is(err, p2p.ErrNoPath):
-		return out, http.StatusServiceUnavailable, fmt.Errorf("no path to %s yet: the tunnel is still connecting, or the node is down (see `edgelink status`)", node)
-	case errors.Is(err, tunnel.ErrNotUp):
-		return out, http.StatusServiceUnavailable, fmt.Errorf("the tunnel is not up on this node: %w", err)
-	case err != nil:
-		return out, http.StatusGatewayTimeout, err
-	}
-	return out, http.StatusOK, nil
-}
-
-// resolvePodIP finds the node a pod IP lives on: the forwarder's
-// longest-prefix-match table when the data plane is up (what a packet
-// would do), else the metadata picture's pods and nodes.
-func resolvePodIP(c *v1.AgentConfig, m opsModules, a netip.Addr) (string, int, error) {
-	if node, local, ok, up := m.cni.Lookup(a); up {
-		switch {
-		case !ok:
-			return "", http.StatusNotFound, fmt.Errorf("no node has %s: it is in no route of this node's plan (see `edgelink routes`)", a)
-		case local:
-			return "", http.StatusConflict, fmt.Errorf("%s is a pod on this node (%s): nothing to tunnel", a, c.NodeName)
-		}
-		return node, http.StatusOK, nil
-	}
-	if r := m.meta.Reader(); r != nil {
-		snap := r.Snapshot()
-		if node := nodeOfIP(snap, a); node != "" {
-			if node == c.NodeName {
-				return "", http.StatusConflict, fmt.Errorf("%s is a pod on this node (%s): nothing to tunnel", a, c.NodeName)
-			}
-			return node, http.StatusOK, nil
-		}
-	}
-	return "", http.StatusNotFound, fmt.Errorf("no node has %s: no pod with that IP and no node's pod CIDR holds it", a)
-}
-
-func nodeOfIP(snap *metadata.Snapshot, a netip.Addr) string {
-	if p := snap.PodsByIP[a]; p != nil && p.NodeName != "" {
-		return p.NodeName
-	}
-	best, bits := "", -1
-	for name, n := range snap.Nodes {
-		for _, c := range n.PodCIDRs {
-			if c.Contains(a) && c.Bits() > bits {
-				best, bits = name, c.Bits()
-			}
-		}
-	}
-	return best
-}
-
-// diagnose runs every module's checks, and the IPAM socket's.
-func diagnose(ctx context.Context, c *v1.AgentConfig, m opsModules) agentapi.Diagnosis {
-	d := agentapi.Diagnosis{Node: c.NodeName, Time: time.Now()}
-	d.Checks = append(d.Checks, m.cni.Diagnose(ctx)...)
-	d.Checks = append(d.Checks, ipamCheck(ctx, c))
-	d.Checks = append(d.Checks, m.ipam.Diagnose()...)
-	d.Checks = append(d.Checks, m.meta.Diagnose()...)
-	d.Checks = append(d.Checks, m.tun.Diagnose()...)
-	return d
-}
-
-// ipamCheck asks the IPAM socket what the spiderpool binary asks before
-// every call (GET /v1/ipam/healthy).
-func ipamCheck(ctx context.Context, c *v1.AgentConfig) agentapi.Check {
-	const name = "IPAM socket answering"
-	if !c.Modules.IPAM.Enable {
-		return agentapi.Skip(name, "the ipam module is disabled")
-	}
-	path := c.Modules.IPAM.SocketPath
-	hc := http.Client{Timeout: 3 * time.Second, Transport: unixsock.HTTPTransport(path)}
-	defer hc.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://ipam/v1/ipam/healthy", nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return agentapi.Fail(name, fmt.Sprintf("%s: %v", path, err),
-			"read the agent's log for the ipam module's error (a lease store another process holds, a bad pool file); pods cannot get addresses until it answers")
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return agentapi.Fail(name, fmt.Sprintf("%s answered %s", path, resp.Status), "read the agent's log for the ipam module")
-	}
-	return agentapi.OK(name, path+" answers")
-}
 
 // Limits of the metricsAddress listener, which anyone who can reach the
 // address may use: a slow or greedy client cannot hold connections or

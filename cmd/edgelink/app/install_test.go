@@ -260,18 +260,6 @@ func TestInstallErrors(t *testing.T) {
 	}
 }
 
-// build/systemd/edgelink.service is what `edgelink install` writes with
-// the default paths.
-func TestSystemdUnitFileMatches(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "build", "systemd", "edgelink.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := renderUnit(DefaultInstallBinDir, DefaultConfigPath); !bytes.Equal(b, want) {
-		t.Errorf("build/systemd/edgelink.service differs from the unit edgelink install writes; regenerate it:\n%s", want)
-	}
-}
-
 // issued makes a CA, an identity key and a certificate for node bound to
 // it, the way docs/install.md shows (`edgelink identity`, `edgelink ca
 // issue --identity`).

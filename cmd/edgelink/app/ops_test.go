@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgelink/edgelink/pkg/agentapi"
-	"github.com/edgelink/edgelink/pkg/metadata"
-	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
@@ -22,7 +19,7 @@ func TestWriteStatus(t *testing.T) {
 	o := &statusclient.Overview{
 		Node: "edge-1", Version: "v0.1", PeerID: "12D3KooW", Reachability: "Private", TUN: "edgelink0", MTU: 1420,
 		Segments: []string{"10.245.0.0/16"}, PodCIDRs: []string{"10.245.5.0/24", "10.245.6.2/32"},
-		Reservations: []p2p.ReservationState{{Node: "relay-1", Reserved: true}, {Node: "relay-2", LastError: "dial timeout"}},
+		Reservations: []agentapi.Reservation{{Node: "relay-1", Reserved: true}, {Node: "relay-2", LastError: "dial timeout"}},
 		Peers: []statusclient.Peer{
 			{Node: "cloud-1", Path: "direct-tcp", RTTMillis: 0.42, BytesIn: 2 << 20, PacketsIn: 1500, BytesOut: 512, PacketsOut: 3,
 				LastActivity: now.Add(-5 * time.Second), PathSince: now.Add(-2 * time.Hour)},
@@ -128,19 +125,6 @@ func TestFatalPingError(t *testing.T) {
 	} {
 		if fatalPingError(err) != want {
 			t.Errorf("fatalPingError(%v) = %v", err, !want)
-		}
-	}
-}
-
-func TestNodeOfIP(t *testing.T) {
-	b := metadata.Empty()
-	b.Nodes["edge-2"] = &metadata.NodeInfo{Name: "edge-2", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.245.0.0/16")}}
-	b.Nodes["edge-3"] = &metadata.NodeInfo{Name: "edge-3", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.245.7.0/24")}}
-	pod := &metadata.PodInfo{Namespace: "a", Name: "p", NodeName: "edge-4", IPs: []netip.Addr{netip.MustParseAddr("10.245.7.9")}}
-	b.PodsByIP[netip.MustParseAddr("10.245.7.9")] = pod
-	for ip, want := range map[string]string{"10.245.7.9": "edge-4", "10.245.7.1": "edge-3", "10.245.1.1": "edge-2", "10.9.9.9": ""} {
-		if got := nodeOfIP(b, netip.MustParseAddr(ip)); got != want {
-			t.Errorf("nodeOfIP(%s) = %q, want %q", ip, got, want)
 		}
 	}
 }
