@@ -222,14 +222,9 @@ func TestPacketStreamsPerPeerBounded(t *testing.T) {
 		handled.Add(1)
 		go func() { <-release; r.Close() }()
 	})
-	if err := connect(t, b, a); err != nil {
-		t.Fatal(err)
-	}
+	proven(t, b, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := a.Gate.WaitMember(ctx, b.ID()); err != nil {
-		t.Fatal(err)
-	}
 	conn := b.Network().ConnsToPeer(a.ID())[0]
 	for range 12 {
 		s, err := openStream(ctx, conn, 5*time.Second, PacketsProtocol)

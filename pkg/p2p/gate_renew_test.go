@@ -41,14 +41,11 @@ func TestMembershipRenewsAndExpires(t *testing.T) {
 	c.validity = 4 * time.Second
 	b := c.host("edge-b", nil)
 	issued := time.Now()
-	if err := connect(t, b, a); err != nil {
-		t.Fatal(err)
+	if node := proven(t, b, a); node != "edge-b" {
+		t.Fatalf("edge-b proved %q", node)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if node, err := a.Gate.WaitMember(ctx, b.ID()); err != nil || node != "edge-b" {
-		t.Fatalf("edge-b's membership: %q %v", node, err)
-	}
 	conn := a.Network().ConnsToPeer(b.ID())[0]
 	first := renewedAt(a.Gate, b)
 	waitFor(t, "a renewal", func() bool { return renewedAt(a.Gate, b).After(first) })
@@ -84,14 +81,7 @@ func TestMembershipEndsWhenTheCARotates(t *testing.T) {
 	fastMembership(t, time.Hour)
 	c := newCluster(t)
 	a, b := c.host("edge-a", nil), c.host("edge-b", nil)
-	if err := connect(t, b, a); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.Gate.WaitMember(ctx, b.ID()); err != nil {
-		t.Fatal(err)
-	}
+	proven(t, b, a)
 	if _, err := membership.InitCA(filepath.Join(c.dir, "next-ca"), "next", time.Hour); err != nil {
 		t.Fatal(err)
 	}

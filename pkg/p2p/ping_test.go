@@ -16,17 +16,8 @@ import (
 func connectedMembers(t *testing.T, c *cluster) (a, b *Host, ab network.Conn) {
 	t.Helper()
 	a, b = c.host("edge-a", nil), c.host("edge-b", nil)
-	if err := connect(t, a, b); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.Gate.WaitMember(ctx, b.ID()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Gate.WaitMember(ctx, a.ID()); err != nil {
-		t.Fatal(err)
-	}
+	proven(t, a, b)
+	proven(t, b, a)
 	conns := a.Network().ConnsToPeer(b.ID())
 	if len(conns) == 0 {
 		t.Fatal("a has no connection to b")
@@ -103,4 +94,20 @@ func TestPing(t *testing.T) {
 	if _, err := pm.Ping(ctx, "edge-b", time.Minute); err == nil {
 		t.Error("a ping with a cancelled context succeeded")
 	}
+}
+
+// proven connects from to to (if not yet) and waits until to has seen
+// from prove membership; it returns the node name from proved.
+func proven(t *testing.T, from, to *Host) string {
+	t.Helper()
+	if err := connect(t, from, to); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	node, err := to.Gate.WaitMember(ctx, from.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node
 }
