@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"net/netip"
@@ -61,6 +62,10 @@ type Snapshot struct {
 	Version uint64 `json:"version"`
 	// Time is when the snapshot was built.
 	Time time.Time `json:"time"`
+	// Synced: the picture has been listed from the source since the agent
+	// started, so objects missing from it are gone. Never stored: a
+	// snapshot loaded from disk is not synced.
+	Synced bool `json:"-"`
 
 	Pods       map[string]*PodInfo       `json:"pods"` // by namespace/name
 	Nodes      map[string]*NodeInfo      `json:"nodes"`
@@ -114,10 +119,17 @@ func (s *Snapshot) PodsOnNode(node string) []*PodInfo {
 	return out
 }
 
-// Reader gives lock-free access to the current snapshot.
+// Reader gives lock-free access to the current snapshot and the one
+// signal that it changed.
 type Reader interface {
 	// Snapshot returns the current picture; never nil.
 	Snapshot() *Snapshot
+	// Next returns the current picture and a channel closed as soon as a
+	// newer one is published (for select loops).
+	Next() (*Snapshot, <-chan struct{})
+	// Wait returns the current picture as soon as its Version differs
+	// from version, or the current picture and ctx's error.
+	Wait(ctx context.Context, version uint64) (*Snapshot, error)
 }
 
 // Status describes the metadata source, for the CLI and metrics.
