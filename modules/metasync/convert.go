@@ -2,6 +2,7 @@ package metasync
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,7 +80,40 @@ func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metadata.PoolInfo{Name: u.GetName(), Object: data}, nil
+	return ParsePoolInfo(u.GetName(), data), nil
+}
+
+// ParsePoolInfo is the one place a SpiderIPPool of the picture is parsed:
+// it decodes object (as poolInfo keeps it) and fills PoolInfo's typed
+// form from pkg/ipam.ParsePool. An unusable pool is kept with Err set.
+func ParsePoolInfo(name string, object []byte) *metadata.PoolInfo {
+	info := &metadata.PoolInfo{Name: name, Object: object}
+	var sp ipam.SpiderIPPool
+	if err := json.Unmarshal(object, &sp); err != nil {
+		info.Err = fmt.Errorf("SpiderIPPool %q: undecodable: %w", name, err)
+		return info
+	}
+	info.Spider = &sp
+	pool, err := ipam.ParsePool(&sp)
+	if err != nil {
+		info.Err = err
+		return info
+	}
+	info.Pool = pool
+	info.Version, info.Subnet, info.Gateway = pool.Version, pool.Subnet, pool.Gateway
+	info.Prefixes = pool.Prefixes()
+	info.Node = pool.PinnedNode()
+	info.BlockOf, info.Blocks = pool.BlockOf(), pool.Claims()
+	info.Disabled = pool.Disable
+	return info
+}
+
+// parsePools gives every pool of a snapshot loaded from disk (which stores
+// only the JSON) its typed form.
+func parsePools(snap *metadata.Snapshot) {
+	for name, p := range snap.Pools {
+		snap.Pools[name] = ParsePoolInfo(p.Name, p.Object)
+	}
 }
 
 // The informers keep only what the agent reads, so 5,000 pods cost little.
