@@ -77,11 +77,7 @@ func newAgentCmd() *cobra.Command {
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
 func agentModules(c *v1.AgentConfig, status *http.ServeMux) ([]core.Module, opsModules) {
-	var subscribers []string
-	if c.Modules.IPAM.Enable {
-		subscribers = append(subscribers, ipam.ModuleName)
-	}
-	meta := metasync.New(c, subscribers)
+	meta := metasync.New(c)
 	tun := tunnel.New(c, meta.Reader(), status)
 	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun,
 		cni: edgecni.New(c, meta.Reader(), tun.Packets(), status)}
