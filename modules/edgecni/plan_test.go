@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -44,7 +43,7 @@ func goldenInput() Input {
 	node("edge-c1", "192.168.3.11")
 	pool := func(name, subnet, ips, nodeName string) {
 		obj := fmt.Sprintf(`{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":%q},"spec":{"subnet":%q,"ips":[%q],"nodeName":[%q]}}`, name, subnet, ips, nodeName)
-		snap.Pools[name] = metasync.ParsePoolInfo(name, []byte(obj))
+		snap.Pools[name] = metadata.NewPoolInfo(name, []byte(obj))
 	}
 	// edge-c1's pool: its pods are routed before their IPs are known;
 	// edge-a1's own pool is local.
@@ -118,7 +117,7 @@ func TestPlanCloudNode(t *testing.T) {
 func TestPlanHostSource(t *testing.T) {
 	in := goldenInput()
 	obj := `{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":"a1-pool"},"spec":{"subnet":"10.245.0.0/16","ips":["10.245.5.2-10.245.5.5"],"gateway":"10.245.5.1","nodeName":["edge-a1"]}}`
-	in.Snapshot.Pools["a1-pool"] = metasync.ParsePoolInfo("a1-pool", []byte(obj))
+	in.Snapshot.Pools["a1-pool"] = metadata.NewPoolInfo("a1-pool", []byte(obj))
 	p := Plan(in)
 	got := p.String()
 	for _, want := range []string{

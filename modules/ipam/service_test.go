@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
 func testPool(name, ips string) *metadata.PoolInfo {
 	obj := fmt.Sprintf(`{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":%q},"spec":{"subnet":"10.244.0.0/16","ips":[%q],"nodeName":["edge-1"],"default":true}}`, name, ips)
-	return metasync.ParsePoolInfo(name, []byte(obj))
+	return metadata.NewPoolInfo(name, []byte(obj))
 }
 
 // TestServiceFollowsMetadata proves the service follows the one change

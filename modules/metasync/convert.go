@@ -2,7 +2,6 @@ package metasync
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,8 +54,9 @@ func namespaceInfo(n *corev1.Namespace) *metadata.NamespaceInfo {
 	return &metadata.NamespaceInfo{Name: n.Name, Labels: n.Labels, Annotations: n.Annotations}
 }
 
-// poolInfo keeps what pkg/ipam parses of a SpiderIPPool: kind, metadata
-// name, labels and EdgeLink's annotations (the block record), spec.
+// poolInfo keeps what pkg/ipam parses of a SpiderIPPool (kind, metadata
+// name, labels and EdgeLink's annotations (the block record), spec) and
+// parses it into PoolInfo's typed form.
 // Status (allocation counters SpiderPool's agent updates) and other
 // annotations are dropped, so their churn is not a change here.
 func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
@@ -80,40 +80,7 @@ func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParsePoolInfo(u.GetName(), data), nil
-}
-
-// ParsePoolInfo is the one place a SpiderIPPool of the picture is parsed:
-// it decodes object (as poolInfo keeps it) and fills PoolInfo's typed
-// form from pkg/ipam.ParsePool. An unusable pool is kept with Err set.
-func ParsePoolInfo(name string, object []byte) *metadata.PoolInfo {
-	info := &metadata.PoolInfo{Name: name, Object: object}
-	var sp ipam.SpiderIPPool
-	if err := json.Unmarshal(object, &sp); err != nil {
-		info.Err = fmt.Errorf("SpiderIPPool %q: undecodable: %w", name, err)
-		return info
-	}
-	info.Spider = &sp
-	pool, err := ipam.ParsePool(&sp)
-	if err != nil {
-		info.Err = err
-		return info
-	}
-	info.Pool = pool
-	info.Version, info.Subnet, info.Gateway = pool.Version, pool.Subnet, pool.Gateway
-	info.Prefixes = pool.Prefixes()
-	info.Node = pool.PinnedNode()
-	info.BlockOf, info.Blocks = pool.BlockOf(), pool.Claims()
-	info.Disabled = pool.Disable
-	return info
-}
-
-// parsePools gives every pool of a snapshot loaded from disk (which stores
-// only the JSON) its typed form.
-func parsePools(snap *metadata.Snapshot) {
-	for name, p := range snap.Pools {
-		snap.Pools[name] = ParsePoolInfo(p.Name, p.Object)
-	}
+	return metadata.NewPoolInfo(u.GetName(), data), nil // parsed here, once
 }
 
 // The informers keep only what the agent reads, so 5,000 pods cost little.

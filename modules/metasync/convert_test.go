@@ -368,7 +368,7 @@ func TestPoolInfoWithoutOurAnnotations(t *testing.T) {
 	if info, err := poolInfo(inv); err != nil || info.Err == nil || !strings.Contains(info.Err.Error(), "outside subnet") || info.Pool != nil || info.Spider == nil || len(info.Prefixes) != 0 {
 		t.Errorf("invalid pool = %+v, %v", info, err)
 	}
-	if info := ParsePoolInfo("junk", []byte(`{"spec":[]}`)); info.Err == nil || info.Spider != nil || info.Pool != nil || string(info.Object) != `{"spec":[]}` {
+	if info := metadata.NewPoolInfo("junk", []byte(`{"spec":[]}`)); info.Err == nil || info.Spider != nil || info.Pool != nil || string(info.Object) != `{"spec":[]}` {
 		t.Errorf("undecodable pool = %+v", info)
 	}
 

@@ -73,9 +73,6 @@ func (s *Service) Init() error {
 		klog.ErrorS(err, "Ignoring unreadable metadata snapshot; starting empty", "path", s.SnapshotPath)
 		snap = nil
 	}
-	if snap != nil {
-		parsePools(snap)
-	}
 	s.cache = metadata.NewCache(snap)
 	s.mu.Lock()
 	s.status.Source, s.status.Server, s.status.FromDisk = s.Source, s.server(), snap != nil

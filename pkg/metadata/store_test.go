@@ -7,7 +7,8 @@ import (
 
 // TestLoadSnapshotV0 proves a snapshot file written before pools carried
 // their parsed form (testdata/snapshot-v0.json, saved by that code) still
-// loads: every object, the pools' JSON as received, the derived index.
+// loads: every object, the pools' JSON as received and their typed form,
+// the derived index.
 func TestLoadSnapshotV0(t *testing.T) {
 	s, err := Load("testdata/snapshot-v0.json")
 	if err != nil {
@@ -26,8 +27,15 @@ func TestLoadSnapshotV0(t *testing.T) {
 		t.Errorf("node cloud-1: %+v", n)
 	}
 	for name, p := range s.Pools {
-		if p.Name != name || len(p.Object) == 0 {
+		if p.Name != name || len(p.Object) == 0 || p.Spider == nil {
 			t.Errorf("pool %s: %+v", name, p)
 		}
+	}
+	// Load gives the pools their typed form (NewPoolInfo).
+	if p := s.Pools["edge-1-v4"]; p.Err != nil || p.Node != "edge-1" || p.Pool == nil || p.Gateway != netip.MustParseAddr("10.245.5.1") {
+		t.Errorf("edge-1-v4 typed form: %+v", p)
+	}
+	if p := s.Pools["broken"]; p.Err == nil || p.Pool != nil {
+		t.Errorf("broken pool: %+v", p)
 	}
 }

@@ -51,10 +51,9 @@ type NamespaceInfo struct {
 }
 
 // PoolInfo is a SpiderIPPool: its JSON as received (what the snapshot
-// file stores, and what IPAM keeps for an offline restart) and its typed
-// form, which metasync derives once from the JSON (modules/metasync,
-// ParsePoolInfo; also for a snapshot loaded from disk) and nobody parses
-// again. The typed fields are never stored.
+// file stores) and its typed form, derived once from the JSON by
+// NewPoolInfo (metasync's conversion, and Load) that nobody parses again.
+// The typed fields are never stored.
 type PoolInfo struct {
 	Name   string          `json:"name"`
 	Object json.RawMessage `json:"object"`
