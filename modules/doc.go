@@ -3,6 +3,7 @@
 // ipam (SpiderPool's agent API at the edge), edgecni (TUN and routes) and
 // tunnel (libp2p). Each has a module.go with Register/Name/Group/Enable/
 // Start; cmd/edgelink/app/agent.go builds them from the config and
-// pkg/agenthost runs them. Modules never import each other: they exchange
-// beehive messages or share read-only interfaces defined in pkg/.
+// pkg/agenthost runs them. Modules never import each other: they share
+// read-only interfaces defined in pkg/ (the metadata snapshot and its
+// change signal, pkg/metadata.Reader).
 package modules

@@ -1,7 +1,6 @@
 package edgecni
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/edgelink/edgelink/pkg/dataplane"
-	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -139,21 +137,17 @@ func Plan(in Input) *RoutePlan {
 	// the metadata, and a pod created while the cloud is away too.
 	poolsOf := map[string][]netip.Prefix{}
 	gateways := map[string]netip.Addr{} // this node's pools with a gateway, by pool name
-	for _, pi := range snap.Pools {
-		var sp ipam.SpiderIPPool
-		if json.Unmarshal(pi.Object, &sp) != nil {
+	// The pools' typed form, parsed once by metasync: nothing to decode.
+	for _, pool := range snap.Pools {
+		if pool.Err != nil || pool.Disabled || pool.Node == "" {
 			continue
 		}
-		pool, err := ipam.ParsePool(&sp)
-		if err != nil || pool.Disable || pool.PinnedNode() == "" {
-			continue
-		}
-		if pool.PinnedNode() == in.Node && pool.Gateway.IsValid() && inMesh(netip.PrefixFrom(pool.Gateway, pool.Gateway.BitLen())) {
+		if pool.Node == in.Node && pool.Gateway.IsValid() && inMesh(netip.PrefixFrom(pool.Gateway, pool.Gateway.BitLen())) {
 			gateways[pool.Name] = pool.Gateway
 		}
-		for _, p := range pool.Prefixes() {
+		for _, p := range pool.Prefixes {
 			if inMesh(p) {
-				poolsOf[pool.PinnedNode()] = append(poolsOf[pool.PinnedNode()], p)
+				poolsOf[pool.Node] = append(poolsOf[pool.Node], p)
 			}
 		}
 	}

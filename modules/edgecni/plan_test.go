@@ -1,7 +1,6 @@
 package edgecni
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -44,7 +43,7 @@ func goldenInput() Input {
 	node("edge-c1", "192.168.3.11")
 	pool := func(name, subnet, ips, nodeName string) {
 		obj := fmt.Sprintf(`{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":%q},"spec":{"subnet":%q,"ips":[%q],"nodeName":[%q]}}`, name, subnet, ips, nodeName)
-		snap.Pools[name] = &metadata.PoolInfo{Name: name, Object: json.RawMessage(obj)}
+		snap.Pools[name] = metadata.NewPoolInfo(name, []byte(obj))
 	}
 	// edge-c1's pool: its pods are routed before their IPs are known;
 	// edge-a1's own pool is local.
@@ -118,7 +117,7 @@ func TestPlanCloudNode(t *testing.T) {
 func TestPlanHostSource(t *testing.T) {
 	in := goldenInput()
 	obj := `{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":"a1-pool"},"spec":{"subnet":"10.245.0.0/16","ips":["10.245.5.2-10.245.5.5"],"gateway":"10.245.5.1","nodeName":["edge-a1"]}}`
-	in.Snapshot.Pools["a1-pool"] = &metadata.PoolInfo{Name: "a1-pool", Object: json.RawMessage(obj)}
+	in.Snapshot.Pools["a1-pool"] = metadata.NewPoolInfo("a1-pool", []byte(obj))
 	p := Plan(in)
 	got := p.String()
 	for _, want := range []string{

@@ -18,12 +18,11 @@ import (
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
-// Timing: metadata changes reach the routes within pollInterval; the
-// kernel state is re-checked every reconcileInterval whatever happens.
-var (
-	pollInterval      = 200 * time.Millisecond
-	reconcileInterval = 10 * time.Second
-)
+// reconcileInterval: metadata changes reach the routes as soon as they
+// are published (Reader.Next); the kernel state is also re-checked every
+// reconcileInterval whatever happens, to repair drift (routes, addresses
+// or rules someone else removed) and to notice new local addresses.
+var reconcileInterval = 10 * time.Second
 
 // tunOverhead is what the tunnel adds to a packet on the underlay (IP,
 // TCP or UDP+QUIC, TLS record, yamux and frame headers), rounded up.
@@ -91,10 +90,10 @@ func (s *Service) Run(ctx context.Context) error {
 	var lastVersion uint64
 	var lastPlan string
 	var lastReconcile time.Time
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
+	resync := time.NewTimer(reconcileInterval)
+	defer resync.Stop()
+	snap, changed := s.md.Next()
 	for first := true; ; first = false {
-		snap := s.md.Snapshot()
 		due := time.Since(lastReconcile) >= reconcileInterval
 		if first || due || snap.Version != lastVersion {
 			lastVersion = snap.Version
@@ -115,9 +114,13 @@ func (s *Service) Run(ctx context.Context) error {
 				lastPlan, lastReconcile = text, time.Now()
 			}
 		}
+		resync.Reset(max(reconcileInterval-time.Since(lastReconcile), 0))
 		select {
 		case <-ctx.Done():
-		case <-tick.C:
+		case <-changed: // the one change signal: a new snapshot is published
+			snap, changed = s.md.Next()
+			continue
+		case <-resync.C:
 			continue
 		}
 		break

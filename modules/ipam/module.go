@@ -7,7 +7,6 @@ package ipam
 
 import (
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -58,24 +56,7 @@ func (m *Module) Enable() bool  { return m.enable }
 // process holds, an unreadable pool file, a socket in use) ends Start
 // early, which stops the agent with that error.
 func (m *Module) Start() {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // routineReceive: metasync's change messages
-		defer wg.Done()
-		for {
-			msg, ok := agenthost.Receive(ModuleName)
-			if !ok {
-				return
-			}
-			synced := false
-			if st, isSync := msg.GetContent().(metadata.Status); isSync {
-				synced = st.Synced
-			}
-			m.svc.Notify(synced)
-		}
-	}()
 	if err := m.svc.Run(beehiveContext.GetContext(), nil); err != nil {
 		klog.ErrorS(err, "IPAM module failed")
 	}
-	wg.Wait()
 }

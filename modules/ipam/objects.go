@@ -1,7 +1,8 @@
 package ipam
 
 import (
-	"encoding/json"
+	"maps"
+	"slices"
 
 	"k8s.io/klog/v2"
 
@@ -10,21 +11,25 @@ import (
 )
 
 // objectsFromSnapshot turns the metadata picture into what allocation
-// reads: every SpiderIPPool, this node's labels, namespaces, pods.
+// reads: every SpiderIPPool (decoded and parsed once, by metasync: Parsed
+// carries the outcome), this node's labels, namespaces, pods. Pools and
+// namespaces are sorted by name, so an unchanged picture saves the same.
 func objectsFromSnapshot(snap *metadata.Snapshot, nodeName string) *ipam.Objects {
-	objs := &ipam.Objects{}
-	for _, p := range snap.Pools {
-		var pool ipam.SpiderIPPool
-		if err := json.Unmarshal(p.Object, &pool); err != nil {
-			klog.ErrorS(err, "Ignoring undecodable SpiderIPPool", "name", p.Name)
+	objs := &ipam.Objects{Parsed: map[string]ipam.Parsed{}}
+	for _, name := range slices.Sorted(maps.Keys(snap.Pools)) {
+		p := snap.Pools[name]
+		if p.Spider == nil {
+			klog.ErrorS(p.Err, "Ignoring undecodable SpiderIPPool", "name", p.Name)
 			continue
 		}
-		objs.Pools = append(objs.Pools, pool)
+		objs.Pools = append(objs.Pools, *p.Spider)
+		objs.Parsed[p.Name] = ipam.Parsed{Pool: p.Pool, Err: p.Err}
 	}
 	if n, ok := snap.Nodes[nodeName]; ok {
 		objs.Node = &ipam.Meta{Name: n.Name, UID: n.UID, Labels: n.Labels}
 	}
-	for _, ns := range snap.Namespaces {
+	for _, name := range slices.Sorted(maps.Keys(snap.Namespaces)) {
+		ns := snap.Namespaces[name]
 		objs.Namespaces = append(objs.Namespaces, ipam.Meta{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations})
 	}
 	for _, p := range snap.Pods {

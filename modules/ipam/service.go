@@ -37,11 +37,9 @@ type Service struct {
 	// allocated before the metadata picture shows it.
 	ReleaseGrace time.Duration
 
-	alloc      *ipam.Allocator
-	store      *ipam.Store
-	fileObjs   atomic.Pointer[ipam.Objects]
-	notifyOnce sync.Once
-	notifyCh   chan bool // metadata changed; true once synced (notices())
+	alloc    *ipam.Allocator
+	store    *ipam.Store
+	fileObjs atomic.Pointer[ipam.Objects]
 
 	// rebuildMu serializes rebuilds (pool file and metadata) and guards
 	// saved and savedJSON: the objects last written to the store, so a
@@ -52,35 +50,6 @@ type Service struct {
 
 	counts Counts                         // metrics.go
 	live   atomic.Pointer[ipam.Allocator] // the allocator while serving
-}
-
-// Notify tells the service the metadata picture changed; synced means it
-// has been listed from the source, so pods missing from it are gone.
-// It never blocks.
-func (s *Service) Notify(synced bool) {
-	ch := s.notices()
-	select {
-	case ch <- synced:
-	default:
-		if synced { // make sure a synced notice is not lost behind an unsynced one
-			select {
-			case <-ch:
-			default:
-			}
-			select {
-			case ch <- true:
-			default:
-			}
-		}
-	}
-}
-
-// notices is the channel Notify feeds and Run reads, made on first use by
-// either (metasync's messages may arrive before Run starts: the latest
-// waits in it).
-func (s *Service) notices() chan bool {
-	s.notifyOnce.Do(func() { s.notifyCh = make(chan bool, 1) })
-	return s.notifyCh
 }
 
 // Allocator is the running allocator (nil before Run has started serving).
@@ -114,7 +83,11 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		}
 		s.fileObjs.Store(fileObjs)
 	}
-	objs := s.objects(s.saved)
+	var start *metadata.Snapshot // the picture the first view is built from
+	if s.Metadata != nil {
+		start = s.Metadata.Snapshot()
+	}
+	objs := s.objects(start, s.saved)
 	if err := s.save(objs); err != nil {
 		return err
 	}
@@ -153,11 +126,13 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			s.watchPoolFile(ctx, fileStamp)
 		}()
 	}
-	wg.Add(1)
-	go func() { // routineRefresh: metadata changes -> view, reconcile
-		defer wg.Done()
-		s.refreshLoop(ctx)
-	}()
+	if s.Metadata != nil {
+		wg.Add(1)
+		go func() { // routineRefresh: metadata changes -> view, reconcile
+			defer wg.Done()
+			s.refreshLoop(ctx, start)
+		}()
+	}
 	klog.InfoS("IPAM serving SpiderPool's agent API", "socket", s.SocketPath, "node", s.NodeName, "store", s.DBPath)
 	if ready != nil {
 		ready()
@@ -211,13 +186,13 @@ func (s *Service) watchPoolFile(ctx context.Context, last string) {
 	}
 }
 
-// objects merges the metadata picture (or, without one, fallback: the
-// objects saved in the store) with the pool file; the file's pools win
+// objects merges the metadata picture snap (or, without one, fallback:
+// the objects saved in the store) with the pool file; the file's pools win
 // over same-named pools from the cloud.
-func (s *Service) objects(fallback *ipam.Objects) *ipam.Objects {
+func (s *Service) objects(snap *metadata.Snapshot, fallback *ipam.Objects) *ipam.Objects {
 	out := &ipam.Objects{}
-	if s.Metadata != nil {
-		out = objectsFromSnapshot(s.Metadata.Snapshot(), s.NodeName)
+	if snap != nil {
+		out = objectsFromSnapshot(snap, s.NodeName)
 		if len(out.Pools) == 0 && out.Node == nil && fallback != nil {
 			out = fallback // the picture is empty: keep what the store remembers
 		}
@@ -241,16 +216,29 @@ func (s *Service) objects(fallback *ipam.Objects) *ipam.Objects {
 			merged.Pools = append(merged.Pools, p)
 		}
 	}
+	for name, r := range out.Parsed { // the file's are parsed by NewView
+		if !fromFile[name] {
+			if merged.Parsed == nil {
+				merged.Parsed = map[string]ipam.Parsed{}
+			}
+			merged.Parsed[name] = r
+		}
+	}
 	merged.Pools = append(merged.Pools, f.Pools...)
 	return merged
 }
 
-// rebuild makes a new view from the current sources and saves what
-// changed of it.
+// rebuild makes a new view from the current sources (the latest
+// metadata picture, read under rebuildMu so no rebuild undoes a newer
+// one) and saves what changed of it.
 func (s *Service) rebuild() {
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
-	objs := s.objects(s.saved)
+	var snap *metadata.Snapshot
+	if s.Metadata != nil {
+		snap = s.Metadata.Snapshot()
+	}
+	objs := s.objects(snap, s.saved)
 	if err := s.save(objs); err != nil {
 		klog.ErrorS(err, "Cannot save pools")
 	}
@@ -261,33 +249,32 @@ func (s *Service) rebuild() {
 	}
 }
 
-// refreshLoop rebuilds the view on metadata changes and, once the picture
-// is synced, frees the leases of pods that no longer exist.
-func (s *Service) refreshLoop(ctx context.Context) {
+// refreshLoop rebuilds the view each time metasync publishes a new
+// picture (the one change signal, Reader.Wait; start is the picture the
+// first view was built from) and, once the picture is synced, frees the
+// leases of pods that no longer exist.
+func (s *Service) refreshLoop(ctx context.Context, start *metadata.Snapshot) {
+	if start.Synced {
+		s.reconcile(start)
+	}
+	version := start.Version
 	for {
-		var synced bool
-		select {
-		case <-ctx.Done():
+		if _, err := s.Metadata.Wait(ctx, version); err != nil {
 			return
-		case synced = <-s.notices():
 		}
 		// Coalesce a burst of changes.
-		timer := time.NewTimer(100 * time.Millisecond)
-	drain:
-		for {
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
-			case more := <-s.notices():
-				synced = synced || more
-			case <-timer.C:
-				break drain
-			}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
+		snap := s.Metadata.Snapshot()
+		version = snap.Version
 		s.rebuild()
-		if synced && s.Metadata != nil {
-			s.reconcile()
+		if snap.Synced {
+			s.reconcile(snap)
 		}
 	}
 }
@@ -312,8 +299,8 @@ func (s *Service) save(objs *ipam.Objects) error {
 	return nil
 }
 
-func (s *Service) reconcile() {
-	snap := s.Metadata.Snapshot()
+// reconcile frees the leases of pods the synced picture snap lacks.
+func (s *Service) reconcile(snap *metadata.Snapshot) {
 	alive := map[string]bool{}
 	for _, p := range snap.Pods {
 		alive[p.UID] = true

@@ -3,6 +3,8 @@ package metasync
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +124,55 @@ func TestInitSnapshotFile(t *testing.T) {
 				t.Errorf("a second Init replaced the picture")
 			}
 		})
+	}
+}
+
+// TestInitSnapshotV0 proves a snapshot file of the format before pools
+// had a typed form (pkg/metadata/testdata/snapshot-v0.json: the JSON as
+// received only) loads, and Init gives every pool its typed form, so
+// routes and IPAM work from it before the cloud answers.
+func TestInitSnapshotV0(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot.json")
+	data, err := os.ReadFile("../../pkg/metadata/testdata/snapshot-v0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Source: v1.SourceMetaServer, Server: "http://127.0.0.1:10550", SnapshotPath: path}
+	if err := s.Init(); err != nil {
+		t.Fatal(err)
+	}
+	snap := s.Reader().Snapshot()
+	if snap.Version != 1 || len(snap.Pods) != 2 || len(snap.Pools) != 5 || snap.Synced {
+		t.Fatalf("picture from the v0 file: version %d, %d pods, %d pools, synced %v", snap.Version, len(snap.Pods), len(snap.Pools), snap.Synced)
+	}
+	pin := snap.Pools["edge-1-v4"]
+	if pin.Err != nil || pin.Node != "edge-1" || pin.Version != 4 || pin.Gateway != netip.MustParseAddr("10.245.5.1") ||
+		fmt.Sprint(pin.Prefixes) != "[10.245.5.1/32 10.245.5.2/31 10.245.5.4/30 10.245.5.8/29 10.245.5.16/28 10.245.5.32/28 10.245.5.48/29 10.245.5.56/30 10.245.5.60/31 10.245.5.62/32]" || pin.Pool == nil {
+		t.Errorf("edge-1-v4: %+v", pin)
+	}
+	shared := snap.Pools["shared-v4"]
+	if shared.Err != nil || shared.Node != "" || shared.Blocks[netip.MustParsePrefix("10.246.0.0/26")] != "edge-1" {
+		t.Errorf("shared-v4: %+v", shared)
+	}
+	if b := snap.Pools["shared-v4-10.246.0.0-26"]; b.Err != nil || b.BlockOf != "shared-v4" || b.Node != "edge-1" {
+		t.Errorf("block: %+v", b)
+	}
+	if off := snap.Pools["off-v6"]; off.Err != nil || !off.Disabled || off.Version != 6 {
+		t.Errorf("off-v6: %+v", off)
+	}
+	if broken := snap.Pools["broken"]; broken.Err == nil || broken.Pool != nil {
+		t.Errorf("broken: %+v", broken)
+	}
+	// Saved again, the file keeps the v0 format: the typed form is derived.
+	again := filepath.Join(t.TempDir(), "again.json")
+	if err := metadata.Save(again, snap); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(again); !bytes.Equal(got, data) {
+		t.Errorf("saving the loaded picture changed the file:\n%s\nwant\n%s", got, data)
 	}
 }
 

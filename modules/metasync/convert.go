@@ -54,8 +54,9 @@ func namespaceInfo(n *corev1.Namespace) *metadata.NamespaceInfo {
 	return &metadata.NamespaceInfo{Name: n.Name, Labels: n.Labels, Annotations: n.Annotations}
 }
 
-// poolInfo keeps what pkg/ipam parses of a SpiderIPPool: kind, metadata
-// name, labels and EdgeLink's annotations (the block record), spec.
+// poolInfo keeps what pkg/ipam parses of a SpiderIPPool (kind, metadata
+// name, labels and EdgeLink's annotations (the block record), spec) and
+// parses it into PoolInfo's typed form.
 // Status (allocation counters SpiderPool's agent updates) and other
 // annotations are dropped, so their churn is not a change here.
 func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
@@ -79,7 +80,7 @@ func poolInfo(u *unstructured.Unstructured) (*metadata.PoolInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metadata.PoolInfo{Name: u.GetName(), Object: data}, nil
+	return metadata.NewPoolInfo(u.GetName(), data), nil // parsed here, once
 }
 
 // The informers keep only what the agent reads, so 5,000 pods cost little.

@@ -2,9 +2,11 @@ package metasync
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -296,17 +298,20 @@ func TestPoolInfo(t *testing.T) {
 		t.Errorf("poolInfo object:\n got %v\nwant %v", got, want)
 	}
 
-	// IPAM decodes and parses what metasync keeps.
-	var sp ipam.SpiderIPPool
-	if err := json.Unmarshal(info.Object, &sp); err != nil {
-		t.Fatalf("IPAM cannot decode the pool: %v", err)
+	// The typed form, parsed once here: what routes and IPAM read.
+	if info.Err != nil || info.Pool == nil || info.Spider == nil {
+		t.Fatalf("typed form missing: err %v, pool %v, spider %v", info.Err, info.Pool, info.Spider)
 	}
-	pool, err := ipam.ParsePool(&sp)
-	if err != nil {
-		t.Fatalf("IPAM cannot parse the pool: %v", err)
+	if info.Version != 4 || info.Subnet != netip.MustParsePrefix("10.20.0.0/24") || info.Node != "edge-1" ||
+		info.BlockOf != "shared-v4" || info.Disabled || info.Gateway.IsValid() ||
+		!reflect.DeepEqual(info.Blocks, ipam.Claims{netip.MustParsePrefix("10.20.0.0/26"): "edge-1"}) {
+		t.Errorf("typed form: %+v", info)
 	}
-	if pool.BlockOf() != "shared-v4" {
-		t.Errorf("IPAM sees block-of %q, want shared-v4", pool.BlockOf())
+	if got := fmt.Sprint(info.Prefixes); got != "[10.20.0.10/31 10.20.0.12/30 10.20.0.16/30 10.20.0.20/32]" {
+		t.Errorf("Prefixes = %s", got)
+	}
+	if info.Pool.BlockOf() != "shared-v4" || info.Pool.Size() != 11 {
+		t.Errorf("IPAM's pool: block-of %q, size %d", info.Pool.BlockOf(), info.Pool.Size())
 	}
 
 	// Churn in what is dropped is not a change; a change in what is kept is.
@@ -355,6 +360,16 @@ func TestPoolInfoWithoutOurAnnotations(t *testing.T) {
 	}
 	if _, ok := got.Metadata["annotations"]; ok {
 		t.Errorf("pool without EdgeLink annotations has annotations: %s", info.Object)
+	}
+
+	// A pool ParsePool refuses, and JSON that does not decode, are kept
+	// with the reason and no typed form.
+	inv := spiderPool("inv", "10.30.0.0/24", "10.31.0.10", nil)
+	if info, err := poolInfo(inv); err != nil || info.Err == nil || !strings.Contains(info.Err.Error(), "outside subnet") || info.Pool != nil || info.Spider == nil || len(info.Prefixes) != 0 {
+		t.Errorf("invalid pool = %+v, %v", info, err)
+	}
+	if info := metadata.NewPoolInfo("junk", []byte(`{"spec":[]}`)); info.Err == nil || info.Spider != nil || info.Pool != nil || string(info.Object) != `{"spec":[]}` {
+		t.Errorf("undecodable pool = %+v", info)
 	}
 
 	bad := spiderPool("bad", "10.30.0.0/24", "10.30.0.10", nil)

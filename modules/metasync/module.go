@@ -2,8 +2,8 @@
 // Pods, Nodes, Namespaces and SpiderIPPools — on edge nodes through
 // EdgeCore's metaServer (the cloud channel), on cloud nodes from the
 // kube-apiserver — keeps pkg/metadata's snapshot current and durable on
-// disk, and sends every real change to the other modules as beehive
-// messages (format in pkg/metadata/message.go).
+// disk, and publishes every real change there: the other modules wait on
+// Reader's Next or Wait (no beehive messages).
 //
 // What it relies on of the metaServer (DESIGN.md, KUBEEDGE-TESTBED.md):
 // JSON only; no discovery; cluster-wide watches (namespaced pod watches lag
@@ -19,7 +19,6 @@ import (
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
-	"github.com/kubeedge/beehive/pkg/core/model"
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
@@ -34,21 +33,18 @@ const (
 
 // Module is the beehive face of Service.
 type Module struct {
-	enable      bool
-	svc         *Service
-	subscribers []string
+	enable bool
+	svc    *Service
 }
 
 var _ core.Module = (*Module)(nil)
 
 // New builds the module and loads the on-disk snapshot, so Reader is
-// usable by the modules built after it. subscribers are the modules that
-// receive change messages (each must keep receiving).
-func New(c *v1.AgentConfig, subscribers []string) *Module {
+// usable by the modules built after it.
+func New(c *v1.AgentConfig) *Module {
 	audit, _ := time.ParseDuration(c.Modules.MetaSync.AuditPeriod) // validated
 	m := &Module{
-		enable:      c.Modules.MetaSync.Enable,
-		subscribers: subscribers,
+		enable: c.Modules.MetaSync.Enable,
 		svc: &Service{
 			Source:       c.Modules.MetaSync.Source,
 			Server:       c.Modules.MetaSync.MetaServer,
@@ -65,7 +61,8 @@ func New(c *v1.AgentConfig, subscribers []string) *Module {
 	return m
 }
 
-// Reader gives the metadata snapshot, or nil when the module is disabled.
+// Reader gives the metadata snapshot and its change signal (Next, Wait),
+// or nil when the module is disabled.
 func (m *Module) Reader() metadata.Reader {
 	if !m.enable {
 		return nil
@@ -82,23 +79,7 @@ func (m *Module) Enable() bool  { return m.enable }
 
 // Start syncs until the agent shuts down.
 func (m *Module) Start() {
-	m.svc.Publish = m.publish
 	if err := m.svc.Run(beehiveContext.GetContext()); err != nil {
 		klog.ErrorS(err, "Metadata module failed")
-	}
-}
-
-// publish sends each change, then a sync message, to every subscriber in
-// order (beehive's Send, one goroutine: no reordering).
-func (m *Module) publish(_ *metadata.Snapshot, changes []metadata.Change) {
-	for _, sub := range m.subscribers {
-		for _, c := range changes {
-			msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, c.Resource, c.Op).FillBody(c.Object)
-			beehiveContext.Send(sub, *msg)
-		}
-		st := m.svc.Status()
-		res := metadata.BuildResource("", metadata.ResourceSync, "snapshot")
-		msg := model.NewMessage("").BuildRouter(ModuleName, GroupName, res, metadata.OpUpdate).FillBody(st)
-		beehiveContext.Send(sub, *msg)
 	}
 }

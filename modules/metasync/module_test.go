@@ -6,13 +6,9 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/kubeedge/beehive/pkg/common"
-	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
-	"github.com/kubeedge/beehive/pkg/core/model"
 	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
@@ -31,7 +27,7 @@ func agentConfig(dataDir string, enable bool, audit string) *v1.AgentConfig {
 // TestModuleDisabled proves a disabled module offers nothing: no reader,
 // no collector, no status route, and its diagnose check is skipped.
 func TestModuleDisabled(t *testing.T) {
-	m := New(agentConfig(t.TempDir(), false, "30s"), nil)
+	m := New(agentConfig(t.TempDir(), false, "30s"))
 	if m.Enable() || m.Reader() != nil || m.Collector() != nil {
 		t.Errorf("disabled module: enable %v, reader %v, collector %v", m.Enable(), m.Reader(), m.Collector())
 	}
@@ -59,7 +55,7 @@ func TestModuleStartsFromDisk(t *testing.T) {
 	if err := metadata.Save(filepath.Join(dir, "metasync", "snapshot.json"), disk); err != nil {
 		t.Fatal(err)
 	}
-	m := New(agentConfig(dir, true, "1m"), []string{"ipam"})
+	m := New(agentConfig(dir, true, "1m"))
 	if snap := m.Reader().Snapshot(); snap.Version != 9 || snap.Pods["shop/web-1"] == nil {
 		t.Fatalf("Reader after New: version %d, pods %v", snap.Version, snap.Pods)
 	}
@@ -93,68 +89,6 @@ func TestModuleStaleAfter(t *testing.T) {
 		m := &Module{svc: &Service{AuditPeriod: audit}}
 		if got := m.staleAfter(); got != want {
 			t.Errorf("audit %v: staleAfter %v, want %v", audit, got, want)
-		}
-	}
-}
-
-var beehiveOnce sync.Once
-
-// TestModulePublishOrder proves every subscriber gets each change as a
-// beehive message (resource and operation as in pkg/metadata's format,
-// the Info object as content) in order, followed by one sync message
-// carrying the status, and nothing else.
-func TestModulePublishOrder(t *testing.T) {
-	beehiveOnce.Do(func() { beehiveContext.InitContext([]string{common.MsgCtxTypeChannel}) })
-	subs := []string{"metasync-test-a", "metasync-test-b"}
-	for _, s := range subs {
-		beehiveContext.AddModule(&common.ModuleInfo{ModuleName: s, ModuleType: common.MsgCtxTypeChannel})
-	}
-	svc := &Service{SnapshotPath: filepath.Join(t.TempDir(), "s.json"), Source: v1.SourceMetaServer, Server: "http://127.0.0.1:10550"}
-	if err := svc.Init(); err != nil {
-		t.Fatal(err)
-	}
-	m := &Module{enable: true, svc: svc, subscribers: subs}
-	pod, node := podInfo(fullPod()), nodeInfo(fullNode())
-	changes := []metadata.Change{
-		{Op: metadata.OpDelete, Resource: "null/node/edge-1", Object: node},
-		{Op: metadata.OpInsert, Resource: "shop/pod/web-1", Object: pod},
-	}
-	m.publish(nil, changes)
-	for _, s := range subs {
-		beehiveContext.Send(s, *model.NewMessage("").BuildRouter("test", "test", "end", "marker"))
-	}
-	type want struct {
-		res, op string
-		body    any
-	}
-	for _, s := range subs {
-		for i, w := range []want{
-			{"null/node/edge-1", metadata.OpDelete, node},
-			{"shop/pod/web-1", metadata.OpInsert, pod},
-			{"null/sync/snapshot", metadata.OpUpdate, nil},
-			{"end", "marker", nil},
-		} {
-			msg, err := beehiveContext.Receive(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg.GetResource() != w.res || msg.GetOperation() != w.op {
-				t.Fatalf("%s message %d: %s %s, want %s %s", s, i, msg.GetOperation(), msg.GetResource(), w.op, w.res)
-			}
-			if w.op == "marker" {
-				continue
-			}
-			if msg.GetSource() != ModuleName || msg.GetGroup() != GroupName {
-				t.Errorf("%s message %d from %s/%s", s, i, msg.GetSource(), msg.GetGroup())
-			}
-			if w.body != nil && msg.GetContent() != w.body {
-				t.Errorf("%s message %d content %#v, want %#v", s, i, msg.GetContent(), w.body)
-			}
-			if w.res == "null/sync/snapshot" {
-				if st, ok := msg.GetContent().(metadata.Status); !ok || st.Server != "http://127.0.0.1:10550" {
-					t.Errorf("%s sync message content %#v, want the status", s, msg.GetContent())
-				}
-			}
 		}
 	}
 }

@@ -29,8 +29,8 @@ import (
 var PoolGVR = ipam.PoolGVR
 
 // Service lists and watches pods, nodes, namespaces and SpiderIPPools,
-// keeps the metadata cache and its on-disk snapshot, and hands every real
-// change to Publish. It is independent of beehive so tests can run it.
+// keeps the metadata cache and its on-disk snapshot, and publishes every
+// real change (Reader's Next and Wait return). It is independent of beehive so tests can run it.
 type Service struct {
 	// Source is v1.SourceMetaServer, SourceKubeconfig or SourceInCluster.
 	Source     string
@@ -40,8 +40,9 @@ type Service struct {
 	TokenFile  string // metaServer HTTPS: bearer token (requireAuthorization)
 	// SnapshotPath is the durable snapshot file.
 	SnapshotPath string
-	// Publish receives each batch of changes with the snapshot that
-	// includes them, in order, from one goroutine. It may block.
+	// Publish, if set, receives each published snapshot with the changes
+	// it includes, in order, from one goroutine (tests record them; the
+	// agent's modules wait on Reader instead). It may block.
 	Publish func(snap *metadata.Snapshot, changes []metadata.Change)
 	// Debounce is the minimum gap between publishes: a lone change is
 	// published at once, a burst is coalesced.
@@ -256,12 +257,10 @@ func (s *Service) run(ctx context.Context, client kubernetes.Interface, dyn dyna
 			}
 		case <-syncedCh:
 			syncedCh = nil // closed: once is enough
-			// Consumers learn Synced from the publish that follows, even
-			// when the listing changed nothing.
+			// Consumers learn Synced from this publish (MarkSynced makes
+			// one even when the listing changed nothing).
 			if s.publish(time.Now()) {
 				dirty()
-			} else if s.Publish != nil {
-				s.Publish(s.cache.Snapshot(), nil)
 			}
 		case <-saveTimer.C:
 			if saveDirty {
@@ -317,6 +316,7 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 		}
 		poolCancel()
 		s.cache.Retain(keys)
+		s.cache.MarkSynced() // published with the listing's changes
 		s.mu.Lock()
 		s.status.Synced, s.status.Connected = true, true
 		s.status.LastSync = time.Now()

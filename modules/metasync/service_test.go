@@ -276,11 +276,10 @@ func TestServicePublishesRealChanges(t *testing.T) {
 			}
 		}
 	}
+	// The first batch is the start picture; every later one is a publish
+	// (the sync's with or without changes).
 	var last uint64
-	for i, b := range r.all() {
-		if len(b.changes) == 0 {
-			continue
-		}
+	for i, b := range r.all()[1:] {
 		if b.snap.Version != last+1 {
 			t.Errorf("batch %d: version %d after %d", i, b.snap.Version, last)
 		}
@@ -309,6 +308,9 @@ func TestServiceAnnouncesSyncWithoutChanges(t *testing.T) {
 		if len(x.changes) != 0 {
 			t.Errorf("an empty cluster published changes %q", x.changes)
 		}
+	}
+	if last := b[len(b)-1]; !last.snap.Synced || last.snap.Version != 1 {
+		t.Errorf("the sync's publish: version %d, synced %v; want a new version with Synced", last.snap.Version, last.snap.Synced)
 	}
 	st := r.svc.Status()
 	if !st.Synced || !st.Connected || st.LastSync.IsZero() || st.FromDisk {

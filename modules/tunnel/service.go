@@ -132,13 +132,28 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.observeUDP(ctx, relays)
 	}()
+	// The relays' directories are polled (they are remote); the metadata
+	// picture is not: a new snapshot (Reader.Next) re-targets at once.
 	tick := time.NewTicker(discoveryInterval)
 	defer tick.Stop()
-	for {
-		s.discover(ctx, r, dir)
+	var mdChanged <-chan struct{} // nil without metadata: never ready
+	if s.md != nil {
+		_, mdChanged = s.md.Next()
+	}
+	for lookup := true; ; {
+		if lookup {
+			s.discover(ctx, r, dir)
+		} else {
+			s.retarget(r)
+		}
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
+			lookup = true
+			continue
+		case <-mdChanged:
+			_, mdChanged = s.md.Next()
+			lookup = false
 			continue
 		}
 		break
@@ -365,6 +380,16 @@ func (s *Service) discover(ctx context.Context, r *running, dir *p2p.Directory) 
 			klog.ErrorS(err, "Saving the peer cache failed")
 		}
 	}
+	r.paths.SetTargets(s.targets(known))
+}
+
+// retarget gives the path manager targets from the members already known
+// and the current metadata picture (which changed), without asking the
+// relays.
+func (s *Service) retarget(r *running) {
+	r.mu.Lock()
+	known := maps.Clone(r.known)
+	r.mu.Unlock()
 	r.paths.SetTargets(s.targets(known))
 }
 

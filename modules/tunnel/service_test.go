@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"testing"
@@ -10,9 +11,20 @@ import (
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
 
+// fixedReader is a picture that never changes.
 type fixedReader struct{ s *metadata.Snapshot }
 
 func (r fixedReader) Snapshot() *metadata.Snapshot { return r.s }
+
+func (r fixedReader) Next() (*metadata.Snapshot, <-chan struct{}) { return r.s, nil }
+
+func (r fixedReader) Wait(ctx context.Context, version uint64) (*metadata.Snapshot, error) {
+	if r.s.Version != version {
+		return r.s, nil
+	}
+	<-ctx.Done()
+	return r.s, ctx.Err()
+}
 
 // Targets carry the directory's addresses plus the metadata's node
 // addresses on the tunnel port and the relays' advertised ones; nodes the

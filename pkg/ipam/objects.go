@@ -36,10 +36,21 @@ type Meta struct {
 // Objects is the input of a View: the cluster objects IPAM reads. They come
 // from the pool file and, once metasync runs, from the cloud channel.
 type Objects struct {
-	Pools      []SpiderIPPool `json:"pools,omitempty"`
-	Node       *Meta          `json:"node,omitempty"`
-	Namespaces []Meta         `json:"namespaces,omitempty"`
-	Pods       []Meta         `json:"pods,omitempty"`
+	Pools []SpiderIPPool `json:"pools,omitempty"`
+	// Parsed holds, by name, what ParsePool already made of pools of
+	// Pools (the metadata snapshot carries them parsed once, by
+	// metasync); NewView parses only the others. Never stored.
+	Parsed     map[string]Parsed `json:"-"`
+	Node       *Meta             `json:"node,omitempty"`
+	Namespaces []Meta            `json:"namespaces,omitempty"`
+	Pods       []Meta            `json:"pods,omitempty"`
+}
+
+// Parsed is the outcome of ParsePool for one SpiderIPPool: the pool, or
+// why it is invalid.
+type Parsed struct {
+	Pool *Pool
+	Err  error
 }
 
 // View is an immutable snapshot the allocator reads without locks. Build
@@ -76,7 +87,14 @@ func NewView(nodeName string, objs *Objects) *View {
 		v.NodeLabels = labels.Set(objs.Node.Labels)
 	}
 	for i := range objs.Pools {
-		p, err := ParsePool(&objs.Pools[i])
+		r, ok := objs.Parsed[objs.Pools[i].Name]
+		if !ok {
+			r.Pool, r.Err = ParsePool(&objs.Pools[i])
+		}
+		p, err := r.Pool, r.Err
+		if err == nil && p == nil {
+			err = fmt.Errorf("SpiderIPPool %q: not parsed", objs.Pools[i].Name)
+		}
 		if err != nil {
 			v.PoolErrors[objs.Pools[i].Name] = err
 			continue

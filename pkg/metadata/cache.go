@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"context"
 	"maps"
 	"sort"
 	"sync"
@@ -20,8 +21,14 @@ type Change struct {
 // the next Snapshot plus the list of real changes. An object applied again
 // unchanged (a metaServer watch replay) is not a change.
 //
-// Locking: mu guards cur and the dirty sets; published is swapped
+// Locking: mu guards cur, the dirty sets and synced; published is swapped
 // atomically and read without mu.
+//
+// Change signal: every publish swaps in a new published value carrying
+// the snapshot and a fresh channel, then closes the previous value's
+// channel. A reader that loaded a value either sees its snapshot or is
+// woken by its channel: no publish between reading the version and
+// waiting is missed, and readers take no lock.
 type Cache struct {
 	mu         sync.Mutex
 	cur        *Snapshot // mutable maps; never published
@@ -36,8 +43,17 @@ type Cache struct {
 	// replay of exactly that object (the metaServer's local cache can keep
 	// it) is ignored instead of resurrecting it.
 	tomb map[string]any
+	// synced is set by MarkSynced; syncDirty until a publish carries it.
+	synced, syncDirty bool
 
-	published atomic.Pointer[Snapshot]
+	published atomic.Pointer[published]
+}
+
+// published is one published snapshot and the channel closed when the
+// next one replaces it.
+type published struct {
+	snap *Snapshot
+	next chan struct{}
 }
 
 var _ Reader = (*Cache)(nil)
@@ -49,7 +65,7 @@ func NewCache(initial *Snapshot) *Cache {
 	}
 	c := &Cache{cur: clone(initial), touched: map[string]time.Time{}, tomb: map[string]any{}}
 	c.resetDirty()
-	c.published.Store(initial)
+	c.published.Store(&published{snap: initial, next: make(chan struct{})})
 	return c
 }
 
@@ -58,7 +74,49 @@ func (c *Cache) resetDirty() {
 }
 
 // Snapshot returns the last published snapshot.
-func (c *Cache) Snapshot() *Snapshot { return c.published.Load() }
+func (c *Cache) Snapshot() *Snapshot { return c.published.Load().snap }
+
+// Next returns the last published snapshot and a channel closed as soon as
+// a newer one is published, for select loops.
+func (c *Cache) Next() (*Snapshot, <-chan struct{}) {
+	p := c.published.Load()
+	return p.snap, p.next
+}
+
+// Wait returns the published snapshot as soon as its version differs from
+// version (at once if it already does), or the current snapshot and
+// ctx's error when ctx ends first.
+func (c *Cache) Wait(ctx context.Context, version uint64) (*Snapshot, error) {
+	for {
+		p := c.published.Load()
+		if p.snap.Version != version {
+			return p.snap, nil
+		}
+		select {
+		case <-p.next:
+		case <-ctx.Done():
+			return p.snap, ctx.Err()
+		}
+	}
+}
+
+// MarkSynced records that the picture has been listed from the source
+// (objects missing from it are gone). The next Publish publishes a new
+// snapshot with Synced set even if nothing else changed.
+func (c *Cache) MarkSynced() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.synced {
+		c.synced, c.syncDirty = true, true
+	}
+}
+
+// publishLocked makes next the published snapshot and wakes the waiters.
+// Callers hold mu.
+func (c *Cache) publishLocked(next *Snapshot) {
+	old := c.published.Swap(&published{snap: next, next: make(chan struct{})})
+	close(old.next)
+}
 
 func (c *Cache) SetPod(p *PodInfo) {
 	c.mu.Lock()
@@ -167,11 +225,13 @@ func keysOf[V any](m map[string]V) []string {
 // Publish compares every object touched since the last publish with its
 // published version. If anything really changed it publishes a new
 // snapshot (Version+1) and returns it with the changes, in a stable order
-// (namespaces, pools, nodes, pods; by key). Otherwise it returns nil, nil.
+// (namespaces, pools, nodes, pods; by key). The first publish after
+// MarkSynced publishes a snapshot with Synced set, with or without
+// changes. Otherwise it returns nil, nil.
 func (c *Cache) Publish(now time.Time) (*Snapshot, []Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.published.Load()
+	old := c.published.Load().snap
 	var changes []Change
 	diffKind(&changes, c.dirtyNS, old.Namespaces, c.cur.Namespaces, func(k string) string { return BuildResource("", ResourceNamespace, k) },
 		func(a, b *NamespaceInfo) bool { return a.Equal(b) })
@@ -184,14 +244,16 @@ func (c *Cache) Publish(now time.Time) (*Snapshot, []Change) {
 		return BuildResource(ns, ResourcePod, name)
 	}, func(a, b *PodInfo) bool { return a.Equal(b) })
 	c.resetDirty()
-	if len(changes) == 0 {
+	if len(changes) == 0 && !c.syncDirty {
 		return nil, nil
 	}
+	c.syncDirty = false
 	next := clone(c.cur)
 	next.Version = old.Version + 1
 	next.Time = now
+	next.Synced = c.synced
 	next.index()
-	c.published.Store(next)
+	c.publishLocked(next)
 	return next, changes
 }
 

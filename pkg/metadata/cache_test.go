@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -204,5 +205,94 @@ func TestApplyListingAndTombstones(t *testing.T) {
 	c.ApplyListing(&Listing{Pods: []*PodInfo{pod("default", "kept", "u2", "edge-1", "10.244.5.3")}}, old)
 	if snap, ch := c.Publish(time.Now()); snap != nil {
 		t.Errorf("an old listing changed %s", changesText(ch))
+	}
+}
+
+// TestWait proves the change signal: Wait returns at once for an old
+// version, blocks until the next publish otherwise, and ends with ctx.
+func TestWait(t *testing.T) {
+	c := NewCache(nil)
+	if s, err := c.Wait(context.Background(), 7); err != nil || s.Version != 0 {
+		t.Fatalf("Wait for a version not current: %v %v", s, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if s, err := c.Wait(ctx, 0); err == nil || s.Version != 0 {
+		t.Fatalf("Wait without a publish returned %v %v", s, err)
+	}
+	got := make(chan *Snapshot)
+	go func() {
+		s, _ := c.Wait(context.Background(), 0)
+		got <- s
+	}()
+	c.SetNode(&NodeInfo{Name: "edge-1"})
+	c.Publish(time.Now())
+	if s := <-got; s.Version != 1 || s.Nodes["edge-1"] == nil {
+		t.Fatalf("woken with %+v", s)
+	}
+	// A publish that changes nothing wakes nobody.
+	_, ch := c.Next()
+	c.SetNode(&NodeInfo{Name: "edge-1"})
+	c.Publish(time.Now())
+	select {
+	case <-ch:
+		t.Fatal("woken by a publish without changes")
+	default:
+	}
+}
+
+// TestWaitMissesNothing runs waiters against a fast publisher (under
+// -race): every waiter follows the versions to the last one.
+func TestWaitMissesNothing(t *testing.T) {
+	c := NewCache(nil)
+	const last = 300
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var v uint64
+			for v < last {
+				s, err := c.Wait(ctx, v)
+				if err != nil {
+					t.Errorf("waiter stuck at version %d: %v", v, err)
+					return
+				}
+				if s.Version <= v {
+					t.Errorf("Wait(%d) returned version %d", v, s.Version)
+					return
+				}
+				v = s.Version
+			}
+		}()
+	}
+	for i := 1; i <= last; i++ {
+		c.SetPod(pod("default", "p", "u", "edge-1", fmt.Sprintf("10.0.%d.%d", i/256, i%256)))
+		c.Publish(time.Now())
+	}
+	wg.Wait()
+}
+
+// TestMarkSynced proves the first publish after MarkSynced carries Synced
+// even without changes, and later ones keep it.
+func TestMarkSynced(t *testing.T) {
+	c := NewCache(nil)
+	if c.Snapshot().Synced {
+		t.Fatal("a new cache is synced")
+	}
+	c.MarkSynced()
+	s, changes := c.Publish(time.Now())
+	if s == nil || !s.Synced || s.Version != 1 || len(changes) != 0 {
+		t.Fatalf("publish after MarkSynced: %+v %v", s, changes)
+	}
+	c.MarkSynced()
+	if s, _ := c.Publish(time.Now()); s != nil {
+		t.Fatalf("a second MarkSynced published %+v", s)
+	}
+	c.SetNode(&NodeInfo{Name: "edge-1"})
+	if s, _ := c.Publish(time.Now()); s == nil || !s.Synced {
+		t.Fatalf("later publish lost Synced: %+v", s)
 	}
 }

@@ -5,25 +5,20 @@ import (
 	"strings"
 )
 
-// Resource types in beehive messages. Resources follow KubeEdge's format
-// "<namespace>/<type>/<name>", with namespace "null" for cluster-scoped
-// objects: "default/pod/web-1", "null/node/edge-1",
+// Resource types of a Change (Cache.Publish), in KubeEdge's resource
+// format "<namespace>/<type>/<name>", with namespace "null" for
+// cluster-scoped objects: "default/pod/web-1", "null/node/edge-1",
 // "null/namespace/default", "null/spiderippool/edge-1-v4".
 //
 // Operations are KubeEdge's: insert (new object), update (changed object),
-// delete (object gone; content is the last known object). The content is
-// the object's Info struct (PodInfo, NodeInfo, NamespaceInfo, PoolInfo).
-// A message with resource "null/sync/snapshot" and operation "update",
-// content Status, follows every batch of changes (and is sent once at
-// start, for the snapshot loaded from disk): Reader.Snapshot() now holds
-// them; Status.Synced says whether the picture has been listed from the
-// source since the agent started.
+// delete (object gone; the Change carries the last known object). Changes
+// are no longer sent as beehive messages: modules wait on Reader.Next or
+// Reader.Wait and read the snapshot.
 const (
 	ResourcePod       = "pod"
 	ResourceNode      = "node"
 	ResourceNamespace = "namespace"
 	ResourcePool      = "spiderippool"
-	ResourceSync      = "sync"
 
 	OpInsert = "insert"
 	OpUpdate = "update"

@@ -23,7 +23,8 @@ func Save(path string, s *Snapshot) error {
 	return atomicfile.WriteBytes(path, data, 0o600)
 }
 
-// Load reads a snapshot saved by Save. A missing file returns (nil, nil).
+// Load reads a snapshot saved by Save, parsing its pools into their typed
+// form (NewPoolInfo). A missing file returns (nil, nil).
 func Load(path string) (*Snapshot, error) {
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
@@ -40,6 +41,9 @@ func Load(path string) (*Snapshot, error) {
 		if m {
 			return nil, fmt.Errorf("metadata snapshot %s is incomplete", path)
 		}
+	}
+	for name, p := range s.Pools { // the file has the JSON only
+		s.Pools[name] = NewPoolInfo(p.Name, p.Object)
 	}
 	s.index()
 	return s, nil

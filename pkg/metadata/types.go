@@ -1,12 +1,15 @@
 package metadata
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"net/netip"
 	"reflect"
 	"sort"
 	"time"
+
+	"github.com/edgelink/edgelink/pkg/ipam"
 )
 
 // PodInfo is what the agent needs to know of a pod.
@@ -47,11 +50,41 @@ type NamespaceInfo struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-// PoolInfo is a SpiderIPPool as received: name and the object's JSON, which
-// pkg/ipam parses.
+// PoolInfo is a SpiderIPPool: its JSON as received (what the snapshot
+// file stores) and its typed form, derived once from the JSON by
+// NewPoolInfo (metasync's conversion, and Load) that nobody parses again.
+// The typed fields are never stored.
 type PoolInfo struct {
 	Name   string          `json:"name"`
 	Object json.RawMessage `json:"object"`
+
+	// Err says why the pool cannot be used (undecodable, or invalid by
+	// pkg/ipam.ParsePool); the typed fields below are then zero, except
+	// Spider when the JSON decoded.
+	Err error `json:"-"`
+	// Version is 4 or 6; Subnet is spec.subnet, masked.
+	Version int          `json:"-"`
+	Subnet  netip.Prefix `json:"-"`
+	// Gateway is spec.gateway (invalid when the pool has none).
+	Gateway netip.Addr `json:"-"`
+	// Prefixes cover the allocatable addresses (spec.ips less
+	// spec.excludeIPs and the gateway) plus the gateway, with the fewest
+	// CIDRs: what routes to the pool's pods and to its node's bridge.
+	Prefixes []netip.Prefix `json:"-"`
+	// Node is the one node spec.nodeName pins the pool to; "" for a
+	// shared pool (several nodes, nodeAffinity, or none).
+	Node string `json:"-"`
+	// BlockOf is, for a block pool, the shared pool it was cut from
+	// (ipam.AnnoBlockOf); Blocks are a shared pool's blocks, CIDR -> node
+	// (ipam.AnnoBlocks).
+	BlockOf string      `json:"-"`
+	Blocks  ipam.Claims `json:"-"`
+	// Disabled is spec.disable.
+	Disabled bool `json:"-"`
+	// Spider is the decoded object, Pool what allocation reads of it
+	// (ranges, selectors); both shared and immutable.
+	Spider *ipam.SpiderIPPool `json:"-"`
+	Pool   *ipam.Pool         `json:"-"`
 }
 
 // Snapshot is an immutable picture of the cluster. Never modify one you
@@ -61,6 +94,10 @@ type Snapshot struct {
 	Version uint64 `json:"version"`
 	// Time is when the snapshot was built.
 	Time time.Time `json:"time"`
+	// Synced: the picture has been listed from the source since the agent
+	// started, so objects missing from it are gone. Never stored: a
+	// snapshot loaded from disk is not synced.
+	Synced bool `json:"-"`
 
 	Pods       map[string]*PodInfo       `json:"pods"` // by namespace/name
 	Nodes      map[string]*NodeInfo      `json:"nodes"`
@@ -114,10 +151,17 @@ func (s *Snapshot) PodsOnNode(node string) []*PodInfo {
 	return out
 }
 
-// Reader gives lock-free access to the current snapshot.
+// Reader gives lock-free access to the current snapshot and the one
+// signal that it changed.
 type Reader interface {
 	// Snapshot returns the current picture; never nil.
 	Snapshot() *Snapshot
+	// Next returns the current picture and a channel closed as soon as a
+	// newer one is published (for select loops).
+	Next() (*Snapshot, <-chan struct{})
+	// Wait returns the current picture as soon as its Version differs
+	// from version, or the current picture and ctx's error.
+	Wait(ctx context.Context, version uint64) (*Snapshot, error)
 }
 
 // Status describes the metadata source, for the CLI and metrics.
@@ -155,6 +199,7 @@ func (n *NamespaceInfo) Equal(o *NamespaceInfo) bool {
 	return maps.Equal(n.Labels, o.Labels) && maps.Equal(n.Annotations, o.Annotations)
 }
 
+// Equal compares the JSON only: the typed form is derived from it.
 func (p *PoolInfo) Equal(o *PoolInfo) bool {
 	return string(p.Object) == string(o.Object)
 }

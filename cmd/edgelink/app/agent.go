@@ -66,11 +66,7 @@ func newAgentCmd() *cobra.Command {
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
 func agentModules(c *v1.AgentConfig) ([]core.Module, opsModules) {
-	var subscribers []string
-	if c.Modules.IPAM.Enable {
-		subscribers = append(subscribers, ipam.ModuleName)
-	}
-	meta := metasync.New(c, subscribers)
+	meta := metasync.New(c)
 	tun := tunnel.New(c, meta.Reader())
 	cni := edgecni.New(c, meta.Reader(), tun.Packets())
 	tun.LocatePodsWith(cni) // ping resolves pod IPs through the forwarder's table
