@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +124,82 @@ func TestTunnelAgentRefusesOwnBadCertificate(t *testing.T) {
 	if err == nil || !strings.Contains(a.Log(), "would be refused by other members") || !strings.Contains(a.Log(), "expired") {
 		t.Fatalf("agent with an expired certificate: exit %v\n%s", err, a.Log())
 	}
+}
+
+// A hostile member (a valid certificate) gets no more than a working peer
+// needs: of 32 idle packet streams to one node it gets at most 4 (the
+// resource manager's per-peer bound), and holding them costs that node a
+// few MiB at most; addresses it registers for other nodes to dial (another
+// node's public address, loopback, a name) are not handed out; circuits
+// to invented peer IDs fail at once instead of holding the relay. The
+// attacked node keeps its paths. Needs root.
+func TestTunnelHostileMember(t *testing.T) {
+	m := newMesh(t, topology.Spec{
+		Public: []string{"relay-1", "cloud-1", "rogue"},
+		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
+	}, "rogue")
+	m.startAll()
+	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
+	changesBefore := m.peers("a1")["cloud-1"].PathChanges
+
+	dir := t.TempDir()
+	key := filepath.Join(dir, "identity.key") // ca issue writes rogue.crt and rogue.key
+	for _, args := range [][]string{
+		{"identity", "--key", key},
+		{"ca", "issue", "--dir", m.caDir, "--node", "rogue", "--out", dir, "--identity", key},
+	} {
+		if _, errOut, code := edgelink(t, args...); code != 0 {
+			t.Fatalf("edgelink %v: %s", args, errOut)
+		}
+	}
+	relay, cloud := m.tp.Host("relay-1").IP.String(), m.tp.Host("cloud-1").IP.String()
+	spec := rogue.Spec{
+		Node: "rogue", CertFile: filepath.Join(dir, "rogue.crt"), KeyFile: filepath.Join(dir, "rogue.key"),
+		CAFile: filepath.Join(m.caDir, "ca.crt"), IdentityFile: key,
+		Relay: relay + ":20006", RelayAddrs: []string{"/ip4/" + relay + "/tcp/20006"},
+		Direct: m.status("cloud-1").Peer, DirectAddrs: []string{"/ip4/" + cloud + "/tcp/20006"},
+		Hostile: true, Hold: 6 * time.Second,
+		Bogus: []string{"/ip4/" + cloud + "/tcp/22", "/ip4/127.0.0.1/tcp/10250", "/dns4/victim.example/tcp/443", "/ip4/198.18.0.250/udp/53/quic-v1"},
+	}
+	victim := m.agents["cloud-1"].PID()
+	before := rssKiB(t, victim)
+	done := make(chan rogue.Result, 1)
+	go func() { done <- rogue.Run(t, m.tp.Host("rogue").NetNS, spec) }()
+	time.Sleep(4 * time.Second) // connected, streams opened and held
+	during := rssKiB(t, victim)
+	got := <-done
+
+	if got.PacketStreams == 0 || got.PacketStreams > 4 {
+		t.Errorf("cloud-1 took %d of 32 packet streams from one member, want 1 to 4", got.PacketStreams)
+	}
+	if grew := during - before; grew > 8<<10 {
+		t.Errorf("holding its streams, the hostile member grew cloud-1's RSS by %d KiB (from %d KiB)", grew, before)
+	}
+	if got.Registered != "" {
+		t.Errorf("the relay's directory hands out addresses the member registered for others to dial: %v", got.Registered)
+	}
+	if got.Invented > time.Minute {
+		t.Errorf("20 circuits to invented peers took %s to fail: the relay waits for peers that do not exist", got.Invented)
+	}
+	t.Logf("hostile member: %d packet streams taken, RSS %d -> %d KiB, invented circuits failed in %s", got.PacketStreams, before, during, got.Invented)
+	if p := m.peers("a1")["cloud-1"]; p.PathChanges != changesBefore || direct(p, true) != "" {
+		t.Errorf("a1->cloud-1 was disturbed: %s, %d path changes (was %d)", p.Path, p.PathChanges, changesBefore)
+	}
+}
+
+// rssKiB is a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
 }
