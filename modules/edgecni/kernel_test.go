@@ -1,7 +1,6 @@
 package edgecni
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -34,7 +33,7 @@ func newKernelWorld() *kernelWorld {
 	// edge-a1's pool: its gateway goes on the TUN.
 	obj := `{"apiVersion":"spiderpool.spidernet.io/v2beta1","kind":"SpiderIPPool","metadata":{"name":"a1-pool"},` +
 		`"spec":{"subnet":"10.245.0.0/16","gateway":"10.245.5.1","ips":["10.245.5.2-10.245.5.5"],"nodeName":["edge-a1"]}}`
-	w.snap.Pools["a1-pool"] = &metadata.PoolInfo{Name: "a1-pool", Object: json.RawMessage(obj)}
+	w.snap.Pools["a1-pool"] = metadata.NewPoolInfo("a1-pool", []byte(obj))
 	w.pod("mine", "edge-a1", "10.245.5.2", "fd00:245:5::2")
 	w.pod("lan-peer", "edge-a2", "10.245.6.2", "fd00:245:6::2")
 	w.pod("other-site", "edge-c1", "10.245.7.2")
