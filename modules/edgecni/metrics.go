@@ -33,6 +33,8 @@ var (
 	descMTU    = prometheus.NewDesc("edgelink_dataplane_tun_mtu_bytes", "MTU of the TUN device.", nil, nil)
 	descRoutes = prometheus.NewDesc("edgelink_dataplane_routes",
 		"Routes planned (table: kernel = main table, forward = the forwarder's table inside the TUN).", []string{"table"}, nil)
+	descIgnored = prometheus.NewDesc("edgelink_dataplane_ignored_pod_ips",
+		"Pod IPs in the metadata the route plan does not route: inside another node's prefixes, or claimed by pods on two nodes (edgelink routes lists them).", nil, nil)
 	descReconcileErr = prometheus.NewDesc("edgelink_dataplane_reconcile_failing",
 		"1 while the last reconcile of routes and iptables failed.", nil, nil)
 	descDPUp = prometheus.NewDesc("edgelink_dataplane_up", "1 while the TUN is up and forwarding.", nil, nil)
@@ -45,7 +47,7 @@ type collector struct{ s *Service }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeerBytes, descPeerPackets, descPeerDrops, descPeerLast, descBytes, descPackets, descOffload,
-		descDrops, descBadStreams, descMTU, descRoutes, descReconcileErr, descDPUp} {
+		descDrops, descBadStreams, descMTU, descRoutes, descIgnored, descReconcileErr, descDPUp} {
 		ch <- d
 	}
 }
@@ -66,6 +68,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(len(st.plan.Kernel)), "kernel")
 	ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(fwd), "forward")
+	ch <- prometheus.MustNewConstMetric(descIgnored, prometheus.GaugeValue, float64(len(st.plan.Ignored)))
 	metrics.Gauge(ch, descReconcileErr, metrics.Bool(st.errs != ""))
 }
 

@@ -65,6 +65,9 @@ func (s *Service) Routes() (agentapi.Routes, error) {
 		rs.Segments = append(rs.Segments, seg.String())
 	}
 	p := st.plan
+	for _, ig := range p.Ignored {
+		rs.Ignored = append(rs.Ignored, agentapi.Route{Dst: ig.IP.String(), Kind: KindPod, Node: ig.Pod, Why: ig.Why})
+	}
 	for _, l := range sortedPrefixes(p.Forward.Local) {
 		rs.Local = append(rs.Local, agentapi.Route{Dst: l.String(), Kind: p.Origin[l], Node: s.cfg.NodeName, Why: "this node's pods"})
 	}

@@ -78,6 +78,15 @@ type RoutePlan struct {
 	Origin map[netip.Prefix]string
 	// Sources are the node's own addresses (at most one per family).
 	Sources []HostSource
+	// Ignored are pod IPs the plan does not route (each with why): inside
+	// another node's prefixes, claimed by pods on two nodes.
+	Ignored []IgnoredIP
+}
+
+// IgnoredIP is a pod IP from the metadata that the plan does not route.
+type IgnoredIP struct {
+	IP       netip.Addr
+	Pod, Why string
 }
 
 // String renders the plan as sorted text (golden tests, the status API).
@@ -100,6 +109,9 @@ func (p *RoutePlan) String() string {
 		fmt.Fprintf(&b, "kernel %s\n", r)
 	}
 	b.WriteString(p.Forward.String())
+	for _, ig := range p.Ignored {
+		fmt.Fprintf(&b, "ignored %s of %s (%s)\n", ig.IP, ig.Pod, ig.Why)
+	}
 	return b.String()
 }
 
@@ -121,14 +133,19 @@ func Plan(in Input) *RoutePlan {
 	if snap == nil {
 		snap = metadata.Empty()
 	}
-	podsOf := map[string][]netip.Prefix{}
+	// Pod IPs, of pods that hold theirs (not Succeeded or Failed: their
+	// IPs may be another pod's by now), by the IP: a pod status is what
+	// any node's edgecore writes, so an IP claimed by pods on two nodes
+	// routes to neither.
+	type claim struct{ node, pod string }
+	claims := map[netip.Addr][]claim{}
 	for _, pod := range snap.Pods {
-		if pod.HostNetwork || pod.NodeName == "" {
+		if pod.HostNetwork || pod.NodeName == "" || pod.Phase == "Succeeded" || pod.Phase == "Failed" {
 			continue
 		}
 		for _, ip := range pod.IPs {
-			if p := netip.PrefixFrom(ip, ip.BitLen()); inMesh(p) {
-				podsOf[pod.NodeName] = append(podsOf[pod.NodeName], p)
+			if inMesh(netip.PrefixFrom(ip, ip.BitLen())) && !slices.ContainsFunc(claims[ip], func(c claim) bool { return c.node == pod.NodeName }) {
+				claims[ip] = append(claims[ip], claim{pod.NodeName, pod.Key()})
 			}
 		}
 	}
@@ -151,7 +168,52 @@ func Plan(in Input) *RoutePlan {
 			}
 		}
 	}
-	plan := &RoutePlan{Forward: dataplane.Plan{Remote: map[string][]netip.Prefix{}}, Origin: map[netip.Prefix]string{}}
+	plan := &RoutePlan{Forward: dataplane.Plan{Remote: map[string][]netip.Prefix{}, Hosts: map[string][]netip.Addr{}}, Origin: map[netip.Prefix]string{}}
+	// A node's own prefixes: its pod CIDRs and pinned pools (blocks among
+	// them). A pod IP inside another node's is never routed to the pod's
+	// node: that would let a pod status draw another node's traffic.
+	ownerOf := func(ip netip.Addr) string {
+		for n, info := range snap.Nodes {
+			if slices.ContainsFunc(info.PodCIDRs, func(c netip.Prefix) bool { return inMesh(c) && c.Contains(ip) }) {
+				return n
+			}
+		}
+		for n, pfxs := range poolsOf {
+			if slices.ContainsFunc(pfxs, func(c netip.Prefix) bool { return c.Contains(ip) }) {
+				return n
+			}
+		}
+		return ""
+	}
+	podsOf := map[string][]netip.Prefix{}
+	for ip, cs := range claims {
+		owner := ownerOf(ip)
+		switch {
+		case owner != "" && owner == cs[0].node && len(cs) == 1:
+			// covered by its node's own prefix
+		case owner != "":
+			for _, c := range cs {
+				if c.node != owner {
+					plan.Ignored = append(plan.Ignored, IgnoredIP{IP: ip, Pod: c.pod, Why: fmt.Sprintf("in %s's prefixes, not %s's", owner, c.node)})
+				}
+			}
+		case len(cs) > 1:
+			for _, c := range cs {
+				plan.Ignored = append(plan.Ignored, IgnoredIP{IP: ip, Pod: c.pod, Why: fmt.Sprintf("claimed by pods on %d nodes", len(cs))})
+			}
+		default: // outside every node's prefixes (a shared pool's pod): its /32
+			podsOf[cs[0].node] = append(podsOf[cs[0].node], netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	for _, pfxs := range podsOf {
+		slices.SortFunc(pfxs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	}
+	slices.SortFunc(plan.Ignored, func(a, b IgnoredIP) int {
+		if c := a.IP.Compare(b.IP); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Pod, b.Pod)
+	})
 	prefixesOf := func(node string) []netip.Prefix {
 		var out []netip.Prefix
 		if n := snap.Nodes[node]; n != nil {
@@ -215,6 +277,13 @@ func Plan(in Input) *RoutePlan {
 			continue
 		}
 		plan.Forward.Remote[n] = pfxs
+		if info := snap.Nodes[n]; info != nil {
+			for _, a := range info.Addresses {
+				if a.Type == "InternalIP" || a.Type == "ExternalIP" {
+					plan.Forward.Hosts[n] = append(plan.Forward.Hosts[n], a.Address)
+				}
+			}
+		}
 		for _, p := range pfxs {
 			if !own(p.Addr()) {
 				continue // covered by its segment's route

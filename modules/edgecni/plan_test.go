@@ -145,3 +145,61 @@ func TestPlanHostSource(t *testing.T) {
 		t.Errorf("no own address, yet a source:\n%s", got)
 	}
 }
+
+// A pod status cannot draw traffic: an IP inside another node's pod CIDR
+// or pool stays that node's (the /32 that would beat its prefix is not
+// made), an IP claimed by pods on two nodes routes to neither, and a
+// Succeeded or Failed pod's IP counts for nothing. Each is listed as
+// ignored. An IP outside every node's prefixes (a shared pool's) that one
+// node's pod holds is routed to that node, and a node's InternalIP is
+// where its ICMP errors come from.
+func TestPlanIgnoresPodIPsThatAreNotTheirNodes(t *testing.T) {
+	in := goldenInput()
+	snap := in.Snapshot
+	add := func(name, node, addr, phase string) {
+		snap.Pods["default/"+name] = &metadata.PodInfo{Namespace: "default", Name: name, NodeName: node, IPs: []netip.Addr{ip(addr)}, Phase: phase}
+	}
+	add("steal-pool", "edge-a2", "10.245.7.9", "Running")  // in c1-pool, pinned to edge-c1
+	add("steal-cidr", "edge-a2", "10.244.1.77", "Running") // in cloud-1's pod CIDR
+	add("twin-a", "edge-a2", "10.245.9.9", "Running")      // a shared-pool IP, claimed twice
+	add("twin-b", "edge-c1", "10.245.9.9", "Pending")
+	add("done", "edge-a2", "10.245.9.10", "Succeeded") // its IP may be reused
+	add("shared", "edge-c1", "10.245.9.11", "Running") // a shared-pool IP, one claim
+	p := Plan(in)
+	routed := func(addr string) string {
+		for n, pfxs := range p.Forward.Remote {
+			for _, q := range pfxs {
+				if q.Bits() == q.Addr().BitLen() && q.Addr() == ip(addr) {
+					return n
+				}
+			}
+		}
+		return ""
+	}
+	for _, addr := range []string{"10.245.7.9", "10.244.1.77", "10.245.9.9", "10.245.9.10"} {
+		if n := routed(addr); n != "" {
+			t.Errorf("%s routed as a /32 to %s", addr, n)
+		}
+	}
+	if n := routed("10.245.9.11"); n != "edge-c1" {
+		t.Errorf("the shared-pool IP of edge-c1's pod routed to %q, want edge-c1", n)
+	}
+	want := []string{
+		"ignored 10.244.1.77 of default/steal-cidr (in cloud-1's prefixes, not edge-a2's)",
+		"ignored 10.245.7.9 of default/steal-pool (in edge-c1's prefixes, not edge-a2's)",
+		"ignored 10.245.9.9 of default/twin-a (claimed by pods on 2 nodes)",
+		"ignored 10.245.9.9 of default/twin-b (claimed by pods on 2 nodes)",
+	}
+	var got []string
+	for _, l := range strings.Split(p.String(), "\n") {
+		if strings.HasPrefix(l, "ignored ") {
+			got = append(got, l)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ignored:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if h := p.Forward.Hosts["edge-c1"]; len(h) != 1 || h[0] != ip("192.168.3.11") {
+		t.Errorf("edge-c1's ICMP error sources %v, want its InternalIP", h)
+	}
+}

@@ -84,6 +84,9 @@ type Routes struct {
 	// Forward is the forwarder's table inside the TUN: every remote
 	// prefix and the node whose tunnel carries it.
 	Forward []Route `json:"forward"`
+	// Ignored are pod IPs from the metadata that are not routed, with
+	// why (Dst: the IP, Node: the pod as namespace/name).
+	Ignored []Route `json:"ignored,omitempty"`
 	// Errors is what the last reconcile could not do.
 	Errors string `json:"errors,omitempty"`
 }

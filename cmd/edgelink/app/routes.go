@@ -78,5 +78,14 @@ func writeRoutes(w io.Writer, rs agentapi.Routes) error {
 	for _, r := range rs.Forward {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Dst, r.Node, orDash(r.Kind))
 	}
+	if err := tw.Flush(); err != nil || len(rs.Ignored) == 0 {
+		return err
+	}
+	fmt.Fprintln(w, "\nPod IPs not routed (a pod status cannot draw another node's traffic):")
+	tw = newTable(w)
+	fmt.Fprintln(tw, "IP\tPOD\tWHY")
+	for _, r := range rs.Ignored {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Dst, r.Node, r.Why)
+	}
 	return tw.Flush()
 }
