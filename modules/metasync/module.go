@@ -5,7 +5,7 @@
 // disk, and publishes every real change there: the other modules wait on
 // Reader's Next or Wait (no beehive messages).
 //
-// What it relies on of the metaServer (DESIGN.md, KUBEEDGE-TESTBED.md):
+// What it relies on of the metaServer (docs/metadata.md, measured there):
 // JSON only; no discovery; cluster-wide watches (namespaced pod watches lag
 // ~5 s in KubeEdge v1.20); every watch replays the local cache as ADDED and
 // ignores resourceVersion, so only real differences are published; the

@@ -25,9 +25,6 @@ import (
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
-// PoolGVR is SpiderPool's SpiderIPPool resource.
-var PoolGVR = ipam.PoolGVR
-
 // Service lists and watches pods, nodes, namespaces and SpiderIPPools,
 // keeps the metadata cache and its on-disk snapshot, and publishes every
 // real change (Reader's Next and Wait return). It is independent of beehive so tests can run it.
@@ -275,7 +272,7 @@ func (s *Service) run(ctx context.Context, client kubernetes.Interface, dyn dyna
 // while nobody watched).
 func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface, changed func(), syncedCh chan<- struct{}) {
 	// Cluster-wide watches only: KubeEdge v1.20 delays namespaced pod
-	// watches through the metaServer by ~5 s (DESIGN.md).
+	// watches through the metaServer by ~5 s (docs/metadata.md).
 	var tweak func(*metav1.ListOptions)
 	if s.Source == v1.SourceMetaServer {
 		// A list with resourceVersion=0 may be answered from the edge's
@@ -288,7 +285,7 @@ func (s *Service) watch(ctx context.Context, client kubernetes.Interface, dyn dy
 	pods := factory.Core().V1().Pods().Informer()
 	nodes := factory.Core().V1().Nodes().Informer()
 	namespaces := factory.Core().V1().Namespaces().Informer()
-	pools := dynFactory.ForResource(PoolGVR).Informer()
+	pools := dynFactory.ForResource(ipam.PoolGVR).Informer()
 	_ = pods.SetTransform(trimPod)
 	_ = nodes.SetTransform(trimNode)
 	for name, inf := range map[string]cache.SharedIndexInformer{"pods": pods, "nodes": nodes, "namespaces": namespaces, "spiderippools": pools} {
@@ -392,7 +389,7 @@ func (s *Service) list(ctx context.Context, client kubernetes.Interface, dyn dyn
 	for i := range nsList.Items {
 		want.Namespaces = append(want.Namespaces, namespaceInfo(&nsList.Items[i]))
 	}
-	if poolList, err := dyn.Resource(PoolGVR).List(ctx, metav1.ListOptions{}); err == nil {
+	if poolList, err := dyn.Resource(ipam.PoolGVR).List(ctx, metav1.ListOptions{}); err == nil {
 		want.Pools = []*metadata.PoolInfo{}
 		for i := range poolList.Items {
 			if p, err := poolInfo(&poolList.Items[i]); err == nil {

@@ -25,6 +25,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -75,7 +76,7 @@ func newRig(t *testing.T, svc *Service, objs []runtime.Object, pools ...*unstruc
 	r := &rig{t: t, svc: svc,
 		client: k8sfake.NewClientset(objs...),
 		dyn: dynfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-			map[schema.GroupVersionResource]string{PoolGVR: "SpiderIPPoolList"}, dynObjs...),
+			map[schema.GroupVersionResource]string{ipam.PoolGVR: "SpiderIPPoolList"}, dynObjs...),
 	}
 	svc.Publish = func(snap *metadata.Snapshot, changes []metadata.Change) {
 		b := batch{snap: snap, changes: changeStrings(changes), synced: svc.Status().Synced}
@@ -198,7 +199,7 @@ func TestServicePublishesRealChanges(t *testing.T) {
 
 	ctx := ctxT(t)
 	pods, nodes, nss := r.client.CoreV1().Pods("shop"), r.client.CoreV1().Nodes(), r.client.CoreV1().Namespaces()
-	pools := r.dyn.Resource(PoolGVR)
+	pools := r.dyn.Resource(ipam.PoolGVR)
 	must := func(_ any, err error) {
 		t.Helper()
 		if err != nil {
@@ -388,7 +389,7 @@ func TestServiceWithoutPoolCRD(t *testing.T) {
 	}
 	r := newRig(t, &Service{SnapshotPath: path, AuditPeriod: 20 * time.Millisecond}, nil)
 	r.dyn.PrependReactor("list", "spiderippools", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewNotFound(PoolGVR.GroupResource(), "")
+		return true, nil, apierrors.NewNotFound(ipam.PoolGVR.GroupResource(), "")
 	})
 	r.start()
 	r.waitSynced()

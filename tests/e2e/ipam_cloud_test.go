@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/metasync"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -25,11 +24,11 @@ func createPool(t *testing.T, cp *cluster.ControlPlane, name string, spec map[st
 		"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderIPPool",
 		"metadata": map[string]any{"name": name}, "spec": spec,
 	}}
-	if _, err := cp.Dynamic.Resource(metasync.PoolGVR).Create(context.Background(), pool, metav1.CreateOptions{}); err != nil {
+	if _, err := cp.Dynamic.Resource(ipam.PoolGVR).Create(context.Background(), pool, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cp.Dynamic.Resource(metasync.PoolGVR).Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = cp.Dynamic.Resource(ipam.PoolGVR).Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 }
 

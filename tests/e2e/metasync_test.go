@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/metasync"
+	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/metaprobe"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -107,11 +107,11 @@ func TestMetasyncEdgeNode(t *testing.T) {
 		"metadata": map[string]any{"name": "ms-pool"},
 		"spec":     map[string]any{"subnet": "10.244.0.0/16", "ips": []any{"10.244.5.2-10.244.5.9"}, "nodeName": []any{e.Name}},
 	}}
-	if _, err := cp.Dynamic.Resource(metasync.PoolGVR).Create(context.Background(), pool, metav1.CreateOptions{}); err != nil {
+	if _, err := cp.Dynamic.Resource(ipam.PoolGVR).Create(context.Background(), pool, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cp.Dynamic.Resource(metasync.PoolGVR).Delete(context.Background(), "ms-pool", metav1.DeleteOptions{})
+		_ = cp.Dynamic.Resource(ipam.PoolGVR).Delete(context.Background(), "ms-pool", metav1.DeleteOptions{})
 	})
 	p.WaitFor("pool insert", wait, func(ev metaprobe.Event) bool { return metaprobe.HasChange(ev, "insert", "null/spiderippool/ms-pool") })
 
