@@ -28,7 +28,7 @@ if [[ ${#pkgs[@]} -eq 0 ]]; then
 	# Unit-tested logic. pkg/p2p's tests start libp2p hosts (seconds per
 	# run): name it to include it.
 	pkgs=(pkg/controller pkg/ipam pkg/membership pkg/dataplane pkg/atomicfile
-		config/v1alpha1 cni/netconf cni/plugin modules/edgecni modules/ipam
+		config/v1alpha1 cni/netconf cni/plugin modules/routing modules/ipam
 		modules/metasync modules/tunnel)
 fi
 

@@ -47,7 +47,7 @@ lint() {
 	if ! go vet ./...; then echo "SUITE lint: FAIL  go vet"; return 1; fi
 	# The data plane keeps its Linux-only parts in _linux.go files: the
 	# rest builds (and vets) elsewhere.
-	if ! GOOS=darwin go vet ./pkg/dataplane ./modules/edgecni; then echo "SUITE lint: FAIL  go vet (GOOS=darwin)"; return 1; fi
+	if ! GOOS=darwin go vet ./pkg/dataplane ./modules/routing; then echo "SUITE lint: FAIL  go vet (GOOS=darwin)"; return 1; fi
 	# -mod=mod: this module follows the root module's dependencies (replace
 	# directive), which it may lag by a tidy.
 	if ! (cd tests/tools/spiderpool-wire && go vet -mod=mod ./...); then echo "SUITE lint: FAIL  go vet (spiderpool-wire)"; return 1; fi

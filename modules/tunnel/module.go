@@ -56,7 +56,7 @@ func (m *Module) StatusRoutes() agenthost.Routes {
 	return rs
 }
 
-// Packets is the tunnel's side of the data plane, for the edgecni module.
+// Packets is the tunnel's side of the data plane, for the routing module.
 func (m *Module) Packets() dataplane.Network { return m.svc.Packets() }
 
 func (m *Module) Name() string  { return ModuleName }

@@ -13,7 +13,7 @@ import (
 
 // packets is the tunnel's side of the data plane (dataplane.Network): it
 // opens packet streams on the paths the path manager chose and hands
-// inbound ones to the edgecni module's forwarder.
+// inbound ones to the routing module's forwarder.
 type packets struct {
 	s      *Service
 	handle atomic.Pointer[func(node string, r io.ReadCloser)]

@@ -15,7 +15,7 @@ import (
 )
 
 // PodLocator says where the data plane sends a packet for a pod IP
-// (modules/edgecni's Module.Lookup): a remote node, this node (local), or
+// (modules/routing's Module.Lookup): a remote node, this node (local), or
 // nowhere (ok false); up is false while the data plane is not up.
 type PodLocator interface {
 	Lookup(a netip.Addr) (node string, local, ok, up bool)

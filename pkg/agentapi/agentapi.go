@@ -10,9 +10,9 @@
 //	GET  /v1/tunnel/status     TunnelStatus: this node's side of the tunnel (tunnel)
 //	GET  /v1/tunnel/peers      []Peer: the path to every peer (tunnel)
 //	POST /v1/ping              PingRequest -> PingResult: one probe over the mesh (tunnel)
-//	GET  /v1/dataplane         DataplaneStatus: MTU, segments, plan, counters (edgecni)
-//	GET  /v1/dataplane/routes  Routes: what the edgecni module programmed, and why (edgecni)
-//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters (edgecni)
+//	GET  /v1/dataplane         DataplaneStatus: MTU, segments, plan, counters (routing)
+//	GET  /v1/dataplane/routes  Routes: what the routing module programmed, and why (routing)
+//	GET  /v1/dataplane/peers   []PeerTraffic: the forwarder's per-peer counters (routing)
 //	GET  /v1/metasync          metadata source status, pkg/metadata.Status (metasync)
 //	GET  /v1/ipam              pools, refused pools, leases, modules/ipam.Status (ipam)
 //	GET  /v1/diagnose          Diagnosis: every module's checks, OK, FAIL or SKIP (agent)
@@ -63,7 +63,7 @@ type Route struct {
 	Via string `json:"via,omitempty"`
 	Dev string `json:"dev,omitempty"`
 	// Kind is why the prefix is routed: segment, node, pool or pod (the
-	// route plan's kinds, modules/edgecni's KindSegment and so on).
+	// route plan's kinds, modules/routing's KindSegment and so on).
 	Kind string `json:"kind"`
 	// Node owns the prefix (empty for a segment route).
 	Node string `json:"node,omitempty"`

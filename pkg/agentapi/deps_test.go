@@ -9,7 +9,7 @@ import (
 // The wire types, their client and the metadata module link no libp2p:
 // the CLI's status commands, the CNI side and test tools that read the
 // status socket stay small. pkg/p2p and pkg/dataplane types reach the
-// wire only through the modules that serve them (tunnel, edgecni).
+// wire only through the modules that serve them (tunnel, routing).
 func TestNoLibp2p(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {

@@ -608,7 +608,7 @@ func (f *Forwarder) Lookup(a netip.Addr) (node string, ok bool) {
 }
 
 // Network is a Transport that also delivers inbound packet streams (the
-// tunnel module's side of the data plane, handed to the edgecni module).
+// tunnel module's side of the data plane, handed to the routing module).
 type Network interface {
 	Transport
 	// Accept sets the handler of inbound packet streams (node: the name

@@ -12,7 +12,7 @@ import (
 )
 
 // Plan is what the data plane routes: which prefixes are this node's own
-// pods, and which belong to which remote node. The edgecni module builds
+// pods, and which belong to which remote node. The routing module builds
 // it from the metadata picture and the config.
 type Plan struct {
 	Local  []netip.Prefix            // this node's pods (pod CIDRs and pod /32s)

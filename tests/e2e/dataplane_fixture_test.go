@@ -12,7 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/edgecni"
+	"github.com/edgelink/edgelink/modules/routing"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -20,7 +20,7 @@ import (
 
 // dpNode is an edge node of the test control plane running a full agent
 // (metaSync from its edgecore, tunnel with the KubeEdge certificates,
-// edgecni), with one pod namespace wired to it by a veth pair.
+// routing), with one pod namespace wired to it by a veth pair.
 type dpNode struct {
 	edge  *cluster.EdgeNode
 	agent *testutil.Agent
@@ -86,9 +86,9 @@ func agentConfig(t *testing.T, e *cluster.EdgeNode, relays []v1.RelayNode, cloud
 	return c
 }
 
-func dataplaneStatus(t *testing.T, a *testutil.Agent) edgecni.Status {
+func dataplaneStatus(t *testing.T, a *testutil.Agent) routing.Status {
 	t.Helper()
-	var st edgecni.Status
+	var st routing.Status
 	if err := a.GetJSON("/v1/dataplane", &st); err != nil {
 		t.Fatalf("dataplane status: %v", err)
 	}

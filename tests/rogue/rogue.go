@@ -1,25 +1,39 @@
-// Package rogue runs a libp2p peer that is not a valid mesh member (no
-// proof at all, or a certificate that must be refused) in a child process
-// inside a test namespace, and reports what it managed to get from the
-// mesh: a relay reservation, a discovery answer, a circuit to a member, a
-// guarded stream on a direct connection. Every one must fail. A test
-// binary's TestMain must call RunIfChild first.
+// Package rogue runs a hostile libp2p peer in a child process inside a
+// test namespace and reports what it managed to get from the mesh.
+//
+// A non-member (no proof at all, or a certificate that must be refused)
+// tries a relay reservation, a discovery answer, a circuit to a member and
+// a guarded stream on a direct connection: every one must fail.
+//
+// A hostile member (Spec.Hostile: a valid certificate) tries what a member
+// could abuse: many idle packet streams to one node (each used to cost it
+// megabytes), discovery registrations naming targets of its choosing for
+// every node to dial, and relay circuits to invented peer IDs.
+//
+// A test binary's TestMain must call RunIfChild first.
 package rogue
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
@@ -42,11 +56,26 @@ type Spec struct {
 	Member      string   // a member's peer ID, reached through the relay
 	Direct      string   // a member's peer ID reached directly...
 	DirectAddrs []string // ...at these multiaddrs
+
+	// Hostile makes the rogue a member that abuses what members may use;
+	// it holds its packet streams to Direct for Hold.
+	Hostile bool
+	Hold    time.Duration
+	// Bogus are addresses it registers at the relay's directory besides
+	// its own (targets for other nodes to dial).
+	Bogus []string
 }
 
 // Result is what each attempt got: "" means it succeeded (a defect).
 type Result struct {
 	Reserve, Lookup, Circuit, Direct string
+
+	// Hostile member: how many of its 32 packet streams Direct accepted,
+	// which Bogus addresses the directory handed out about it, and how
+	// long 20 circuits to invented peer IDs took to fail.
+	PacketStreams int
+	Registered    string // space-separated
+	Invented      time.Duration
 }
 
 // RunIfChild runs the rogue and exits when this process is the child.
@@ -132,6 +161,9 @@ func attack(s Spec) (Result, error) {
 	relay := peer.AddrInfo{ID: relayID, Addrs: parse(s.RelayAddrs)}
 	member, _ := peer.Decode(s.Member)
 	direct, _ := peer.Decode(s.Direct)
+	if s.Hostile {
+		return hostile(ctx, h, s, relay, peer.AddrInfo{ID: direct})
+	}
 	viaRelay := func(f func(context.Context) error) func() string {
 		return func() string {
 			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -211,4 +243,101 @@ func parse(ss []string) []ma.Multiaddr {
 		out = append(out, ma.StringCast(s))
 	}
 	return out
+}
+
+// hostile is a member's abuse: see the package comment.
+func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrInfo) (Result, error) {
+	var r Result
+	if err := h.Connect(ctx, relay); err != nil {
+		return r, fmt.Errorf("connect to the relay: %w", err)
+	}
+	direct.Addrs = parse(s.DirectAddrs)
+	if err := h.Connect(ctx, direct); err != nil {
+		return r, fmt.Errorf("connect to %s: %w", direct.ID, err)
+	}
+	time.Sleep(time.Second) // both memberships proven
+
+	// 32 packet streams, held idle: the victim's side closes its write
+	// half of the ones it took (EOF here), and resets the others.
+	var streams []network.Stream
+	for range 32 {
+		st, err := h.NewStream(ctx, direct.ID, p2p.PacketsProtocol)
+		if err != nil {
+			continue
+		}
+		streams = append(streams, st)
+	}
+	for _, st := range streams {
+		_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := st.Read(make([]byte, 1)); errors.Is(err, io.EOF) {
+			r.PacketStreams++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "holding %d packet streams\n", len(streams))
+	time.Sleep(s.Hold)
+	for _, st := range streams {
+		_ = st.Reset()
+	}
+
+	// Registrations naming other targets, then what the directory says.
+	own := h.Addrs()
+	var reg []string
+	for _, a := range own {
+		reg = append(reg, a.String())
+	}
+	if _, err := discover(ctx, h, relay.ID, map[string]any{"op": "register", "addrs": append(reg, s.Bogus...)}); err != nil {
+		return r, fmt.Errorf("register: %w", err)
+	}
+	ans, err := discover(ctx, h, relay.ID, map[string]any{"op": "lookup", "nodes": []string{s.Node}})
+	if err != nil {
+		return r, fmt.Errorf("lookup: %w", err)
+	}
+	var resp struct {
+		Peers []p2p.PeerRecord `json:"peers"`
+	}
+	if err := json.Unmarshal(ans, &resp); err != nil {
+		return r, err
+	}
+	for _, p := range resp.Peers {
+		for _, a := range p.Addrs {
+			if slices.Contains(s.Bogus, a) {
+				r.Registered = strings.TrimSpace(r.Registered + " " + a)
+			}
+		}
+	}
+
+	// Circuits to invented peers, one after the other.
+	start := time.Now()
+	for range 20 {
+		priv, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(priv)
+		circuit := relay.Addrs[0].Encapsulate(ma.StringCast("/p2p/" + relay.ID.String() + "/p2p-circuit"))
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_ = h.Connect(cctx, peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{circuit}})
+		cancel()
+	}
+	r.Invented = time.Since(start)
+	return r, nil
+}
+
+// discover sends one discovery request to the relay and returns the answer.
+func discover(ctx context.Context, h host.Host, relay peer.ID, req any) ([]byte, error) {
+	st, err := h.NewStream(ctx, relay, p2p.DiscoveryProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+	b, _ := json.Marshal(req)
+	if _, err := st.Write(append(binary.AppendUvarint(nil, uint64(len(b))), b...)); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(st)
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, n)
+	_, err = io.ReadFull(br, out)
+	return out, err
 }

@@ -68,7 +68,7 @@ import (
 
 	"github.com/edgelink/edgelink/cni/install"
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/edgecni"
+	"github.com/edgelink/edgelink/modules/routing"
 	"github.com/edgelink/edgelink/pkg/ipam"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/pkg/unixsock"
@@ -565,7 +565,7 @@ func (c *Cluster) Dump(t testing.TB) {
 		var b strings.Builder
 		routes, _ := n.Host.Exec("ip", "route")
 		fmt.Fprintf(&b, "==== %s (%s)\n-- ip route\n%s", n.Name, n.Kind, routes)
-		var dp edgecni.Status
+		var dp routing.Status
 		if err := n.Agent.GetJSON("/v1/dataplane", &dp); err == nil {
 			fmt.Fprintf(&b, "-- plan\n%s-- errors %q stats %+v\n", dp.Plan, dp.Errors, dp.Stats)
 		}

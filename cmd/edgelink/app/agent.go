@@ -12,9 +12,9 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/edgecni"
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
+	"github.com/edgelink/edgelink/modules/routing"
 	"github.com/edgelink/edgelink/modules/tunnel"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/version"
@@ -68,8 +68,8 @@ func newAgentCmd() *cobra.Command {
 func agentModules(c *v1.AgentConfig) ([]core.Module, opsModules) {
 	meta := metasync.New(c)
 	tun := tunnel.New(c, meta.Reader())
-	cni := edgecni.New(c, meta.Reader(), tun.Packets())
-	tun.LocatePodsWith(cni) // ping resolves pod IPs through the forwarder's table
-	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun, cni: cni}
-	return []core.Module{ops.meta, ops.ipam, ops.tun, ops.cni}, ops
+	rt := routing.New(c, meta.Reader(), tun.Packets())
+	tun.LocatePodsWith(rt) // ping resolves pod IPs through the forwarder's table
+	ops := opsModules{meta: meta, ipam: ipam.New(c, meta.Reader()), tun: tun, rt: rt}
+	return []core.Module{ops.meta, ops.ipam, ops.tun, ops.rt}, ops
 }

@@ -12,9 +12,9 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/edgecni"
 	"github.com/edgelink/edgelink/modules/ipam"
 	"github.com/edgelink/edgelink/modules/metasync"
+	"github.com/edgelink/edgelink/modules/routing"
 	"github.com/edgelink/edgelink/modules/tunnel"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 	"github.com/edgelink/edgelink/pkg/version"
@@ -25,7 +25,7 @@ type opsModules struct {
 	meta *metasync.Module
 	ipam *ipam.Module
 	tun  *tunnel.Module
-	cni  *edgecni.Module
+	rt   *routing.Module
 }
 
 // newRegistry builds the agent's own Prometheus registry (never the
@@ -37,7 +37,7 @@ func newRegistry(m opsModules) *prometheus.Registry {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgelink_build_info",
 		Help: "Always 1; the version label is the agent's.", ConstLabels: prometheus.Labels{"version": version.String()}},
 		func() float64 { return 1 }))
-	for _, c := range []prometheus.Collector{m.meta.Collector(), m.ipam.Collector(), m.tun.Collector(), m.cni.Collector()} {
+	for _, c := range []prometheus.Collector{m.meta.Collector(), m.ipam.Collector(), m.tun.Collector(), m.rt.Collector()} {
 		if c != nil {
 			reg.MustRegister(c)
 		}
@@ -51,8 +51,8 @@ func newRegistry(m opsModules) *prometheus.Registry {
 func statusRoutes(c *v1.AgentConfig, reg *prometheus.Registry, m opsModules) []agenthost.Routes {
 	return []agenthost.Routes{
 		agenthost.HostRoutes(c.NodeName),
-		m.tun.StatusRoutes(), m.cni.StatusRoutes(), m.meta.StatusRoutes(), m.ipam.StatusRoutes(),
-		agenthost.DiagnoseRoutes(c.NodeName, m.cni, m.ipam, m.meta, m.tun),
+		m.tun.StatusRoutes(), m.rt.StatusRoutes(), m.meta.StatusRoutes(), m.ipam.StatusRoutes(),
+		agenthost.DiagnoseRoutes(c.NodeName, m.rt, m.ipam, m.meta, m.tun),
 		{"GET /metrics": metricsHandler(reg, 0)},
 	}
 }

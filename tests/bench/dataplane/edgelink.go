@@ -11,7 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
-	"github.com/edgelink/edgelink/modules/edgecni"
+	"github.com/edgelink/edgelink/modules/routing"
 	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/pkg/p2p"
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -22,7 +22,7 @@ func init() {
 	Register(edgelinkCase{relayed: true})
 }
 
-// edgelinkCase runs EdgeLink agents (tunnel + edgecni) on both nodes; pod
+// edgelinkCase runs EdgeLink agents (tunnel + routing) on both nodes; pod
 // CIDRs are in different mesh segments, so pod traffic goes TUN -> libp2p
 // -> TUN.
 //
@@ -154,7 +154,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 			// explain a slow path.
 			name := n.name
 			t.Cleanup(func() {
-				var st edgecni.Status
+				var st routing.Status
 				if err := a.GetJSON("/v1/dataplane", &st); err == nil {
 					t.Logf("%s: %s forwarder %+v", c.Name(), name, st.Stats)
 				}

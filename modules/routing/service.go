@@ -1,4 +1,4 @@
-package edgecni
+package routing
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package edgecni
+package routing
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 
 // errUnsupported answers every kernel operation off Linux: the module
 // programs Linux routes, addresses, sysctls and iptables only.
-var errUnsupported = fmt.Errorf("edgecni: the data plane is not supported on %s", runtime.GOOS)
+var errUnsupported = fmt.Errorf("routing: the data plane is not supported on %s", runtime.GOOS)
 
 // unsupportedKernel is the Kernel where the module cannot run.
 type unsupportedKernel struct{}

@@ -1,4 +1,5 @@
-// Package edgecni is the agent's edgecni beehive module: it owns the TUN
+// Package routing is the agent's routing beehive module (configured as
+// modules.edgeCNI, EdgeMesh's name for it): it owns the TUN
 // device, decides which pod prefixes are remote (the configured cloudCIDR
 // and edgeCIDR segments other than this node's, and pods of other nodes
 // in its own segment), programs the routes (protocol 77), the TUN's
@@ -11,7 +12,7 @@
 // the reconcile logic; kernel_linux.go: netlink, /proc/sys and the
 // iptables binaries; kernel_other.go: "not supported" elsewhere), so the
 // tests drive the same logic against a recording fake.
-package edgecni
+package routing
 
 import (
 	"net/http"
@@ -29,8 +30,8 @@ import (
 
 // ModuleName and GroupName identify the module in beehive.
 const (
-	ModuleName = "edgecni"
-	GroupName  = "edgecni"
+	ModuleName = "routing"
+	GroupName  = "routing"
 )
 
 // Module is the beehive face of Service.
@@ -66,7 +67,7 @@ func (m *Module) Enable() bool  { return m.enable }
 // stops the agent.
 func (m *Module) Start() {
 	if err := m.svc.Run(beehiveContext.GetContext()); err != nil {
-		klog.ErrorS(err, "edgecni module failed")
+		klog.ErrorS(err, "routing module failed")
 	}
 }
 

@@ -1,4 +1,4 @@
-package edgecni
+package routing
 
 import (
 	"context"
@@ -183,7 +183,7 @@ func (s *Service) diagnose(ctx context.Context) []agentapi.Check {
 	c := s.cfg.Modules.EdgeCNI
 	if st == nil {
 		return []agentapi.Check{agentapi.Fail("TUN up", "the data plane is not up (no TUN "+c.TunName+" yet)",
-			"read the agent's log (journalctl -u edgelink) for the edgecni module's error; it needs CAP_NET_ADMIN and /dev/net/tun")}
+			"read the agent's log (journalctl -u edgelink) for the routing module's error; it needs CAP_NET_ADMIN and /dev/net/tun")}
 	}
 	var out []agentapi.Check
 
