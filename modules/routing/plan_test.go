@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,16 +63,7 @@ func goldenInput() Input {
 func TestPlanGolden(t *testing.T) {
 	got := Plan(goldenInput()).String()
 	path := filepath.Join("testdata", "plan.golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
+	if got != golden(t, path, got) {
 		t.Errorf("route plan differs from %s (go test -update to accept):\n%s", path, got)
 	}
 }

@@ -18,13 +18,7 @@ import (
 // stream on a direct connection; members count the refusals and keep
 // their paths. Needs root.
 func TestTunnelRefusesNonMembers(t *testing.T) {
-	m := newMesh(t, topology.Spec{
-		Public: []string{"relay-1", "cloud-1", "rogue"},
-		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
-	}, "rogue")
-	m.startAll()
-	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
-	changesBefore := m.peers("a1")["cloud-1"].PathChanges
+	m, changesBefore := rogueMesh(t)
 
 	dir := t.TempDir()
 	rogueKey := filepath.Join(dir, "rogue.key")
@@ -134,13 +128,7 @@ func TestTunnelAgentRefusesOwnBadCertificate(t *testing.T) {
 // to invented peer IDs fail at once instead of holding the relay. The
 // attacked node keeps its paths. Needs root.
 func TestTunnelHostileMember(t *testing.T) {
-	m := newMesh(t, topology.Spec{
-		Public: []string{"relay-1", "cloud-1", "rogue"},
-		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
-	}, "rogue")
-	m.startAll()
-	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
-	changesBefore := m.peers("a1")["cloud-1"].PathChanges
+	m, changesBefore := rogueMesh(t)
 
 	dir := t.TempDir()
 	key := filepath.Join(dir, "identity.key") // ca issue writes rogue.crt and rogue.key
@@ -209,4 +197,17 @@ func rssKiB(t *testing.T, pid int) int {
 		t.Fatalf("no VmRSS for pid %d", pid)
 	}
 	return -1
+}
+
+// rogueMesh is the members' tests' world: relay-1, cloud-1 and a host
+// "rogue" (no agent) on the public segment, a1 behind a NAT, with a1's
+// paths to cloud-1 and relay-1 up; it returns a1->cloud-1's path changes.
+func rogueMesh(t *testing.T) (*mesh, int) {
+	m := newMesh(t, topology.Spec{
+		Public: []string{"relay-1", "cloud-1", "rogue"},
+		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
+	}, "rogue")
+	m.startAll()
+	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
+	return m, m.peers("a1")["cloud-1"].PathChanges
 }
