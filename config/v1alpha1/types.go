@@ -111,12 +111,22 @@ type Tunnel struct {
 	// mode 0600). Losing it means a new peer ID, and a new certificate.
 	IdentityFile string `json:"identityFile"`
 	// CAFile is the cluster CA members' certificates chain to: EdgeLink's
-	// own (edgelink ca init) or KubeEdge's root CA.
+	// own (edgelink ca init, or the one edgelink controller keeps) or
+	// KubeEdge's root CA.
 	CAFile string `json:"caFile"`
+	// KubeEdgeCAFile, if set, is KubeEdge's root CA: then the certificates
+	// cloudcore issues to edge nodes (system:node:<name>) must chain to it
+	// and EdgeLink's (bound to a peer ID) to CAFile, each to its own.
+	KubeEdgeCAFile string `json:"kubeEdgeCAFile"`
 	// CertFile and KeyFile are this node's member certificate (naming the
 	// node) and its key.
 	CertFile string `json:"certFile"`
 	KeyFile  string `json:"keyFile"`
+	// Enroll gets the certificate from edgelink controller through the
+	// Kubernetes CertificateSigningRequest API (cloud nodes): the key is
+	// made on this node and kept in KeyFile, the certificate is written to
+	// CertFile and renewed before it expires.
+	Enroll bool `json:"enroll"`
 	// RoutableCIDRs are underlay ranges treated as routable between sites
 	// even though they are private or special-use (libp2p hole-punches
 	// and advertises only addresses it deems public).

@@ -183,7 +183,7 @@ func loadMembership(t v1.Tunnel, node string, self peer.ID) (*membership.Credent
 	if err != nil {
 		return nil, nil, fmt.Errorf("modules.tunnel.certFile/keyFile: %w", err)
 	}
-	verifier, err := membership.NewVerifier(t.CAFile)
+	verifier, err := membership.NewVerifier(t.CAFile, t.KubeEdgeCAFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("modules.tunnel.caFile: %w", err)
 	}

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,6 +37,22 @@ func InitCA(dir, name string, validity time.Duration) (*CA, error) {
 	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil {
 		return nil, fmt.Errorf("a CA already exists in %s; remove it first if you really mean to replace it (every member certificate becomes invalid)", dir)
 	}
+	ca, err := NewCA(name, validity)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM := ca.PEM()
+	if err := writeFile(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeFile(filepath.Join(dir, CACertFile), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// NewCA makes a CA in memory (`edgelink controller` keeps it in a Secret).
+func NewCA(name string, validity time.Duration) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -54,13 +71,33 @@ func InitCA(dir, name string, validity time.Duration) (*CA, error) {
 		return nil, err
 	}
 	cert, _ := x509.ParseCertificate(der)
-	if err := writePEM(filepath.Join(dir, CAKeyFile), "EC PRIVATE KEY", mustMarshalEC(key), 0o600); err != nil {
-		return nil, err
-	}
-	if err := writePEM(filepath.Join(dir, CACertFile), "CERTIFICATE", der, 0o644); err != nil {
-		return nil, err
-	}
 	return &CA{Cert: cert, Key: key}, nil
+}
+
+// PEM encodes the CA's certificate and key.
+func (ca *CA) PEM() (certPEM, keyPEM []byte) {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: mustMarshalEC(ca.Key)})
+}
+
+// ParseCA decodes a CA that PEM encoded.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	chain, err := ParseChain(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate %w", err)
+	}
+	b, _ := pem.Decode(keyPEM)
+	if b == nil || b.Type != "EC PRIVATE KEY" {
+		return nil, errors.New("CA key is not a PEM EC private key")
+	}
+	key, err := x509.ParseECPrivateKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	if !chain[0].IsCA || !publicKeysEqual(chain[0].PublicKey, key.Public()) {
+		return nil, errors.New("CA certificate is not a CA, or not the key's")
+	}
+	return &CA{Cert: chain[0], Key: key}, nil
 }
 
 // LoadCA reads the CA in dir.
@@ -90,18 +127,7 @@ func (ca *CA) Issue(node string, id peer.ID, validity time.Duration, out string)
 	if err != nil {
 		return "", "", err
 	}
-	u, _ := url.Parse(PeerURIPrefix + id.String())
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: node, Organization: []string{"EdgeLink members"}},
-		DNSNames:     []string{node},
-		URIs:         []*url.URL{u},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := ca.sign(node, id, &key.PublicKey, time.Now().Add(validity))
 	if err != nil {
 		return "", "", err
 	}
@@ -113,6 +139,28 @@ func (ca *CA) Issue(node string, id peer.ID, validity time.Duration, out string)
 		return "", "", err
 	}
 	return certPath, keyPath, nil
+}
+
+// sign makes the member certificate of node bound to peer id for pub:
+// a leaf (no CA), digitalSignature, client authentication,
+// until notAfter or the CA's own end, whichever is first.
+func (ca *CA) sign(node string, id peer.ID, pub crypto.PublicKey, notAfter time.Time) ([]byte, error) {
+	u, _ := url.Parse(PeerURIPrefix + id.String())
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: node, Organization: []string{"EdgeLink members"}},
+		DNSNames:              []string{node},
+		URIs:                  []*url.URL{u},
+		NotBefore:             time.Now().Add(-5 * time.Minute),
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 }
 
 func serial() *big.Int {
@@ -129,6 +177,10 @@ func mustMarshalEC(k *ecdsa.PrivateKey) []byte {
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -136,7 +188,7 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}

@@ -165,12 +165,22 @@ func verifySig(pub crypto.PublicKey, msg, sig []byte) bool {
 
 // Verifier checks proofs against the cluster CA, read from a file that
 // Reload reads again when it changed (a rotated CA).
+//
+// With a KubeEdge CA file as well, each kind of certificate has its own
+// root: EdgeLink's (bound to a peer ID, common name N) must chain to the
+// cluster CA file, KubeEdge's (common name system:node:N) to the KubeEdge
+// CA file. Without one, the cluster CA file vouches for both kinds.
 type Verifier struct {
 	Now func() time.Time
 
-	caFile string
-	roots  atomic.Pointer[x509.CertPool]
-	stamp  atomic.Pointer[fileStamp] // of the CA file read last
+	cluster, kubeEdge *caFile // kubeEdge is nil: cluster vouches for both
+}
+
+// caFile is a CA bundle read from a file, read again when it changed.
+type caFile struct {
+	path  string
+	roots atomic.Pointer[x509.CertPool]
+	stamp atomic.Pointer[fileStamp] // of the file read last
 }
 
 type fileStamp struct {
@@ -178,38 +188,62 @@ type fileStamp struct {
 	size int64
 }
 
-// NewVerifier trusts the PEM CA certificates in caFile.
-func NewVerifier(caFile string) (*Verifier, error) {
-	v := &Verifier{Now: time.Now, caFile: caFile}
+// NewVerifier trusts the PEM CA certificates in caFile and, for the
+// certificates cloudcore issues to edge nodes, those in kubeEdgeCAFile
+// (empty: caFile's for both).
+func NewVerifier(caFile, kubeEdgeCAFile string) (*Verifier, error) {
+	v := &Verifier{Now: time.Now, cluster: newCAFile(caFile)}
+	if kubeEdgeCAFile != "" {
+		v.kubeEdge = newCAFile(kubeEdgeCAFile)
+	}
 	if _, err := v.Reload(); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// Reload reads the CA file again if its size or modification time
-// changed, and reports whether it did. A file that cannot be read or
+func newCAFile(path string) *caFile { return &caFile{path: path} }
+
+// Reload reads the CA files again if a size or modification time
+// changed, and reports whether one did. A file that cannot be read or
 // holds no certificate keeps the CA read before (and is an error).
 func (v *Verifier) Reload() (bool, error) {
-	fi, err := os.Stat(v.caFile)
+	changed, err := v.cluster.reload()
+	if err != nil || v.kubeEdge == nil {
+		return changed, err
+	}
+	ke, err := v.kubeEdge.reload()
+	return changed || ke, err
+}
+
+func (f *caFile) reload() (bool, error) {
+	fi, err := os.Stat(f.path)
 	if err != nil {
 		return false, fmt.Errorf("membership CA: %w", err)
 	}
 	stamp := &fileStamp{mod: fi.ModTime(), size: fi.Size()}
-	if old := v.stamp.Load(); old != nil && *old == *stamp {
+	if old := f.stamp.Load(); old != nil && *old == *stamp {
 		return false, nil
 	}
-	data, err := os.ReadFile(v.caFile)
+	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return false, fmt.Errorf("membership CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
-		return false, fmt.Errorf("membership CA %s holds no PEM certificate", v.caFile)
+		return false, fmt.Errorf("membership CA %s holds no PEM certificate", f.path)
 	}
-	v.roots.Store(pool)
-	v.stamp.Store(stamp)
+	f.roots.Store(pool)
+	f.stamp.Store(stamp)
 	return true, nil
+}
+
+// roots is the pool that vouches for a certificate of this kind.
+func (v *Verifier) roots(bound bool) *x509.CertPool {
+	if bound || v.kubeEdge == nil {
+		return v.cluster.roots.Load()
+	}
+	return v.kubeEdge.roots.Load()
 }
 
 // Member is what a valid proof establishes: the node, until Expires (the
@@ -266,11 +300,15 @@ func (v *Verifier) Check(data []byte, remote peer.ID) (Member, error) {
 	if err := checkLeaf(leaf); err != nil {
 		return fail("certificate of %q: %v", leaf.Subject.CommonName, err)
 	}
+	bound, err := BoundPeer(leaf)
+	if err != nil {
+		return fail("certificate of %q: %v", p.Node, err)
+	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots.Load(), Intermediates: inter, CurrentTime: now,
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots(bound != ""), Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		var inv x509.CertificateInvalidError
@@ -280,11 +318,11 @@ func (v *Verifier) Check(data []byte, remote peer.ID) (Member, error) {
 		if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
 			return fail("certificate of %q is not for client authentication (its extended key usage)", leaf.Subject.CommonName)
 		}
-		return fail("certificate of %q is not from the cluster CA: %v", leaf.Subject.CommonName, err)
-	}
-	bound, err := BoundPeer(leaf)
-	if err != nil {
-		return fail("certificate of %q: %v", p.Node, err)
+		which := "the cluster CA"
+		if bound == "" && v.kubeEdge != nil {
+			which = "KubeEdge's CA"
+		}
+		return fail("certificate of %q is not from %s: %v", leaf.Subject.CommonName, which, err)
 	}
 	if want := NodeCommonName(p.Node, bound != ""); p.Node == "" || leaf.Subject.CommonName != want {
 		return fail("certificate's common name is %q, a proof for node %q needs %q", leaf.Subject.CommonName, p.Node, want)

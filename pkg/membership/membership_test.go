@@ -34,7 +34,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := NewVerifier(filepath.Join(dir, "ca", CACertFile))
+	v, err := NewVerifier(filepath.Join(dir, "ca", CACertFile), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func FuzzVerify(f *testing.F) {
 	fx := &fixture{}
 	dir := f.TempDir()
 	ca, _ := InitCA(filepath.Join(dir, "ca"), "fuzz", time.Hour)
-	v, _ := NewVerifier(filepath.Join(dir, "ca", CACertFile))
+	v, _ := NewVerifier(filepath.Join(dir, "ca", CACertFile), "")
 	fx.dir, fx.ca, fx.v = dir, ca, v
 	_, pub, _ := crypto.GenerateEd25519Key(rand.Reader)
 	id, _ := peer.IDFromPublicKey(pub)

@@ -58,7 +58,8 @@ var (
 // Locking: mu guards peers.
 type Gate struct {
 	h        host.Host
-	creds    *membership.Credentials
+	creds    atomic.Pointer[membership.Credentials] // this node's; replaced when renewed
+	credsGen atomic.Uint64                          // counts SetCredentials calls
 	verifier *membership.Verifier
 
 	ctx    context.Context
@@ -79,6 +80,7 @@ type peerState struct {
 	proof    []byte    // their last proof, checked again after a CA change
 	renewed  time.Time // last exchange, first or renewal
 	renewing bool
+	sent     uint64        // credsGen of the proof we last gave them
 	done     chan struct{} // closed when the exchange ended either way
 	started  bool
 	finished bool
@@ -86,12 +88,22 @@ type peerState struct {
 
 func newGate(h host.Host, creds *membership.Credentials, v *membership.Verifier) (*Gate, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Gate{h: h, creds: creds, verifier: v, ctx: ctx, cancel: cancel, peers: map[peer.ID]*peerState{}}
+	g := &Gate{h: h, verifier: v, ctx: ctx, cancel: cancel, peers: map[peer.ID]*peerState{}}
+	g.creds.Store(creds)
 	h.SetStreamHandler(MembershipProtocol, g.handleInbound)
 	h.Network().Notify(g)
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); g.watch() }() // routineMembershipWatch
 	return g, nil
+}
+
+// SetCredentials replaces this node's credentials (a renewed
+// certificate) and has every member renewed at the next check, so that
+// peers hold a proof with the new certificate long before the old one
+// expires.
+func (g *Gate) SetCredentials(c *membership.Credentials) {
+	g.creds.Store(c)
+	g.credsGen.Add(1)
 }
 
 // watch ends memberships that expired or that a changed CA no longer
@@ -127,7 +139,7 @@ func (g *Gate) watch() {
 			case now.After(st.expires):
 				expired = append(expired, member{p, st, nil})
 				continue
-			case now.Sub(st.renewed) >= renewEvery && !st.renewing:
+			case (now.Sub(st.renewed) >= renewEvery || st.sent < g.credsGen.Load()) && !st.renewing:
 				st.renewing = true
 				g.wg.Add(1)
 				go func() { defer g.wg.Done(); g.renew(p, st) }() // routineRenew
@@ -240,14 +252,16 @@ func (g *Gate) state(p peer.ID) *peerState {
 
 // finish ends the exchange st of peer p; an exchange that is no longer
 // p's current one (p disconnected and came back) changes nothing.
-func (g *Gate) finish(p peer.ID, st *peerState, m membership.Member, proof []byte, err error) {
+//
+// sent is the credsGen of the proof we gave them (read before sending).
+func (g *Gate) finish(p peer.ID, st *peerState, sent uint64, m membership.Member, proof []byte, err error) {
 	g.mu.Lock()
 	if cur, ok := g.peers[p]; !ok || cur != st || st.finished {
 		g.mu.Unlock()
 		return
 	}
 	st.node, st.err, st.finished = m.Node, err, true
-	st.expires, st.proof, st.renewed = m.Expires, proof, time.Now()
+	st.expires, st.proof, st.renewed, st.sent = m.Expires, proof, time.Now(), sent
 	close(st.done)
 	g.mu.Unlock()
 	if err != nil {
@@ -265,7 +279,7 @@ func (g *Gate) finish(p peer.ID, st *peerState, m membership.Member, proof []byt
 // the same node, until a new expiry, or p is expelled. A renewal that did
 // not get as far as a proof (proof nil: the stream failed) changes
 // nothing; the next membershipCheck tries again.
-func (g *Gate) renewed(p peer.ID, st *peerState, m membership.Member, proof []byte, err error) {
+func (g *Gate) renewed(p peer.ID, st *peerState, sent uint64, m membership.Member, proof []byte, err error) {
 	g.mu.Lock()
 	st.renewing = false
 	node := st.node
@@ -276,7 +290,7 @@ func (g *Gate) renewed(p peer.ID, st *peerState, m membership.Member, proof []by
 	}
 	ok := err == nil && m.Node == node
 	if ok {
-		st.expires, st.proof, st.renewed = m.Expires, proof, time.Now()
+		st.expires, st.proof, st.renewed, st.sent = m.Expires, proof, time.Now(), sent
 	}
 	g.mu.Unlock()
 	if err == nil && !ok {
@@ -289,8 +303,9 @@ func (g *Gate) renewed(p peer.ID, st *peerState, m membership.Member, proof []by
 
 // renew runs the exchange again with p, on its connection, as the dialer.
 func (g *Gate) renew(p peer.ID, st *peerState) {
+	sent := g.credsGen.Load()
 	m, proof, err := g.exchange(p)
-	g.renewed(p, st, m, proof, err)
+	g.renewed(p, st, sent, m, proof, err)
 }
 
 func (g *Gate) refused(p peer.ID, err error) {
@@ -330,7 +345,7 @@ func (g *Gate) Connected(_ network.Network, c network.Conn) {
 		case <-done:
 		case <-g.ctx.Done():
 		case <-t.C:
-			g.finish(p, st, membership.Member{}, nil, fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, proveTimeout))
+			g.finish(p, st, 0, membership.Member{}, nil, fmt.Errorf("%w: no membership proof within %s", membership.ErrNotMember, proveTimeout))
 		}
 	}()
 }
@@ -360,8 +375,9 @@ func (g *Gate) Listen(network.Network, ma.Multiaddr)      {}
 func (g *Gate) ListenClose(network.Network, ma.Multiaddr) {}
 
 func (g *Gate) proveOutbound(p peer.ID, st *peerState) {
+	sent := g.credsGen.Load()
 	m, proof, err := g.exchange(p)
-	g.finish(p, st, m, proof, err)
+	g.finish(p, st, sent, m, proof, err)
 }
 
 // exchange runs the dialer's side with p: our proof, then theirs checked.
@@ -397,11 +413,12 @@ func (g *Gate) handleInbound(s network.Stream) {
 	g.mu.Lock()
 	renewal := st.finished && st.err == nil
 	g.mu.Unlock()
+	sent := g.credsGen.Load()
 	result := func(m membership.Member, proof []byte, err error) {
 		if renewal {
-			g.renewed(p, st, m, proof, err)
+			g.renewed(p, st, sent, m, proof, err)
 		} else {
-			g.finish(p, st, m, proof, err)
+			g.finish(p, st, sent, m, proof, err)
 		}
 	}
 	defer s.Close()
@@ -426,7 +443,7 @@ func (g *Gate) handleInbound(s network.Stream) {
 }
 
 func (g *Gate) writeProof(w io.Writer) error {
-	proof, err := g.creds.Proof(g.h.ID(), time.Now())
+	proof, err := g.creds.Load().Proof(g.h.ID(), time.Now())
 	if err != nil {
 		return err
 	}

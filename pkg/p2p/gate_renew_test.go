@@ -102,3 +102,32 @@ func TestMembershipEndsWhenTheCARotates(t *testing.T) {
 		return !member && a.Network().Connectedness(b.ID()) != network.Connected
 	})
 }
+
+// A member that renews its certificate (SetCredentials) before the old one
+// expires stays a member past that expiry: the new certificate reaches its
+// peers at the next check, without waiting for the renewal period.
+func TestMembershipFollowsARenewedCertificate(t *testing.T) {
+	fastMembership(t, time.Hour) // no periodic renewal within the test
+	c := newCluster(t)
+	a := c.host("edge-a", nil)
+	c.validity = 3 * time.Second
+	b := c.host("edge-b", nil)
+	issued := time.Now()
+	proven(t, b, a)
+	crt, key, err := c.ca.Issue("edge-b", b.ID(), time.Hour, filepath.Join(c.dir, "edge-b", "renewed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := membership.LoadCredentials(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Gate.SetCredentials(creds)
+	conn := a.Network().ConnsToPeer(b.ID())[0]
+	for time.Since(issued) < 5*time.Second {
+		if _, member := a.Gate.Member(b.ID()); !member || conn.IsClosed() {
+			t.Fatalf("edge-b lost its membership %s after its first certificate, renewed in time", time.Since(issued))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -36,7 +36,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := membership.NewVerifier(filepath.Join(dir, "ca", membership.CACertFile))
+	v, err := membership.NewVerifier(filepath.Join(dir, "ca", membership.CACertFile), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func TestPacketsVersionNegotiation(t *testing.T) {
 	for _, h := range []*Host{b, d} {
 		h.HandlePackets(func(node string, r io.ReadCloser) {
 			defer r.Close()
-			offloads <- fmt.Sprintf("%s offload=%v", h.Gate.creds.Node, r.(PacketStream).Offload())
+			offloads <- fmt.Sprintf("%s offload=%v", h.Gate.creds.Load().Node, r.(PacketStream).Offload())
 			_, _ = io.Copy(io.Discard, r)
 		})
 	}

@@ -142,7 +142,7 @@ func attack(s Spec) (Result, error) {
 			return Result{}, err
 		}
 		creds.Node = s.Node // claim whatever the spec says
-		v, err := membership.NewVerifier(s.CAFile)
+		v, err := membership.NewVerifier(s.CAFile, "")
 		if err != nil {
 			return Result{}, err
 		}

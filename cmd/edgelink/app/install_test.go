@@ -135,7 +135,7 @@ func TestInstallLaysOutNode(t *testing.T) {
 	if creds.Node != "edge-1" {
 		t.Errorf("installed certificate names %q", creds.Node)
 	}
-	if _, err := membership.NewVerifier(at(c.Modules.Tunnel.CAFile)); err != nil {
+	if _, err := membership.NewVerifier(at(c.Modules.Tunnel.CAFile), ""); err != nil {
 		t.Errorf("installed CA: %v", err)
 	}
 	_, installedID, err := p2p.LoadOrCreateIdentity(at(c.Modules.Tunnel.IdentityFile))
