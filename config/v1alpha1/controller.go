@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -42,6 +43,34 @@ type ControllerConfig struct {
 	ResyncPeriod string `json:"resyncPeriod"`
 	// LeaderElection: one controller decides at a time.
 	LeaderElection LeaderElection `json:"leaderElection"`
+	// Enrollment signs cloud nodes' member certificates.
+	Enrollment Enrollment `json:"enrollment"`
+}
+
+// Enrollment configures the member certificate signer: cloud nodes'
+// agents ask for their certificates through the CertificateSigningRequest
+// API (signer edgelink.io/member).
+type Enrollment struct {
+	Enable bool `json:"enable"`
+	// Namespace holds CASecret and CAConfigMap; defaults to
+	// $POD_NAMESPACE, then kube-system.
+	Namespace string `json:"namespace"`
+	// CASecret keeps the cluster CA, created on first start; only the
+	// controller reads it.
+	CASecret string `json:"caSecret"`
+	// CAConfigMap publishes the CA certificates agents trust (ca.crt and
+	// KubeEdge's, kubeedge-ca.crt).
+	CAConfigMap string `json:"caConfigMap"`
+	// AgentServiceAccount (namespace/name) is the only requester approved:
+	// the cloud agents' ServiceAccount.
+	AgentServiceAccount string `json:"agentServiceAccount"`
+	// CertificateLifetime of a member certificate, as a Go duration;
+	// agents renew at two thirds of it.
+	CertificateLifetime string `json:"certificateLifetime"`
+	// KubeEdgeCASecret (namespace/name) is cloudcore's CA Secret, whose
+	// certificate (never its key) is published as kubeedge-ca.crt; "-":
+	// none.
+	KubeEdgeCASecret string `json:"kubeEdgeCASecret"`
 }
 
 // LeaderElection configures client-go's leader election on a Lease.
@@ -106,6 +135,22 @@ func SetControllerDefaults(c *ControllerConfig) {
 	if le.RetryPeriod == "" {
 		le.RetryPeriod = "2s"
 	}
+	en := &c.Enrollment
+	if en.Namespace == "" {
+		en.Namespace = le.Namespace
+	}
+	if en.CASecret == "" {
+		en.CASecret = "edgelink-ca"
+	}
+	if en.CAConfigMap == "" {
+		en.CAConfigMap = "edgelink-ca"
+	}
+	if en.CertificateLifetime == "" {
+		en.CertificateLifetime = "168h"
+	}
+	if en.KubeEdgeCASecret == "" {
+		en.KubeEdgeCASecret = "kubeedge/casecret"
+	}
 	if c.MeshCIDRConfig.CloudCIDR == nil {
 		c.MeshCIDRConfig.CloudCIDR = []string{}
 	}
@@ -151,6 +196,17 @@ func ValidateController(c *ControllerConfig) error {
 		if rd, err2 := time.ParseDuration(le.RenewDeadline); err2 == nil && rd >= ld {
 			v.add("leaderElection.renewDeadline", le.RenewDeadline, "must be shorter than leaderElection.leaseDuration (%s)", le.LeaseDuration)
 		}
+	}
+	if en := c.Enrollment; en.Enable {
+		if ns, name, ok := strings.Cut(en.AgentServiceAccount, "/"); !ok || !ValidNodeName(ns) || !ValidNodeName(name) {
+			v.add("enrollment.agentServiceAccount", en.AgentServiceAccount, "must be the cloud agents' ServiceAccount as namespace/name (only it may enroll)")
+		}
+		if en.KubeEdgeCASecret != "-" {
+			if ns, name, ok := strings.Cut(en.KubeEdgeCASecret, "/"); !ok || ns == "" || name == "" {
+				v.add("enrollment.kubeEdgeCASecret", en.KubeEdgeCASecret, "must be namespace/name (cloudcore's is kubeedge/casecret), or - for none")
+			}
+		}
+		v.duration("enrollment.certificateLifetime", en.CertificateLifetime, time.Hour, "168h")
 	}
 	if len(v.errs) == 0 {
 		return nil

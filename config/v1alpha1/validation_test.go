@@ -124,8 +124,6 @@ func TestValidationErrors(t *testing.T) {
 			`modules.tunnel.relayNodes[2].nodeName: is required`,
 			`modules.tunnel.relayNodes[2].advertiseAddress: needs at least one address`,
 		}},
-		{"enroll needs the kube-apiserver", func(c *AgentConfig) { c.Modules.Tunnel.Enroll = true },
-			[]string{`modules.tunnel.enroll: "true" asks the kube-apiserver for a certificate, which needs modules.metaSync enabled with source inCluster or kubeconfig`}},
 		{"relative KubeEdge CA", func(c *AgentConfig) { c.Modules.Tunnel.KubeEdgeCAFile = "rootCA.crt" },
 			[]string{`modules.tunnel.kubeEdgeCAFile: "rootCA.crt" must be an absolute path`}},
 		{"metaSync source", func(c *AgentConfig) { c.Modules.MetaSync.Source = "apiserver" },

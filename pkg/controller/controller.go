@@ -36,6 +36,8 @@ type Controller struct {
 	Dynamic dynamic.Interface
 	// Resync is how often everything is reconciled without a change.
 	Resync time.Duration
+	// Signer, if set, signs member certificates alongside.
+	Signer *Signer
 
 	pools cache.SharedIndexInformer
 	nodes cache.SharedIndexInformer
@@ -72,6 +74,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	df.Start(ctx.Done())
 	defer kf.Shutdown()
 	defer df.Shutdown()
+	signerErr := make(chan error, 1)
+	if c.Signer != nil {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); signerErr <- c.Signer.Run(ctx) }()
+		defer wg.Wait()
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced, c.pods.HasSynced, c.pools.HasSynced) {
 		return ctx.Err()
 	}
@@ -84,6 +93,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-signerErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("member certificate signer: %w", err)
 		case <-c.kick:
 		case <-t.C:
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,11 +25,12 @@ func newControllerCmd() *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{
 		Use:   "controller",
-		Short: "Run the cluster's block controller (in the cloud, once per cluster) until SIGTERM or SIGINT",
+		Short: "Run the cluster's controller (in the cloud, once per cluster) until SIGTERM or SIGINT",
 		Long: `The controller splits shared SpiderIPPools (several nodes, nodeAffinity, or none)
 into per-node blocks for edge nodes, so they allocate offline without ever sharing an
-address. It talks only to the kube-apiserver; with leaderElection.enable several
-replicas elect one.`,
+address, and, with enrollment.enable, signs cloud nodes' member certificates through
+the CertificateSigningRequest API (signer edgelink.io/member). It talks only to the
+kube-apiserver; with leaderElection.enable several replicas elect one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -73,6 +75,16 @@ func runController(ctx context.Context, c *v1.ControllerConfig) error {
 		Cloud: v1.MustPrefixes(c.MeshCIDRConfig.CloudCIDR), Edge: v1.MustPrefixes(c.MeshCIDRConfig.EdgeCIDR),
 		EdgeLabel: c.EdgeNodeLabel, Bits4: c.BlockSize, Bits6: c.BlockSizeIPv6, MinFree: c.MinFree,
 	}}
+	if en := c.Enrollment; en.Enable {
+		ns, name, _ := strings.Cut(en.AgentServiceAccount, "/")   // validated
+		lifetime, _ := time.ParseDuration(en.CertificateLifetime) // validated
+		ke := en.KubeEdgeCASecret
+		if ke == "-" {
+			ke = ""
+		}
+		ctl.Signer = &controller.Signer{Kube: kube, Namespace: en.Namespace, CASecret: en.CASecret, CAConfigMap: en.CAConfigMap,
+			AgentUser: "system:serviceaccount:" + ns + ":" + name, Lifetime: lifetime, KubeEdgeCASecret: ke, Resync: resync}
+	}
 	if !c.LeaderElection.Enable {
 		return ctl.Run(ctx)
 	}
