@@ -51,7 +51,11 @@ func (cp *ControlPlane) AddCloudNode(t testing.TB, name string, podCIDR netip.Pr
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+	// A kubelet always annotates its Node; flanneld v0.28.10's kube subnet
+	// manager panics on a Node without annotations (it writes into the
+	// nil map, kube.go AcquireLease), so this one gets the kubelet's.
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+		Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
 		Spec: corev1.NodeSpec{PodCIDR: podCIDR.String(), PodCIDRs: []string{podCIDR.String()}}}
 	created, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
