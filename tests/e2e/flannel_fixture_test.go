@@ -165,7 +165,7 @@ func (f *flannelNode) addPod(t *testing.T, cp *cluster.ControlPlane, name string
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", podNS).Run() })
 	ipIn(t, podNS, "link", "set", "lo", "up")
 	rt := &libcni.RuntimeConf{ContainerID: "c-" + name, NetNS: filepath.Join("/var/run/netns", podNS), IfName: "eth0",
-		Args: [][2]string{{"K8S_POD_NAMESPACE", "dataplane"}, {"K8S_POD_NAME", name}}}
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "dataplane"}, {"K8S_POD_NAME", name}}}
 	var res *current.Result
 	err := ns.WithNetNSPath(f.NetNSPath, func(ns.NetNS) error {
 		r, err := f.cni.AddNetworkList(context.Background(), f.list, rt)
