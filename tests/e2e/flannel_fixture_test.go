@@ -133,6 +133,12 @@ func flannelDelegate(t *testing.T, env map[string]string, dataDir string) []byte
 	if _, err := fmt.Sscan(env["FLANNEL_MTU"], &mtu); err != nil {
 		t.Fatalf("FLANNEL_MTU %q: %v", env["FLANNEL_MTU"], err)
 	}
+	// FLANNEL_SUBNET is the gateway's address (10.244.1.1/24); the plugin
+	// parses it as a CIDR, i.e. the network
+	sn, err := netip.ParsePrefix(env["FLANNEL_SUBNET"])
+	if err != nil {
+		t.Fatalf("FLANNEL_SUBNET: %v", err)
+	}
 	var routes []map[string]string
 	for _, n := range strings.Split(env["FLANNEL_NETWORK"], ",") {
 		routes = append(routes, map[string]string{"dst": n})
@@ -143,7 +149,7 @@ func flannelDelegate(t *testing.T, env map[string]string, dataDir string) []byte
 			"type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "hairpinMode": true,
 			"ipMasq": env["FLANNEL_IPMASQ"] != "true", "mtu": mtu,
 			"ipam": map[string]any{"type": "host-local", "dataDir": dataDir,
-				"ranges": [][]map[string]string{{{"subnet": env["FLANNEL_SUBNET"]}}}, "routes": routes},
+				"ranges": [][]map[string]string{{{"subnet": sn.Masked().String()}}}, "routes": routes},
 		}},
 	}
 	b, err := json.Marshal(conf)
