@@ -27,7 +27,9 @@ import (
 // the edge pod's HTTP server (a Prometheus scrape from the cloud pod)
 // sees the cloud pod's own address, not its node's: Flannel's masquerade
 // does not touch mesh traffic. `edgelink diagnose` on a cloud node names
-// Flannel's chain and says mesh traffic is exempt. Needs root.
+// Flannel's chain and says mesh traffic is exempt; with the agent's jump
+// deleted, Flannel's masquerade takes the scrape (the edge drops it),
+// diagnose fails naming it, and the agent restores the jump. Needs root.
 func TestFlannelCloudNodes(t *testing.T) {
 	cp := cluster.Shared(t)
 	network := netip.MustParsePrefix("10.244.0.0/16")
@@ -121,40 +123,50 @@ func TestFlannelCloudNodes(t *testing.T) {
 		}
 	})
 
-	t.Run("Prometheus scrape of the edge pod sees the cloud pod's address", func(t *testing.T) {
-		var mu sync.Mutex
-		var peers []string
-		var ln net.Listener
-		if err := inNS(t, podE, func() (err error) {
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(ipE, 9100).String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
+	// The edge pod serves a Prometheus endpoint that records who asked.
+	var mu sync.Mutex
+	var peers []string
+	var ln net.Listener
+	if err := inNS(t, podE, func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(ipE, 9100).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers = append(peers, r.RemoteAddr)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintln(w, "# TYPE edge_pod_up gauge\nedge_pod_up 1")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	// scrape GETs /metrics from pod and returns the source the edge pod saw.
+	scrape := func(pod string, timeout time.Duration) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		code, body, err := cluster.HTTPGet(ctx, filepath.Join("/var/run/netns", pod), "http://"+netip.AddrPortFrom(ipE, 9100).String()+"/metrics")
+		if err != nil || code != 200 || !strings.Contains(string(body), "edge_pod_up 1") {
+			return "", fmt.Errorf("scrape from %s: %d %v %q", pod, code, err, body)
 		}
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			peers = append(peers, r.RemoteAddr)
-			mu.Unlock()
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			fmt.Fprintln(w, "# TYPE edge_pod_up gauge\nedge_pod_up 1")
-		})}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		host, _, _ := net.SplitHostPort(peers[len(peers)-1])
+		return host, nil
+	}
+
+	t.Run("Prometheus scrape of the edge pod sees the cloud pod's address", func(t *testing.T) {
 		for _, c := range []struct {
 			pod string
 			ip  netip.Addr
 		}{{podA, ipA}, {podB, ipB}} {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			code, body, err := cluster.HTTPGet(ctx, filepath.Join("/var/run/netns", c.pod), "http://"+netip.AddrPortFrom(ipE, 9100).String()+"/metrics")
-			cancel()
-			if err != nil || code != 200 || !strings.Contains(string(body), "edge_pod_up 1") {
-				t.Fatalf("scrape from %s: %d %v %q", c.pod, code, err, body)
+			src, err := scrape(c.pod, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
 			}
-			mu.Lock()
-			last := peers[len(peers)-1]
-			mu.Unlock()
-			if host, _, _ := net.SplitHostPort(last); host != c.ip.String() {
-				t.Errorf("the edge pod saw the scrape from %s come from %s, want the pod's own %s (masqueraded?)", c.pod, last, c.ip)
+			if src != c.ip.String() {
+				t.Errorf("the edge pod saw the scrape from %s come from %s, want the pod's own %s (masqueraded?)", c.pod, src, c.ip)
 			}
 		}
 	})
@@ -174,5 +186,29 @@ func TestFlannelCloudNodes(t *testing.T) {
 				t.Logf("%s: %s", c.Name, line)
 			}
 		}
+	})
+
+	t.Run("without the exemption Flannel masquerades, diagnose says so, the agent restores it", func(t *testing.T) {
+		// Our jump is POSTROUTING's first rule (the diagnose above said so).
+		if out, err := exec.Command("ip", "netns", "exec", c1.NetNS, "iptables", "-t", "nat", "-D", "POSTROUTING", "1").CombinedOutput(); err != nil {
+			t.Fatalf("delete the jump: %v %s", err, out)
+		}
+		out, _ := testutil.EdgelinkCmd(t, "diagnose", "--socket", agents[c1.Name].Config.StatusSocket).CombinedOutput()
+		if !strings.Contains(string(out), "FAIL  Flannel masquerade (iptables)") || !strings.Contains(string(out), "before EDGELINK-POSTROUTING") {
+			t.Errorf("diagnose with the jump deleted:\n%s", out)
+		}
+		// Masqueraded to the node's address, the scrape is dropped by the
+		// edge as spoofed (or, at most, arrives from the node's address).
+		if src, err := scrape(podA, 2*time.Second); err == nil && src == ipA.String() {
+			t.Errorf("with the exemption gone the edge pod still saw %s: was Flannel's masquerade in the path at all?", src)
+		}
+		took := waitFor(t, 20*time.Second, "the agent restores the exemption", func() error {
+			src, err := scrape(podA, 2*time.Second)
+			if err == nil && src != ipA.String() {
+				err = fmt.Errorf("source %s", src)
+			}
+			return err
+		})
+		t.Logf("scrape from the cloud pod's own address again %s after the jump was deleted", took.Round(time.Millisecond))
 	})
 }
