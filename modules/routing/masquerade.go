@@ -48,8 +48,8 @@ func masqueradeChecks(ipt iptablesLister, fam string, ours bool) []agentapi.Chec
 		}
 		name := fmt.Sprintf("%s masquerade (%s)", m.cni, fam)
 		what := fmt.Sprintf("nat POSTROUTING jumps to %s's %s", m.cni, m.chain)
-		if srcs := masqueradedSources(ipt, m.chain); len(srcs) > 0 {
-			what += " (masquerades from " + strings.Join(srcs, ", ") + ")"
+		if flows := masqueraded(ipt, m.chain); len(flows) > 0 {
+			what += " (masquerades " + strings.Join(flows, ", ") + ")"
 		}
 		if e := jump(chainNAT); ours && e >= 0 && e < at {
 			out = append(out, agentapi.OK(name, what+" after "+chainNAT+": mesh traffic is exempt"))
@@ -61,34 +61,37 @@ func masqueradeChecks(ipt iptablesLister, fam string, ours bool) []agentapi.Chec
 	return out
 }
 
-// masqueradedSources lists the sources chain masquerades ("-s X ... -j
-// MASQUERADE"; "all" for a rule without -s, "not X" for "! -s X").
-func masqueradedSources(ipt iptablesLister, chain string) []string {
+// masqueraded lists what chain masquerades, one "SRC to DST" per
+// MASQUERADE rule ("any" for no -s/-d, "not X" for "! -s X").
+func masqueraded(ipt iptablesLister, chain string) []string {
 	rules, err := ipt.List("nat", chain)
 	if err != nil {
 		return nil
 	}
-	var srcs []string
+	var out []string
 	for _, r := range rules {
 		f := strings.Fields(r)
 		if !containsSeq(f, "-j", "MASQUERADE") {
 			continue
 		}
-		src := "all"
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "-s" {
-				src = f[i+1]
-				if i > 0 && f[i-1] == "!" {
-					src = "not " + src
-				}
-				if p, err := netip.ParsePrefix(src); err == nil {
-					src = p.String()
+		match := func(flag string) string {
+			for i := 0; i+1 < len(f); i++ {
+				if f[i] == flag {
+					v := f[i+1]
+					if p, err := netip.ParsePrefix(v); err == nil {
+						v = p.String()
+					}
+					if i > 0 && f[i-1] == "!" {
+						v = "not " + v
+					}
+					return v
 				}
 			}
+			return "any"
 		}
-		srcs = append(srcs, src)
+		out = append(out, match("-s")+" to "+match("-d"))
 	}
-	return srcs
+	return out
 }
 
 func containsSeq(f []string, a, b string) bool {

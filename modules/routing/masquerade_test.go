@@ -39,7 +39,7 @@ func TestMasqueradeChecks(t *testing.T) {
 	}{
 		{"no Flannel", fakeIPT{"nat/POSTROUTING": {"-P POSTROUTING ACCEPT", ourJump, "-A POSTROUTING -j MASQUERADE"}}, true, "", nil},
 		{"Flannel after ours", flannelNAT(ourJump, flannelJump), true, agentapi.CheckOK,
-			[]string{"Flannel's FLANNEL-POSTRTG", "masquerades from 10.244.0.0/16, not 10.244.0.0/16", "after EDGELINK-POSTROUTING: mesh traffic is exempt"}},
+			[]string{"Flannel's FLANNEL-POSTRTG", "masquerades 10.244.0.0/16 to not 224.0.0.0/4, not 10.244.0.0/16 to 10.244.0.0/16", "after EDGELINK-POSTROUTING: mesh traffic is exempt"}},
 		{"Flannel before ours", flannelNAT(flannelJump, ourJump), true, agentapi.CheckFail,
 			[]string{"FLANNEL-POSTRTG", "before EDGELINK-POSTROUTING", "spoofed"}},
 		{"ours missing", flannelNAT(flannelJump), true, agentapi.CheckFail, []string{"before EDGELINK-POSTROUTING"}},
