@@ -169,7 +169,8 @@ func (m *Module) Lookup(a netip.Addr) (node string, local, ok, up bool) {
 // Diagnose runs the data plane's checks (`edgelink diagnose`): TUN up,
 // planned routes in the kernel, MTU consistent with the underlay, the
 // TUN's reverse-path filter, the iptables chains (SNAT exemption, MSS
-// clamp, forward accept) in place. The iptables checks give up after
+// clamp, forward accept) in place, and whether mesh traffic is exempt
+// from another CNI's masquerade chain (Flannel's). The iptables checks give up after
 // iptablesTimeout or when ctx ends.
 func (m *Module) Diagnose(ctx context.Context) []agentapi.Check {
 	if !m.enable {
@@ -303,9 +304,14 @@ func (s *Service) checkChains(mesh []netip.Prefix) []agentapi.Check {
 			out = append(out, agentapi.Fail(fam, err.Error(), "install iptables (nft or legacy, the same the host's other rules use)"))
 			continue
 		}
+		natOK := false
 		for _, spec := range k.chains(mesh, v6) {
 			name := fmt.Sprintf("%s (%s)", names[spec.chain], fam)
-			if problem := checkChain(ipt, spec); problem != "" {
+			problem := checkChain(ipt, spec)
+			if spec.chain == chainNAT {
+				natOK = problem == ""
+			}
+			if problem != "" {
 				out = append(out, agentapi.Fail(name, problem,
 					fmt.Sprintf("the agent restores it within 10 s; if it keeps disappearing, a firewall manager flushes %s %s: run the agent's rules after it or exclude EDGELINK-* chains", spec.table, spec.builtin)))
 			} else {
@@ -316,6 +322,7 @@ func (s *Service) checkChains(mesh []netip.Prefix) []agentapi.Check {
 				out = append(out, agentapi.OK(name, fmt.Sprintf("%s %s jumps %s to %s (%d rules)", spec.table, spec.builtin, where, spec.chain, len(spec.rules))))
 			}
 		}
+		out = append(out, masqueradeChecks(ipt, fam, natOK)...)
 	}
 	return out
 }

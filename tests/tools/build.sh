@@ -9,6 +9,7 @@
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
 #   tests/tools/build.sh gremlins                               # make mutate (tests/mutate.sh)
+#   tests/tools/build.sh flanneld                               # tests/e2e/flannel_test.go
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -36,7 +37,8 @@ spec() {
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins)" >&2; return 1 ;;
+	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
 	esac
 }
 
@@ -51,6 +53,9 @@ ldflags() {
 	cloudcore | edgecore)
 		local v="${2#v}"
 		echo "-X github.com/kubeedge/kubeedge/pkg/version.gitVersion=$2 -X github.com/kubeedge/kubeedge/pkg/version.gitMajor=${v%%.*} -X github.com/kubeedge/kubeedge/pkg/version.gitMinor=$(cut -d. -f2 <<<"$v") -X github.com/kubeedge/kubeedge/pkg/version.gitTreeState=clean"
+		;;
+	flanneld)
+		echo "-X github.com/flannel-io/flannel/pkg/version.Version=$2"
 		;;
 	helm)
 		# as helm's Makefile: the default Kubernetes version (--kube-version,

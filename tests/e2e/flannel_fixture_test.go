@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/edgelink/edgelink/tests/cluster"
+	"github.com/edgelink/edgelink/tests/testutil"
+)
+
+// flannelNode is a cloud node running the real flanneld (vxlan backend,
+// --kube-subnet-mgr against the test kube-apiserver, --ip-masq) and pods
+// wired the way Flannel's CNI plugin wires them.
+type flannelNode struct {
+	*cluster.CloudNode
+	dir        string // net-conf.json, subnet.env, flanneld.log, host-local's leases
+	subnetFile string
+	cmd        *exec.Cmd
+	cni        *libcni.CNIConfig
+	list       *libcni.NetworkConfigList
+}
+
+// startFlannel runs flanneld on c for network (net-conf.json "Network")
+// and waits for its subnet file. Every path flanneld writes is in its own
+// directory (--subnet-file, --net-config-path): nothing of the host's
+// /run/flannel or /etc/kube-flannel is touched; its vxlan device, routes,
+// neighbours and iptables chains are in c's namespace.
+func startFlannel(t *testing.T, cp *cluster.ControlPlane, c *cluster.CloudNode, network netip.Prefix) *flannelNode {
+	t.Helper()
+	f := &flannelNode{CloudNode: c, dir: t.TempDir()}
+	f.subnetFile = filepath.Join(f.dir, "subnet.env")
+	netConf := filepath.Join(f.dir, "net-conf.json")
+	conf := fmt.Sprintf(`{"Network":%q,"Backend":{"Type":"vxlan"}}`, network)
+	if err := os.WriteFile(netConf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(f.dir, "flanneld.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	f.cmd = exec.Command("ip", "netns", "exec", c.NetNS, testutil.Tool(t, "flanneld"),
+		"--kube-subnet-mgr", "--kubeconfig-file", cp.Kubeconfig, "--iface", "eth0", "--ip-masq",
+		"--subnet-file", f.subnetFile, "--net-config-path", netConf)
+	f.cmd.Env = append(os.Environ(), "NODE_NAME="+c.Name)
+	f.cmd.Stdout, f.cmd.Stderr = logf, logf
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- tail of flanneld on %s ----\n%s", c.Name, f.logTail(30))
+		}
+		_ = f.cmd.Process.Signal(syscall.SIGTERM) // `ip netns exec` execs flanneld: this PID is flanneld's
+		done := make(chan struct{})
+		go func() { _ = f.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = f.cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitFor(t, 60*time.Second, "flanneld on "+c.Name+" writes its subnet file", func() error {
+		_, err := os.Stat(f.subnetFile)
+		return err
+	})
+
+	env := f.subnetEnv(t)
+	list, err := libcni.ConfListFromBytes(flannelDelegate(t, env, filepath.Join(f.dir, "host-local")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.list = list
+	f.cni = libcni.NewCNIConfigWithCacheDir([]string{testutil.PluginDir(t, "bridge", "host-local")}, t.TempDir(), nil)
+	return f
+}
+
+func (f *flannelNode) logTail(n int) string {
+	b, _ := os.ReadFile(filepath.Join(f.dir, "flanneld.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// subnetEnv reads flanneld's subnet file (KEY=VALUE lines:
+// FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ).
+func (f *flannelNode) subnetEnv(t *testing.T) map[string]string {
+	t.Helper()
+	fh, err := os.Open(f.subnetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			env[k] = v
+		}
+	}
+	for _, k := range []string{"FLANNEL_NETWORK", "FLANNEL_SUBNET", "FLANNEL_MTU", "FLANNEL_IPMASQ"} {
+		if env[k] == "" {
+			t.Fatalf("%s lacks %s: %v", f.subnetFile, k, env)
+		}
+	}
+	return env
+}
+
+// flannelDelegate is the bridge + host-local configuration Flannel's CNI
+// plugin (github.com/flannel-io/cni-plugin, which the module proxy does not
+// serve) hands to its delegate for kube-flannel's default
+// {"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}}:
+// bridge cni0 as the pods' gateway, the MTU flanneld chose, ipMasq only if
+// flanneld does not masquerade itself, host-local over FLANNEL_SUBNET with
+// a route to FLANNEL_NETWORK.
+func flannelDelegate(t *testing.T, env map[string]string, dataDir string) []byte {
+	t.Helper()
+	var mtu int
+	if _, err := fmt.Sscan(env["FLANNEL_MTU"], &mtu); err != nil {
+		t.Fatalf("FLANNEL_MTU %q: %v", env["FLANNEL_MTU"], err)
+	}
+	// FLANNEL_SUBNET is the gateway's address (10.244.1.1/24); the plugin
+	// parses it as a CIDR, i.e. the network
+	sn, err := netip.ParsePrefix(env["FLANNEL_SUBNET"])
+	if err != nil {
+		t.Fatalf("FLANNEL_SUBNET: %v", err)
+	}
+	var routes []map[string]string
+	for _, n := range strings.Split(env["FLANNEL_NETWORK"], ",") {
+		routes = append(routes, map[string]string{"dst": n})
+	}
+	conf := map[string]any{
+		"cniVersion": "1.0.0", "name": "cbr0",
+		"plugins": []map[string]any{{
+			"type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "hairpinMode": true,
+			"ipMasq": env["FLANNEL_IPMASQ"] != "true", "mtu": mtu,
+			"ipam": map[string]any{"type": "host-local", "dataDir": dataDir,
+				"ranges": [][]map[string]string{{{"subnet": sn.Masked().String()}}}, "routes": routes},
+		}},
+	}
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// addPod makes a pod namespace on f, runs the CNI ADD inside the node's
+// namespace (as the kubelet's runtime would) and registers the pod with
+// its IP in the API. It returns the namespace name and the pod's address.
+func (f *flannelNode) addPod(t *testing.T, cp *cluster.ControlPlane, name string) (string, netip.Addr) {
+	t.Helper()
+	podNS := f.NetNS + "-" + name
+	if out, err := exec.Command("ip", "netns", "add", podNS).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", podNS).Run() })
+	ipIn(t, podNS, "link", "set", "lo", "up")
+	rt := &libcni.RuntimeConf{ContainerID: "c-" + name, NetNS: filepath.Join("/var/run/netns", podNS), IfName: "eth0",
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "dataplane"}, {"K8S_POD_NAME", name}}}
+	var res *current.Result
+	err := ns.WithNetNSPath(f.NetNSPath, func(ns.NetNS) error {
+		r, err := f.cni.AddNetworkList(context.Background(), f.list, rt)
+		if err != nil {
+			return err
+		}
+		res, err = current.NewResultFromResult(r)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("CNI ADD %s on %s: %v", name, f.Name, err)
+	}
+	t.Cleanup(func() {
+		_ = ns.WithNetNSPath(f.NetNSPath, func(ns.NetNS) error {
+			return f.cni.DelNetworkList(context.Background(), f.list, rt)
+		})
+	})
+	var ip netip.Addr
+	for _, c := range res.IPs {
+		if a, ok := netip.AddrFromSlice(c.Address.IP.To4()); ok {
+			ip = a
+		}
+	}
+	if !ip.IsValid() {
+		t.Fatalf("CNI ADD %s: no IPv4 address in %+v", name, res)
+	}
+	cp.CreatePod(t, "dataplane", name, f.Name, nil, nil)
+	cp.SetPodIP(t, "dataplane", name, ip.String())
+	return podNS, ip
+}
