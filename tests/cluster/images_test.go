@@ -5,11 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 )
 
 // TestDockerArchiveLayout reads the tarball back the way containerd's
@@ -73,45 +69,5 @@ func TestDockerArchiveLayout(t *testing.T) {
 	}
 	if b, _ := io.ReadAll(lr); !bytes.Equal(b, exe) {
 		t.Errorf("layer holds %q, want %q", b, exe)
-	}
-}
-
-// TestImageImportsIntoContainerd imports the real test images into a
-// throwaway containerd (root; skipped without containerd and ctr) and
-// checks both references are listed in the CRI namespace.
-func TestImageImportsIntoContainerd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs containerd")
-	}
-	for _, b := range []string{"containerd", "ctr"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed (apt-get install containerd)", b)
-		}
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "containerd.sock")
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte("version = 2\nroot = \""+dir+"/root\"\nstate = \""+dir+"/state\"\n[grpc]\naddress = \""+sock+"\"\n"), 0o644)
-	cmd := exec.Command("containerd", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	ImportImages(t, "../..", sock)
-	out, err := exec.Command("ctr", "--address", sock, "-n", "k8s.io", "images", "ls", "-q").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ctr images ls: %v\n%s", err, out)
-	}
-	for ref := range imageSources {
-		if !bytes.Contains(out, []byte(ref)) {
-			t.Errorf("%s not imported; images: %s", ref, out)
-		}
 	}
 }
