@@ -418,7 +418,7 @@ func (s *Service) publish(now time.Time) bool {
 func (s *Service) noteError(what string, err error) {
 	s.mu.Lock()
 	s.status.Connected = false
-	s.status.LastError = fmt.Sprintf("%s: %v", what, err)
+	s.status.LastError = what + ": " + s.explain(err)
 	s.mu.Unlock()
 }
 
