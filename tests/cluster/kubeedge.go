@@ -96,6 +96,7 @@ func (cp *ControlPlane) writeCloudcoreConfig() error {
 	} {
 		setPath(cfg, k, v)
 	}
+	cp.authorizationConfig(cfg, false)
 	if cp.opts.CloudcoreConfig != nil {
 		cp.opts.CloudcoreConfig(cfg)
 	}
@@ -177,6 +178,7 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 	} {
 		setPath(cfg, k, v)
 	}
+	cp.authorizationConfig(cfg, true)
 	if cp.opts.EdgecoreConfig != nil {
 		cp.opts.EdgecoreConfig(e.Name, cfg)
 	}
