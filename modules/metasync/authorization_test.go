@@ -53,3 +53,19 @@ func TestNoteErrorExplainsAuthorization(t *testing.T) {
 		t.Errorf("plain error rewritten: %q", got)
 	}
 }
+
+// A token file that is not there stops the module with an error naming
+// the metaServer and the file, in the status as well as returned.
+func TestRunMissingTokenFile(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "missing-token")
+	s := &Service{Source: v1.SourceMetaServer, Server: "https://127.0.0.1:1", TokenFile: tok, SnapshotPath: filepath.Join(t.TempDir(), "snap")}
+	err := s.Run(t.Context())
+	if err == nil {
+		t.Skip("client-go built a client without reading the token file")
+	}
+	for _, got := range []string{err.Error(), s.Status().LastError} {
+		if !strings.Contains(got, tok) || !strings.Contains(got, "https://127.0.0.1:1") {
+			t.Errorf("%q does not name the token file and the metaServer", got)
+		}
+	}
+}
