@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/edgelink/edgelink/tests/testutil"
 )
@@ -103,15 +105,34 @@ func (cp *ControlPlane) closeAuthorization() {
 }
 
 // authorizationConfig is the gate in cloudcore's or edgecore's config.
-func (cp *ControlPlane) authorizationConfig(cfg map[string]any, edge bool) {
+// cloudcore hands edgecores the kube-apiserver's CA by reading its
+// kubeconfig's certificate-authority file (client.GetK8sCA): with the CA
+// only inline (certificate-authority-data, as in cp.Kubeconfig) it sends
+// nothing, edgecore writes an empty ca.crt and crashes on it, so cloudcore
+// gets a kubeconfig that names the CA file.
+func (cp *ControlPlane) authorizationConfig(cfg map[string]any, edge bool) error {
 	if !cp.opts.RequireAuthorization {
-		return
+		return nil
 	}
 	cfg["featureGates"] = map[string]any{"requireAuthorization": true}
+	if !edge {
+		kc := filepath.Join(cp.Dir, "cloud", "cloudcore.kubeconfig")
+		p := cp.pki
+		if err := clientcmd.WriteToFile(clientcmdapi.Config{
+			Clusters:       map[string]*clientcmdapi.Cluster{"edgelink": {Server: cp.APIServer, CertificateAuthority: p.CACert}},
+			AuthInfos:      map[string]*clientcmdapi.AuthInfo{"admin": {ClientCertificateData: p.adminPEM, ClientKeyData: p.adminKey}},
+			Contexts:       map[string]*clientcmdapi.Context{"edgelink": {Cluster: "edgelink", AuthInfo: "admin"}},
+			CurrentContext: "edgelink",
+		}, kc); err != nil {
+			return err
+		}
+		setPath(cfg, "kubeAPIConfig.kubeConfig", kc)
+	}
 	if edge {
 		setPath(cfg, "modules.metaManager.metaServer.serviceAccountKeyFiles", []any{cp.pki.SAPub})
 		setPath(cfg, "modules.metaManager.metaServer.serviceAccountIssuers", []any{saIssuer})
 	}
+	return nil
 }
 
 // metaServerReady probes an authorized metaServer: it answers HTTPS with a
@@ -139,8 +160,13 @@ func (e *EdgeNode) metaServerReady(ctx context.Context) error {
 }
 
 // ServiceAccountToken returns a token of ServiceAccount ns/name from the
-// TokenRequest API (valid for an hour), creating the account if needed.
+// TokenRequest API (valid for an hour), creating the namespace and the
+// account if needed.
 func (cp *ControlPlane) ServiceAccountToken(ctx context.Context, ns, name string) (string, error) {
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 	if _, err := cp.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", err
@@ -151,4 +177,25 @@ func (cp *ControlPlane) ServiceAccountToken(ctx context.Context, ns, name string
 		return "", err
 	}
 	return tr.Status.Token, nil
+}
+
+// ensureDummy gives edgecore the link it binds 169.254.30.10 to: it
+// creates edge-dummy0 of type dummy itself, which kernels without the
+// dummy driver refuse ("operation not supported"), and takes any link of
+// that name that exists. So the harness makes it first, a dummy where the
+// kernel has the driver, else a bridge (with no ports: nothing is
+// forwarded). It lives in the node's namespace and goes with it.
+func (e *EdgeNode) ensureDummy() error {
+	if exec.Command("ip", "netns", "exec", e.NetNS, "ip", "link", "show", "edge-dummy0").Run() == nil {
+		return nil
+	}
+	if exec.Command("ip", "netns", "exec", e.NetNS, "ip", "link", "add", "edge-dummy0", "type", "dummy").Run() != nil {
+		if out, err := exec.Command("ip", "netns", "exec", e.NetNS, "ip", "link", "add", "edge-dummy0", "type", "bridge").CombinedOutput(); err != nil {
+			return fmt.Errorf("edge-dummy0 in %s: %v: %s", e.NetNS, err, out)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", e.NetNS, "ip", "link", "set", "edge-dummy0", "up").CombinedOutput(); err != nil {
+		return fmt.Errorf("edge-dummy0 up in %s: %v: %s", e.NetNS, err, out)
+	}
+	return nil
 }

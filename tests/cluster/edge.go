@@ -183,6 +183,11 @@ func (e *EdgeNode) Start() error {
 	if err := writeYAML(e.config, cfg); err != nil {
 		return err
 	}
+	if cp.opts.RequireAuthorization {
+		if err := e.ensureDummy(); err != nil {
+			return err
+		}
+	}
 	if err := e.proc.start(); err != nil {
 		return err
 	}

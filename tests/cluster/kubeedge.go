@@ -96,7 +96,9 @@ func (cp *ControlPlane) writeCloudcoreConfig() error {
 	} {
 		setPath(cfg, k, v)
 	}
-	cp.authorizationConfig(cfg, false)
+	if err := cp.authorizationConfig(cfg, false); err != nil {
+		return err
+	}
 	if cp.opts.CloudcoreConfig != nil {
 		cp.opts.CloudcoreConfig(cfg)
 	}
@@ -178,7 +180,9 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 	} {
 		setPath(cfg, k, v)
 	}
-	cp.authorizationConfig(cfg, true)
+	if err := cp.authorizationConfig(cfg, true); err != nil {
+		return nil, err
+	}
 	if cp.opts.EdgecoreConfig != nil {
 		cp.opts.EdgecoreConfig(e.Name, cfg)
 	}
