@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -52,6 +53,21 @@ func TestMetasyncAuthorizedMetaServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// EdgeCore knows a ServiceAccount (and its RBAC) only from the
+	// ServiceAccountAccess objects cloudcore's policy controller sends to
+	// nodes that run a pod using it: as the agent's DaemonSet pod does.
+	zero, no := int64(0), false
+	agentPod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "edgelink-agent-auth-1"},
+		Spec: corev1.PodSpec{NodeName: e.Name, ServiceAccountName: "edgelink", AutomountServiceAccountToken: &no, TerminationGracePeriodSeconds: &zero,
+			Containers: []corev1.Container{{Name: "agent", Image: "registry.invalid/edgelink/dummy:0"}}},
+	}
+	if _, err := cp.Client.CoreV1().Pods("kube-system").Create(ctx, agentPod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cp.Client.CoreV1().Pods("kube-system").Delete(context.Background(), agentPod.Name, metav1.DeleteOptions{})
+	})
 	dir := t.TempDir()
 	goodToken := filepath.Join(dir, "token")
 	if err := os.WriteFile(goodToken, []byte(token), 0o600); err != nil {
