@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -27,7 +28,8 @@ import (
 // by RBAC to get/list/watch. With a bad or a missing token file the agent
 // reports (edgelink status: /v1/metasync) an error naming the metaServer
 // and the token file, and keeps the picture it had from disk instead of
-// publishing an empty one.
+// publishing an empty one; a missing token file stops the agent with an
+// error naming both.
 func TestMetasyncAuthorizedMetaServer(t *testing.T) {
 	cp := cluster.Start(t, cluster.Options{RequireAuthorization: true})
 	e := cp.AddEdgeNode(t, "auth-1")
@@ -130,26 +132,47 @@ func TestMetasyncAuthorizedMetaServer(t *testing.T) {
 	if err := os.WriteFile(badToken, []byte("not-a-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, file, want string }{
-		{"bad token", badToken, "rejected the token in modules.metaSync.tokenFile " + badToken},
-		{"missing token file", filepath.Join(dir, "nope"), filepath.Join(dir, "nope")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a, status := agent(tc.file)
-			defer a.Stop()
-			eventually(t, "the error in /v1/metasync", 30*time.Second, func() error {
-				st := status()
-				if !strings.Contains(st.LastError, tc.want) || !strings.Contains(st.LastError, e.MetaServer) {
-					return fmt.Errorf("lastError %q does not name %q and %s", st.LastError, tc.want, e.MetaServer)
-				}
-				return nil
-			})
-			time.Sleep(2 * time.Second) // a publish of an empty picture would show by now
-			st := status()
-			if st.Synced || st.Connected || !st.FromDisk || st.Pods != good.Pods || st.Nodes != good.Nodes || st.Pools != good.Pools {
-				t.Errorf("status %+v; want the snapshot's picture (%d pods, %d nodes, %d pools), not synced, not connected", st, good.Pods, good.Nodes, good.Pools)
+	t.Run("bad token", func(t *testing.T) {
+		a, status := agent(badToken)
+		defer a.Stop()
+		want := "rejected the token in modules.metaSync.tokenFile " + badToken
+		eventually(t, "the error in /v1/metasync", 30*time.Second, func() error {
+			if st := status(); !strings.Contains(st.LastError, want) || !strings.Contains(st.LastError, e.MetaServer) {
+				return fmt.Errorf("lastError %q does not name %q and %s", st.LastError, want, e.MetaServer)
 			}
-			t.Logf("lastError: %s", st.LastError)
+			return nil
 		})
-	}
+		time.Sleep(2 * time.Second) // a publish of an empty picture would show by now
+		st := status()
+		if st.Synced || st.Connected || !st.FromDisk || st.Pods != good.Pods || st.Nodes != good.Nodes || st.Pools != good.Pools {
+			t.Errorf("status %+v; want the snapshot's picture (%d pods, %d nodes, %d pools), not synced, not connected", st, good.Pods, good.Nodes, good.Pools)
+		}
+		t.Logf("lastError: %s", st.LastError)
+	})
+
+	// A token file that is not there: the agent stops (its host stops when
+	// a module does; systemd or the kubelet restarts it) saying which file
+	// and which metaServer, and the snapshot on disk is left as it was.
+	t.Run("missing token file", func(t *testing.T) {
+		snapPath := filepath.Join(dataDir, "metasync", "snapshot.json")
+		snap, err := os.ReadFile(snapPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := filepath.Join(dir, "nope")
+		c := v1.NewDefault()
+		c.NodeName, c.DataDir = e.Name, dataDir
+		c.Modules.MetaSync.MetaServer, c.Modules.MetaSync.CAFile, c.Modules.MetaSync.TokenFile = e.MetaServer, e.MetaServerCA(), missing
+		c.Modules.Tunnel.Enable, c.Modules.IPAM.Enable, c.Modules.EdgeCNI.Enable = false, false, false
+		a := testutil.NewAgent(t, c, e.NetNS)
+		if err := a.Run(30 * time.Second); err == nil {
+			t.Fatal("the agent ran on without its token file")
+		}
+		if log := a.Log(); !strings.Contains(log, "failed to read token file") || !strings.Contains(log, missing) || !strings.Contains(log, "metaServer "+e.MetaServer) {
+			t.Errorf("the agent's log does not name the token file and the metaServer:\n%s", log)
+		}
+		if after, err := os.ReadFile(snapPath); err != nil || !bytes.Equal(after, snap) {
+			t.Errorf("snapshot changed (%v)", err)
+		}
+	})
 }
