@@ -157,17 +157,24 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.Init(); err != nil { // the snapshot serves even if the source cannot
 		return err
 	}
+	// A client that cannot be built (an unreadable token file, say) is
+	// reported in the status too, not only in the log: the module stops,
+	// the agent and its picture stay.
+	fail := func(err error) error {
+		s.noteError("client", err)
+		return fmt.Errorf("client: %s", s.explain(err))
+	}
 	cfg, err := s.restConfig()
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	return s.run(ctx, client, dyn)
 }
@@ -418,7 +425,7 @@ func (s *Service) publish(now time.Time) bool {
 func (s *Service) noteError(what string, err error) {
 	s.mu.Lock()
 	s.status.Connected = false
-	s.status.LastError = fmt.Sprintf("%s: %v", what, err)
+	s.status.LastError = what + ": " + s.explain(err)
 	s.mu.Unlock()
 }
 

@@ -41,7 +41,9 @@ const systemdUnit = `# EdgeLink agent for nodes joined with keadm (written by "e
 [Unit]
 Description=EdgeLink agent (pod network across KubeEdge cloud and edge segments)
 Documentation=https://github.com/edgelink/edgelink/blob/main/docs/install.md
-Wants=network-online.target
+# Wants: starting edgelink starts EdgeCore too (its metaServer is the
+# agent's source); After: the agent starts once EdgeCore has.
+Wants=network-online.target edgecore.service
 After=network-online.target edgecore.service
 # Keep retrying while EdgeCore or the network come up: no start limit.
 StartLimitIntervalSec=0
@@ -116,6 +118,10 @@ type Result struct {
 	// Missing lists membership files the config names that are not in
 	// place yet.
 	Missing []string
+	// MetaServerMissing lists the metaServer CA and token files the config
+	// names that are not in place yet (EdgeCore writes the CA once it
+	// serves HTTPS; the token is the operator's).
+	MetaServerMissing []string
 }
 
 // kubeEdgeDir is EdgeCore's: its certificates live there and install
@@ -336,6 +342,15 @@ func (n *Options) Run() (*Result, error) {
 			res.Files = append(res.Files, t.IdentityFile)
 		}
 		res.PeerID = nodeID.String()
+	}
+
+	for _, p := range []string{n.Config.Modules.MetaSync.CAFile, n.Config.Modules.MetaSync.TokenFile} {
+		if p == "" {
+			continue
+		}
+		if _, err := d.stat(p); err != nil {
+			res.MetaServerMissing = append(res.MetaServerMissing, p)
+		}
 	}
 
 	// systemd unit.

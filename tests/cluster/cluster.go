@@ -40,6 +40,12 @@ type Options struct {
 	// EdgecoreConfig, if set, edits each edgecore's configuration after the
 	// harness's own edits.
 	EdgecoreConfig func(node string, cfg map[string]any)
+	// RequireAuthorization turns KubeEdge's requireAuthorization feature
+	// gate on in cloudcore and every edgecore: the metaServers serve HTTPS
+	// (EdgeNode.MetaServerCA) and want a ServiceAccount token
+	// (ServiceAccountToken) that RBAC lets read (authorization.go). It
+	// also runs kube-controller-manager's CSR signer. Off by default.
+	RequireAuthorization bool
 }
 
 // ControlPlane is a running etcd + kube-apiserver + cloudcore, with the
@@ -65,6 +71,8 @@ type ControlPlane struct {
 	monitorPort                   int
 
 	etcd, apiserver, cloudcore *proc
+	kcm                        *proc // Options.RequireAuthorization only
+	madeEtcKubeEdge            bool  // /etc/kubeedge created as a mount point
 
 	mu         sync.Mutex
 	edges      map[string]*EdgeNode
@@ -264,6 +272,12 @@ func start(bins tools, opts Options, logf func(string, ...any)) (cp *ControlPlan
 		return cp, fmt.Errorf("CRDs: %w", err)
 	}
 	tCRD := time.Now()
+
+	if opts.RequireAuthorization {
+		if err := cp.prepareAuthorization(); err != nil {
+			return cp, fmt.Errorf("requireAuthorization: %w", err)
+		}
+	}
 
 	// cloudcore
 	if err := cp.writeCloudcoreConfig(); err != nil {
@@ -502,6 +516,7 @@ func (cp *ControlPlane) Close() {
 			go func() { defer wg.Done(); e.proc.stop(5 * time.Second) }()
 		}
 		wg.Wait()
+		cp.closeAuthorization()
 		for _, p := range []*proc{cp.cloudcore, cp.apiserver, cp.etcd} {
 			if p != nil {
 				p.stop(5 * time.Second)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +23,7 @@ type EdgeNode struct {
 	NetNS      string // `ip netns` name
 	NetNSPath  string // /var/run/netns/<NetNS>
 	IP         net.IP // eth0 address in the namespace, on the bridge
-	MetaServer string // http://127.0.0.1:10550, reachable only inside NetNS
+	MetaServer string // http://127.0.0.1:10550 (https with Options.RequireAuthorization), reachable only inside NetNS
 	Dir        string // config, certificates, sqlite cache
 
 	cp        *ControlPlane
@@ -97,9 +96,10 @@ func (cp *ControlPlane) addEdgeNode(t testing.TB, name string, in *EdgeIn) *Edge
 	}
 	e.NetNSPath = filepath.Join("/var/run/netns", e.NetNS)
 	e.config = filepath.Join(e.Dir, "edgecore.yaml")
-	e.proc = &proc{name: "edgecore/" + name, log: cp.logPath("edgecore-" + name), argv: func() []string {
-		return []string{"ip", "netns", "exec", e.NetNS, cp.bins.edgecore, "--config", e.config, "-v=" + strconv.Itoa(cp.opts.Verbosity)}
-	}}
+	if cp.opts.RequireAuthorization {
+		e.MetaServer = "https://127.0.0.1:10550"
+	}
+	e.proc = &proc{name: "edgecore/" + name, log: cp.logPath("edgecore-" + name), argv: func() []string { return cp.edgecoreArgv(e) }}
 	cp.edges[name] = e
 	cp.mu.Unlock()
 
@@ -114,7 +114,7 @@ func (cp *ControlPlane) addEdgeNode(t testing.TB, name string, in *EdgeIn) *Edge
 	if err := cp.createNode(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(e.etcKubeEdge(), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if e.veth != "" {
@@ -183,11 +183,21 @@ func (e *EdgeNode) Start() error {
 	if err := writeYAML(e.config, cfg); err != nil {
 		return err
 	}
+	if cp.opts.RequireAuthorization {
+		if err := e.ensureDummy(); err != nil {
+			return err
+		}
+	}
 	if err := e.proc.start(); err != nil {
 		return err
 	}
 	viaCloud := cp.CloudcoreRunning()
 	nodePath := "/api/v1/nodes/" + e.Name
+	if cp.opts.RequireAuthorization {
+		// The CA, then a signed serving certificate: edgecore polls for
+		// each every 5 s.
+		return waitProc(e.proc, 120*time.Second, e.metaServerReady)
+	}
 	return waitProc(e.proc, 60*time.Second, func(ctx context.Context) error {
 		code, body, err := HTTPGet(ctx, e.NetNSPath, e.MetaServer+nodePath)
 		if err != nil {

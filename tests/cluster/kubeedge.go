@@ -96,6 +96,9 @@ func (cp *ControlPlane) writeCloudcoreConfig() error {
 	} {
 		setPath(cfg, k, v)
 	}
+	if err := cp.authorizationConfig(cfg, false); err != nil {
+		return err
+	}
 	if cp.opts.CloudcoreConfig != nil {
 		cp.opts.CloudcoreConfig(cfg)
 	}
@@ -176,6 +179,9 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 		"modules.metaManager.metaServer.tlsPrivateKeyFile": key,
 	} {
 		setPath(cfg, k, v)
+	}
+	if err := cp.authorizationConfig(cfg, true); err != nil {
+		return nil, err
 	}
 	if cp.opts.EdgecoreConfig != nil {
 		cp.opts.EdgecoreConfig(e.Name, cfg)

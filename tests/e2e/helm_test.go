@@ -632,3 +632,71 @@ func TestHelmNoCIDRFeatureOff(t *testing.T) {
 		}
 	}
 }
+
+// edge.metaServer.requireAuthorization: edge agents dial the metaServer
+// over https with EdgeCore's metaServer CA (the host's directory, mounted
+// at the path the config names) and a projected token of the chart's
+// ServiceAccount (mounted where the config's tokenFile points), which the
+// read-only ClusterRole is bound to, also without cloud agents; no API
+// token is mounted. Off (the default), edge pods get neither.
+func TestHelmMetaServerAuthorization(t *testing.T) {
+	for _, cloud := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cloud.enabled=%v", cloud), func(t *testing.T) {
+			objs := renderChart(t, "--values", sampleValues(), "--set", "edge.metaServer.requireAuthorization=true",
+				"--set", "edge.metaServer.tokenAudience=edgelink-metaserver", "--set", fmt.Sprintf("cloud.enabled=%v", cloud))
+			cfgs := validateRendered(t, objs)
+			var c v1.AgentConfig
+			if err := yaml.Unmarshal([]byte(cfgs["edge.yaml"]), &c); err != nil {
+				t.Fatal(err)
+			}
+			m := c.Modules.MetaSync
+			if m.MetaServer != "https://127.0.0.1:10550" || m.CAFile != "/etc/kubeedge/pki/metaserver/ca.crt" || m.TokenFile == "" {
+				t.Fatalf("edge.yaml metaSync %+v; want https://127.0.0.1:10550, EdgeCore's metaServer CA and a token file", m)
+			}
+			s := podSpec(t, find(objs, "DaemonSet", "edgelink-edge"))
+			if s.ServiceAccountName != "edgelink" || s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+				t.Errorf("edge pod: serviceAccountName %q, automount %v; want the chart's account and no API token", s.ServiceAccountName, s.AutomountServiceAccountToken)
+			}
+			vols := map[string]corev1.Volume{}
+			for _, v := range s.Volumes {
+				vols[v.Name] = v
+			}
+			var caMounted, tokenMounted bool
+			for _, vm := range s.Containers[0].VolumeMounts {
+				v := vols[vm.Name]
+				switch {
+				case v.HostPath != nil && v.HostPath.Path == filepath.Dir(m.CAFile) && vm.MountPath == filepath.Dir(m.CAFile) && vm.ReadOnly:
+					caMounted = true
+				case v.Projected != nil && vm.MountPath == filepath.Dir(m.TokenFile):
+					for _, src := range v.Projected.Sources {
+						if st := src.ServiceAccountToken; st != nil && st.Path == filepath.Base(m.TokenFile) && st.Audience == "edgelink-metaserver" &&
+							st.ExpirationSeconds != nil && *st.ExpirationSeconds >= 600 {
+							tokenMounted = true
+						}
+					}
+				}
+			}
+			if !caMounted || !tokenMounted {
+				t.Errorf("agent mounts: CA %v, token %v; volumes %+v, mounts %+v", caMounted, tokenMounted, s.Volumes, s.Containers[0].VolumeMounts)
+			}
+			if find(objs, "ServiceAccount", "edgelink") == nil || find(objs, "ClusterRole", "edgelink") == nil {
+				t.Fatal("no ServiceAccount or ClusterRole edgelink for the edge agents' token")
+			}
+			crb := find(objs, "ClusterRoleBinding", "edgelink")
+			subjects, _, _ := unstructured.NestedSlice(crb.Object, "subjects")
+			if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != "edgelink" {
+				t.Errorf("ClusterRoleBinding subjects %v", subjects)
+			}
+		})
+	}
+
+	objs := renderChart(t, "--values", sampleValues())
+	var c v1.AgentConfig
+	if err := yaml.Unmarshal([]byte(validateRendered(t, objs)["edge.yaml"]), &c); err != nil {
+		t.Fatal(err)
+	}
+	s := podSpec(t, find(objs, "DaemonSet", "edgelink-edge"))
+	if c.Modules.MetaSync.TokenFile != "" || c.Modules.MetaSync.CAFile != "" || s.ServiceAccountName != "" {
+		t.Errorf("default: metaSync %+v, edge serviceAccountName %q; want plain http and no account", c.Modules.MetaSync, s.ServiceAccountName)
+	}
+}

@@ -32,13 +32,14 @@ spec() {
 	spiderpool-controller) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-controller" ;;
 	etcd) echo "etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3" ;;
 	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
+	kube-controller-manager) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-controller-manager" ;;
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
 	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
 	esac
 }
 
@@ -46,7 +47,7 @@ spec() {
 # `--version` report the real release instead of v0.0.0-master)
 ldflags() {
 	case "$1" in
-	kube-apiserver)
+	kube-apiserver | kube-controller-manager)
 		local v="${2#v}"
 		echo "-X k8s.io/component-base/version.gitVersion=$2 -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$v") -X k8s.io/component-base/version.gitTreeState=clean"
 		;;

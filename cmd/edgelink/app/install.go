@@ -1,8 +1,10 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,13 +23,23 @@ type configFlags struct {
 	relays                             []string
 	listenPort                         int
 	kubeEdgeCerts                      bool
+	tokenFile                          string
 }
 
-func (f *configFlags) config() (*v1.AgentConfig, error) {
+// config builds the agent config from the flags; with ec (EdgeCore's
+// config, edge nodes) the node name and metaServer come from EdgeCore's
+// config unless given as flags (metaServerSet).
+func (f *configFlags) config(ec *nodeinstall.EdgeCore, metaServerSet bool) (*v1.AgentConfig, error) {
 	c := v1.NewDefault()
 	c.NodeName = f.nodeName
 	c.Modules.MetaSync.Source = f.source
 	c.Modules.MetaSync.MetaServer = f.metaServer
+	if ec != nil {
+		ec.Apply(c, f.tokenFile)
+		if metaServerSet {
+			c.Modules.MetaSync.MetaServer = f.metaServer
+		}
+	}
 	if f.source != v1.SourceMetaServer {
 		c.Modules.IPAM.Enable = false // cloud nodes keep their own CNI and IPAM
 	}
@@ -55,9 +67,10 @@ func (f *configFlags) config() (*v1.AgentConfig, error) {
 
 func newInstallCmd() *cobra.Command {
 	var (
-		n          = nodeinstall.Options{CNI: install.Options{BinDir: install.DefaultBinDir, ConfDir: install.DefaultConfDir}}
-		cf         configFlags
-		configFile string
+		n              = nodeinstall.Options{CNI: install.Options{BinDir: install.DefaultBinDir, ConfDir: install.DefaultConfDir}}
+		cf             configFlags
+		configFile     string
+		edgeCoreConfig string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -71,7 +84,15 @@ func newInstallCmd() *cobra.Command {
   the config's modules.tunnel.identityFile     copied from --identity-file (0600), else created once,
                                                then kept; its peer ID is printed
   the config's caFile, certFile, keyFile       copied from --ca-file, --cert-file, --key-file (key 0600)
-  /etc/systemd/system/edgelink.service         After=edgecore.service
+  /etc/systemd/system/edgelink.service         Wants= and After=edgecore.service
+
+On an edge node (--source metaServer) it reads EdgeCore's config as keadm
+join writes it (--edgecore-config, under --root): the node name from
+modules.edged.hostnameOverride (unless --node-name), the metaServer from
+modules.metaManager.metaServer.server (unless --meta-server): https with
+EdgeCore's metaServer CA and --meta-server-token-file when
+featureGates.requireAuthorization is on, else http. It refuses a node whose
+metaServer is off. With --config it checks the file against EdgeCore's.
 
 A certificate from "edgelink ca issue" is bound to one identity: install it
 with the identity key it was issued for (--identity-file); install refuses a
@@ -84,8 +105,16 @@ place and keeps the identity. It does not start anything: run
 "systemctl daemon-reload && systemctl enable --now edgelink" afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ec, err := nodeinstall.ReadEdgeCore(n.Root, edgeCoreConfig)
+			switch {
+			case err == nil:
+			case errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("edgecore-config"):
+				ec = nil // not a keadm-joined edge node (a cloud node, or an image prepared before keadm join)
+			default:
+				return fmt.Errorf("--edgecore-config: %w", err)
+			}
 			if configFile != "" {
-				for _, name := range []string{"node-name", "cloud-cidr", "edge-cidr", "relay-node", "routable-cidr", "listen-port", "meta-server", "source", "kubeedge-certs"} {
+				for _, name := range []string{"node-name", "cloud-cidr", "edge-cidr", "relay-node", "routable-cidr", "listen-port", "meta-server", "meta-server-token-file", "source", "kubeedge-certs"} {
 					if cmd.Flags().Changed(name) {
 						return fmt.Errorf("--%s and --config are exclusive: put the setting in %s", name, configFile)
 					}
@@ -98,9 +127,25 @@ place and keeps the identity. It does not start anything: run
 				if err != nil {
 					return err
 				}
+				if c.Modules.MetaSync.Enable && c.Modules.MetaSync.Source == v1.SourceMetaServer && ec != nil {
+					if err := ec.CheckMetaServer(); err != nil {
+						return err
+					}
+					for _, w := range ec.Mismatches(c) {
+						fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+					}
+				}
 				n.Config, n.ConfigData = c, data
 			} else {
-				c, err := cf.config()
+				if cf.source != v1.SourceMetaServer {
+					ec = nil // cloud nodes read the kube-apiserver
+				}
+				if ec != nil {
+					if err := ec.CheckMetaServer(); err != nil {
+						return err
+					}
+				}
+				c, err := cf.config(ec, cmd.Flags().Changed("meta-server"))
 				if err != nil {
 					return err
 				}
@@ -148,7 +193,9 @@ place and keeps the identity. It does not start anything: run
 	f.StringVar(&configFile, "config", "", "agent config file to install (validated); otherwise one is built from the flags below")
 	f.StringVar(&cf.nodeName, "node-name", "", "this node's name (default: $NODE_NAME, else the host name)")
 	f.StringVar(&cf.source, "source", v1.SourceMetaServer, "metadata source: metaServer (edge nodes) or kubeconfig/inCluster (cloud nodes; disables IPAM)")
-	f.StringVar(&cf.metaServer, "meta-server", v1.DefaultMetaServer, "EdgeCore's metaServer")
+	f.StringVar(&cf.metaServer, "meta-server", v1.DefaultMetaServer, "EdgeCore's metaServer (default: from --edgecore-config when it is there)")
+	f.StringVar(&edgeCoreConfig, "edgecore-config", nodeinstall.DefaultEdgeCoreConfig, "EdgeCore's config as keadm join writes it: node name, metaServer address and authorization come from it (read under --root; skipped when absent)")
+	f.StringVar(&cf.tokenFile, "meta-server-token-file", nodeinstall.DefaultMetaServerTokenFile, "bearer token file for a metaServer with requireAuthorization (modules.metaSync.tokenFile)")
 	f.StringSliceVar(&cf.cloudCIDR, "cloud-cidr", nil, "pod CIDR of the cloud segment (repeat or comma-separate)")
 	f.StringSliceVar(&cf.edgeCIDR, "edge-cidr", nil, "pod CIDR of an edge segment (repeat or comma-separate)")
 	f.StringSliceVar(&cf.routableCIDRs, "routable-cidr", nil, "underlay range routable between sites (modules.tunnel.routableCIDRs)")
@@ -183,6 +230,16 @@ func report(w io.Writer, n *nodeinstall.Options, res *nodeinstall.Result) {
 		if res.PeerID != "" {
 			fmt.Fprintf(w, "  issue them: edgelink ca issue --dir CA_DIR --node %s --peer-id %s --out DIR\n", n.Config.NodeName, res.PeerID)
 			fmt.Fprintln(w, "  then re-run this command with --ca-file, --cert-file and --key-file (or use --kubeedge-certs on edge nodes)")
+		}
+	}
+	if len(res.MetaServerMissing) > 0 {
+		fmt.Fprintf(w, "metaServer files not in place yet: %s\n", strings.Join(res.MetaServerMissing, ", "))
+		m := n.Config.Modules.MetaSync
+		if m.CAFile == nodeinstall.MetaServerCAFile {
+			fmt.Fprintf(w, "  %s: EdgeCore writes it when its metaServer starts serving HTTPS (featureGates.requireAuthorization)\n", m.CAFile)
+		}
+		if m.TokenFile != "" {
+			fmt.Fprintf(w, "  %s: a ServiceAccount token the metaServer accepts, e.g. kubectl -n kube-system create token edgelink --duration 8760h > %s (docs/metadata.md#authorization)\n", m.TokenFile, m.TokenFile)
 		}
 	}
 	if n.Unit {

@@ -417,3 +417,91 @@ func TestInstallStaysInRoot(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// putEdgeCore places one of pkg/nodeinstall's keadm-written edgecore.yaml
+// files at /etc/kubeedge/config/edgecore.yaml under root.
+func putEdgeCore(t *testing.T, root, name string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "pkg", "nodeinstall", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "etc", "kubeedge", "config", "edgecore.yaml")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// On a keadm-joined node the node name and the metaServer come from
+// EdgeCore's config: https, EdgeCore's metaServer CA and a token file with
+// requireAuthorization; the output says what is still to be put in place.
+func TestInstallReadsKeadmEdgeCore(t *testing.T) {
+	root := t.TempDir()
+	self, cni, _ := fakeBinaries(t)
+	putEdgeCore(t, root, "edgecore-keadm-authorization.yaml")
+	out, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--edge-cidr", "10.244.5.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := v1.Load(filepath.Join(root, "etc", "edgelink", "edgelink.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Modules.MetaSync
+	if c.NodeName != "edge-1" || m.MetaServer != "https://127.0.0.1:10550" || m.CAFile != "/etc/kubeedge/pki/metaserver/ca.crt" || m.TokenFile != "/etc/edgelink/metaserver.token" {
+		t.Errorf("config: node %s, metaSync %+v", c.NodeName, m)
+	}
+	for _, want := range []string{"metaServer files not in place yet: /etc/kubeedge/pki/metaserver/ca.crt, /etc/edgelink/metaserver.token", "create token edgelink"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not say %q:\n%s", want, out)
+		}
+	}
+
+	// Flags win over EdgeCore's config; plain http carries no token.
+	putEdgeCore(t, root, "edgecore-keadm-metaserver.yaml")
+	if _, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--node-name", "other", "--meta-server-token-file", "/x"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err = v1.Load(filepath.Join(root, "etc", "edgelink", "edgelink.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Modules.MetaSync; c.NodeName != "other" || m.MetaServer != "http://127.0.0.1:10550" || m.TokenFile != "" || m.CAFile != "" {
+		t.Errorf("config: node %s, metaSync %+v", c.NodeName, m)
+	}
+}
+
+// keadm join without --set leaves EdgeCore's metaServer off: install
+// refuses and says how to turn it on, with --config too; cloud nodes
+// (--source inCluster) do not need it.
+func TestInstallRefusesMetaServerOff(t *testing.T) {
+	root := t.TempDir()
+	self, cni, _ := fakeBinaries(t)
+	putEdgeCore(t, root, "edgecore-keadm-join.yaml")
+	_, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni)
+	if err == nil || !strings.Contains(err.Error(), "modules.metaManager.metaServer.enable is false") || !strings.Contains(err.Error(), "systemctl restart edgecore") {
+		t.Fatalf("got %v", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "edgelink.yaml")
+	c := v1.NewDefault()
+	c.NodeName = "edge-1"
+	data, err := v1.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--config", cfg); err == nil || !strings.Contains(err.Error(), "metaServer.enable is false") {
+		t.Fatalf("--config: got %v", err)
+	}
+	if _, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--source", "inCluster", "--skip-cni", "--node-name", "cloud-1"); err != nil {
+		t.Fatalf("cloud node: %v", err)
+	}
+	// A named EdgeCore config that is not there is an error.
+	if _, err := runInstall(t, "--root", root, "--binary", self, "--plugin", cni, "--edgecore-config", "/nope.yaml"); err == nil || !strings.Contains(err.Error(), "--edgecore-config") {
+		t.Fatalf("missing --edgecore-config: got %v", err)
+	}
+}

@@ -116,7 +116,13 @@ agent takes it from $NODE_NAME (downward API).
 {{- $metaSync := dict "enable" true -}}
 {{- if $edge -}}
 {{- $_ := set $metaSync "source" "metaServer" -}}
+{{- if $v.edge.metaServer.requireAuthorization -}}
+{{- $_ := set $metaSync "metaServer" (regexReplaceAll "^http://" $a.metaServer "https://") -}}
+{{- $_ := set $metaSync "caFile" "/etc/kubeedge/pki/metaserver/ca.crt" -}}
+{{- $_ := set $metaSync "tokenFile" (include "edgelink.metaServerTokenFile" .root) -}}
+{{- else -}}
 {{- $_ := set $metaSync "metaServer" $a.metaServer -}}
+{{- end -}}
 {{- else -}}
 {{- $_ := set $metaSync "source" "inCluster" -}}
 {{- end -}}
@@ -163,4 +169,22 @@ edgelink.controllerConfig renders the controller's config
   "leaderElection" (dict "enable" true "namespace" .Release.Namespace "name" (printf "%s-controller" (include "edgelink.fullname" .)))
 -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+edgelink.metaServerTokenFile is where edge agents find their projected
+ServiceAccount token for a metaServer with requireAuthorization.
+*/}}
+{{- define "edgelink.metaServerTokenFile" -}}
+/var/run/secrets/edgelink/metaserver/token
+{{- end -}}
+
+{{/*
+edgelink.rbac says whether the read-only ClusterRole and the ServiceAccount
+are rendered: cloud agents read the kube-apiserver with them, edge agents
+with edge.metaServer.requireAuthorization present the ServiceAccount's
+token to EdgeCore's metaServer, which checks the same RBAC.
+*/}}
+{{- define "edgelink.rbac" -}}
+{{- if or .Values.cloud.enabled (and .Values.edge.enabled .Values.edge.metaServer.requireAuthorization) }}true{{ end -}}
 {{- end -}}

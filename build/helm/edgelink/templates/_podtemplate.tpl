@@ -23,6 +23,7 @@ needs all and default (which the TUN gets when created) at 2 or 0
 {{- $v := $root.Values -}}
 {{- $edge := eq .role "edge" -}}
 {{- $kubeEdgeCerts := and $edge $v.membership.kubeEdgeCerts -}}
+{{- $metaServerAuth := and $edge $v.edge.metaServer.requireAuthorization -}}
 {{- /* No segment: the pod network feature is off, nothing CNI-related is installed. */ -}}
 {{- $installCNI := and $edge $v.edge.cni.install (include "edgelink.meshEnabled" $root) -}}
 {{- $mdir := include "edgelink.membershipDir" $root -}}
@@ -35,7 +36,12 @@ metadata:
 spec:
   hostNetwork: true
   dnsPolicy: ClusterFirstWithHostNet
-  {{- if $edge }}
+  {{- if $metaServerAuth }}
+  # Edge agents read EdgeCore's metaServer, not the kube-apiserver: no
+  # API token, only the projected one the metaServer checks (below).
+  serviceAccountName: {{ include "edgelink.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  {{- else if $edge }}
   # Edge agents read EdgeCore's metaServer, not the kube-apiserver.
   automountServiceAccountToken: false
   {{- else }}
@@ -204,6 +210,16 @@ spec:
           subPathExpr: $(NODE_NAME).identity
           readOnly: true
         {{- end }}
+        {{- if $metaServerAuth }}
+        # EdgeCore writes the CA its metaServer's serving certificate
+        # chains to here; the token is refreshed by the kubelet (edged).
+        - name: metaserver-ca
+          mountPath: /etc/kubeedge/pki/metaserver
+          readOnly: true
+        - name: metaserver-token
+          mountPath: {{ include "edgelink.metaServerTokenFile" $root | dir }}
+          readOnly: true
+        {{- end }}
         - name: data
           mountPath: {{ $v.hostPaths.dataDir }}
         - name: run
@@ -236,6 +252,21 @@ spec:
         secretName: {{ $v.membership.existingSecret }}
         # Keys must not be readable by others (the agent refuses them).
         defaultMode: 0400
+    {{- end }}
+    {{- if $metaServerAuth }}
+    - name: metaserver-ca
+      hostPath:
+        path: /etc/kubeedge/pki/metaserver
+        type: DirectoryOrCreate
+    - name: metaserver-token
+      projected:
+        sources:
+          - serviceAccountToken:
+              path: {{ include "edgelink.metaServerTokenFile" $root | base }}
+              expirationSeconds: {{ int $v.edge.metaServer.tokenExpirationSeconds }}
+              {{- with $v.edge.metaServer.tokenAudience }}
+              audience: {{ . }}
+              {{- end }}
     {{- end }}
     - name: data
       hostPath:
