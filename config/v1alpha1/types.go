@@ -122,6 +122,11 @@ type Tunnel struct {
 	// node) and its key.
 	CertFile string `json:"certFile"`
 	KeyFile  string `json:"keyFile"`
+	// Enroll gets the certificate from edgelink controller through the
+	// Kubernetes CertificateSigningRequest API (cloud nodes): the key is
+	// made on this node and kept in KeyFile, the certificate is written to
+	// CertFile and renewed at two thirds of its lifetime.
+	Enroll bool `json:"enroll"`
 	// RoutableCIDRs are underlay ranges treated as routable between sites
 	// even though they are private or special-use (libp2p hole-punches
 	// and advertises only addresses it deems public).

@@ -134,6 +134,9 @@ func (v *validator) config(c *AgentConfig) {
 	v.ipam(&c.Modules.IPAM)
 	v.edgeCNI(&c.Modules.EdgeCNI)
 	v.tunnel(&c.Modules.Tunnel)
+	if t, m := c.Modules.Tunnel, c.Modules.MetaSync; t.Enable && t.Enroll && (!m.Enable || m.Source == SourceMetaServer) {
+		v.add("modules.tunnel.enroll", true, "asks the kube-apiserver for a certificate, which needs modules.metaSync enabled with source %s or %s (cloud nodes); edge nodes keep the certificates cloudcore gave them", SourceInCluster, SourceKubeconfig)
+	}
 }
 
 // duration checks a Go duration field: longer than 0 (min 0) or at least

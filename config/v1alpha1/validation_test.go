@@ -126,6 +126,8 @@ func TestValidationErrors(t *testing.T) {
 		}},
 		{"relative KubeEdge CA", func(c *AgentConfig) { c.Modules.Tunnel.KubeEdgeCAFile = "rootCA.crt" },
 			[]string{`modules.tunnel.kubeEdgeCAFile: "rootCA.crt" must be an absolute path`}},
+		{"enroll needs the kube-apiserver", func(c *AgentConfig) { c.Modules.Tunnel.Enroll = true },
+			[]string{`modules.tunnel.enroll: "true" asks the kube-apiserver for a certificate, which needs modules.metaSync enabled with source inCluster or kubeconfig`}},
 		{"metaSync source", func(c *AgentConfig) { c.Modules.MetaSync.Source = "apiserver" },
 			[]string{`modules.metaSync.source: "apiserver" must be one of metaServer, kubeconfig, inCluster`}},
 		{"kubeconfig needed", func(c *AgentConfig) { c.Modules.MetaSync.Source = SourceKubeconfig },

@@ -72,6 +72,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var enr *enroller
+	if t.Enroll {
+		if enr, err = newEnroller(s.cfg, self); err != nil {
+			return err
+		}
+		if _, err := enr.ensure(ctx); err != nil {
+			return err
+		}
+	}
 	creds, verifier, err := loadMembership(t, s.cfg.NodeName, self)
 	if err != nil {
 		return err
@@ -122,6 +131,13 @@ func (s *Service) Run(ctx context.Context) error {
 		"relays", len(relays), "routable", t.RoutableCIDRs)
 
 	var wg sync.WaitGroup
+	if enr != nil {
+		wg.Add(1)
+		go func() { // routineRenewCertificate
+			defer wg.Done()
+			enr.keepRenewed(ctx, creds, h.Gate.SetCredentials)
+		}()
+	}
 	wg.Add(1)
 	go func() { // routineReachability
 		defer wg.Done()
