@@ -384,8 +384,8 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no membership secret", nil, "membership.existingSecret is required"},
-		{"no membership secret, edge with KubeEdge certs and cloud", []string{"--set", "membership.kubeEdgeCerts=true"}, "membership.existingSecret is required"},
+		{"no membership secret, no segments", nil, "without membership.existingSecret, cloud nodes get their certificates from the controller"},
+		{"no membership secret, no controller", append([]string{"--set", "controller.enabled=false"}, edgeMeshDocFlags...), "needs controller.enabled"},
 		{"EdgeMesh PSK", []string{"--set", "membership.existingSecret=s", "--set", "agent.psk=secret"}, "agent.psk: EdgeLink has no pre-shared key"},
 		{"relay without address", []string{"--set", "membership.existingSecret=s", "--set", "agent.relayNodes[0].nodeName=r1"}, "advertiseAddress"},
 		{"misspelt key", []string{"--set", "membership.existingSecret=s", "--set", "agent.meshCidrConfig.edgeCIDR={10.244.5.0/24}"}, "meshCidrConfig"},
@@ -443,6 +443,7 @@ func TestHelmDryRunApply(t *testing.T) {
 		{"--values", sampleValues()},
 		{"--set", "membership.kubeEdgeCerts=true", "--set", "cloud.enabled=false"},
 		append([]string{"--set", "membership.existingSecret=s"}, edgeMeshDocFlags...), // the controller, its RBAC
+		edgeMeshDocFlags, // enrollment: the signer's RBAC, the CA ConfigMap volumes, the Role on cloudcore's CA Secret
 	} {
 		objs := renderChart(t, values...)
 		if len(objs) < 6 && values[0] == "--values" {
@@ -698,5 +699,58 @@ func TestHelmMetaServerAuthorization(t *testing.T) {
 	s := podSpec(t, find(objs, "DaemonSet", "edgelink-edge"))
 	if c.Modules.MetaSync.TokenFile != "" || c.Modules.MetaSync.CAFile != "" || s.ServiceAccountName != "" {
 		t.Errorf("default: metaSync %+v, edge serviceAccountName %q; want plain http and no account", c.Modules.MetaSync, s.ServiceAccountName)
+	}
+}
+
+// The EdgeMesh document's Helm command, with no Secret at all, gives a
+// mesh whose members enroll: the controller keeps the CA and signs through
+// the CertificateSigningRequest API for the cloud agents' ServiceAccount
+// only; cloud agents enroll and trust the published CAs, each kind of
+// certificate to its own; edge agents use cloudcore's certificates; no pod
+// mounts a Secret. (The signing itself runs for real in
+// TestEnrollThroughCertificateSigningRequests.)
+func TestHelmEdgeMeshCommandEnrolls(t *testing.T) {
+	objs := renderChart(t, edgeMeshDocFlags...)
+	cfgs := validateRendered(t, objs)
+	var cloud, edge v1.AgentConfig
+	for name, c := range map[string]*v1.AgentConfig{"cloud.yaml": &cloud, "edge.yaml": &edge} {
+		if err := yaml.Unmarshal([]byte(cfgs[name]), c); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if ct := cloud.Modules.Tunnel; !ct.Enroll || ct.CAFile != "/etc/edgelink/ca/ca.crt" || ct.KubeEdgeCAFile != "/etc/edgelink/ca/kubeedge-ca.crt" ||
+		!strings.HasPrefix(ct.KeyFile, "/var/lib/edgelink/") {
+		t.Errorf("cloud tunnel = %+v; want enroll with the published CAs and the key in the data dir", ct)
+	}
+	if et := edge.Modules.Tunnel; et.Enroll || et.CertFile != "/etc/kubeedge/certs/server.crt" || et.CAFile != "/etc/edgelink/ca/ca.crt" ||
+		et.KubeEdgeCAFile != "/etc/kubeedge/ca/rootCA.crt" {
+		t.Errorf("edge tunnel = %+v; want cloudcore's certificate, the cluster CA for cloud nodes and KubeEdge's for edge nodes", et)
+	}
+	if !strings.Contains(cfgs["controller.yaml"], "agentServiceAccount: "+helmNamespace+"/edgelink") ||
+		!strings.Contains(cfgs["controller.yaml"], "caSecret: edgelink-ca") {
+		t.Errorf("controller config lacks enrollment:\n%s", cfgs["controller.yaml"])
+	}
+	var signs, kubeEdgeRole bool
+	for _, o := range objs {
+		if v, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes"); len(v) > 0 {
+			for _, vol := range v {
+				if _, ok := vol.(map[string]any)["secret"]; ok {
+					t.Errorf("%s %s mounts a Secret: %v", o.GetKind(), o.GetName(), vol)
+				}
+			}
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			s := fmt.Sprint(r)
+			if o.GetName() == "edgelink-controller" && strings.Contains(s, "signers") && strings.Contains(s, "edgelink.io/member") {
+				signs = true
+			}
+			if o.GetKind() == "Role" && o.GetNamespace() == "kubeedge" && strings.Contains(s, "casecret") {
+				kubeEdgeRole = true
+			}
+		}
+	}
+	if !signs || !kubeEdgeRole {
+		t.Errorf("RBAC: controller may sign for edgelink.io/member %v, may read kubeedge/casecret %v", signs, kubeEdgeRole)
 	}
 }

@@ -51,10 +51,24 @@ naming the value to set. Every template that needs it includes it.
 {{- if and (not .Values.edge.enabled) (not .Values.cloud.enabled) -}}
 {{- fail "edge.enabled and cloud.enabled are both false: enable at least one" -}}
 {{- end -}}
-{{- if include "edgelink.needsSecret" . -}}
-{{- required "membership.existingSecret is required: the name of an existing Secret holding ca.crt and, per node, <node>.crt, <node>.key and <node>.identity (create it with `edgelink ca init` / `edgelink ca issue`, see docs/install.md); the chart never creates a default one" .Values.membership.existingSecret | trunc 0 -}}
+{{- if and (include "edgelink.enroll" .) (not (and .Values.controller.enabled (include "edgelink.meshEnabled" .))) -}}
+{{- fail "membership: without membership.existingSecret, cloud nodes get their certificates from the controller (CertificateSigningRequests), which needs controller.enabled and agent.meshCIDRConfig (cloudCIDR/edgeCIDR); set those, or set membership.existingSecret (docs/install.md)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* enroll is "true" when cloud agents run and no membership Secret is
+given: the controller keeps the cluster CA and signs cloud nodes'
+certificates (CSRs). Without a Secret, edge nodes always prove membership
+with the certificates cloudcore gave their edgecore. */}}
+{{- define "edgelink.enroll" -}}
+{{- if and .Values.cloud.enabled (not .Values.membership.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The CA Secret and ConfigMap the controller keeps. */}}
+{{- define "edgelink.caName" -}}{{ printf "%s-ca" (include "edgelink.fullname" .) }}{{- end -}}
+
+{{/* Where the controller's CA ConfigMap appears inside the container. */}}
+{{- define "edgelink.caDir" -}}/etc/edgelink/ca{{- end -}}
 
 {{/*
 edgelink.meshCIDRs renders the segments as JSON {"cloudCIDR": [...],
@@ -82,11 +96,6 @@ network feature is off, as in EdgeMesh (no CNI, no IPAM, no routes). */}}
 {{- define "edgelink.meshEnabled" -}}
 {{- $m := include "edgelink.meshCIDRs" . | fromJson -}}
 {{- if or $m.cloudCIDR $m.edgeCIDR -}}true{{- end -}}
-{{- end -}}
-
-{{/* needsSecret is "true" when some DaemonSet reads membership from the Secret. */}}
-{{- define "edgelink.needsSecret" -}}
-{{- if or .Values.cloud.enabled (and .Values.edge.enabled (not .Values.membership.kubeEdgeCerts)) -}}true{{- end -}}
 {{- end -}}
 
 {{/* The agent's status socket (statusSocket), on the host's runDir; the probes ask it. */}}
@@ -127,11 +136,25 @@ agent takes it from $NODE_NAME (downward API).
 {{- $_ := set $metaSync "source" "inCluster" -}}
 {{- end -}}
 {{- $tunnel := dict "enable" true "listenPort" (int $a.listenPort) "routableCIDRs" ($a.routableCIDRs | default list) "relayNodes" $relays -}}
-{{- if and $edge $v.membership.kubeEdgeCerts -}}
+{{- $enroll := include "edgelink.enroll" .root -}}
+{{- $cadir := include "edgelink.caDir" .root -}}
+{{- if and $edge (or $v.membership.kubeEdgeCerts (not $v.membership.existingSecret)) -}}
 {{- $_ := set $tunnel "identityFile" (printf "%s/tunnel/identity.key" $v.hostPaths.dataDir) -}}
 {{- $_ := set $tunnel "caFile" "/etc/kubeedge/ca/rootCA.crt" -}}
 {{- $_ := set $tunnel "certFile" "/etc/kubeedge/certs/server.crt" -}}
 {{- $_ := set $tunnel "keyFile" "/etc/kubeedge/certs/server.key" -}}
+{{- if $enroll -}}
+{{- /* cloud nodes' certificates are the controller's CA's; edge nodes' KubeEdge's */ -}}
+{{- $_ := set $tunnel "caFile" (printf "%s/ca.crt" $cadir) -}}
+{{- $_ := set $tunnel "kubeEdgeCAFile" "/etc/kubeedge/ca/rootCA.crt" -}}
+{{- end -}}
+{{- else if $enroll -}}
+{{- $_ := set $tunnel "enroll" true -}}
+{{- $_ := set $tunnel "identityFile" (printf "%s/tunnel/identity.key" $v.hostPaths.dataDir) -}}
+{{- $_ := set $tunnel "caFile" (printf "%s/ca.crt" $cadir) -}}
+{{- $_ := set $tunnel "kubeEdgeCAFile" (printf "%s/kubeedge-ca.crt" $cadir) -}}
+{{- $_ := set $tunnel "certFile" (printf "%s/tunnel/member.crt" $v.hostPaths.dataDir) -}}
+{{- $_ := set $tunnel "keyFile" (printf "%s/tunnel/member.key" $v.hostPaths.dataDir) -}}
 {{- else -}}
 {{- $_ := set $tunnel "identityFile" (printf "%s/identity.key" $mdir) -}}
 {{- $_ := set $tunnel "caFile" (printf "%s/ca.crt" $mdir) -}}
@@ -168,6 +191,12 @@ edgelink.controllerConfig renders the controller's config
   "minFree" (int $c.minFree)
   "leaderElection" (dict "enable" true "namespace" .Release.Namespace "name" (printf "%s-controller" (include "edgelink.fullname" .)))
 -}}
+{{- if include "edgelink.enroll" . -}}
+{{- $_ := set $cfg "enrollment" (dict "enable" true "namespace" .Release.Namespace
+  "caSecret" (include "edgelink.caName" .) "caConfigMap" (include "edgelink.caName" .)
+  "agentServiceAccount" (printf "%s/%s" .Release.Namespace (include "edgelink.serviceAccountName" .))
+  "certificateLifetime" $c.certificateLifetime "kubeEdgeCASecret" .Values.membership.kubeEdgeCASecret) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 

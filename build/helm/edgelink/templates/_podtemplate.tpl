@@ -22,7 +22,8 @@ needs all and default (which the TUN gets when created) at 2 or 0
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $edge := eq .role "edge" -}}
-{{- $kubeEdgeCerts := and $edge $v.membership.kubeEdgeCerts -}}
+{{- $enroll := include "edgelink.enroll" $root -}}
+{{- $kubeEdgeCerts := and $edge (or $v.membership.kubeEdgeCerts (not $v.membership.existingSecret)) -}}
 {{- $metaServerAuth := and $edge $v.edge.metaServer.requireAuthorization -}}
 {{- /* No segment: the pod network feature is off, nothing CNI-related is installed. */ -}}
 {{- $installCNI := and $edge $v.edge.cni.install (include "edgelink.meshEnabled" $root) -}}
@@ -182,6 +183,12 @@ spec:
           mountPath: /etc/edgelink/edgelink.yaml
           subPath: edgelink.yaml
           readOnly: true
+        {{- if $enroll }}
+        # The CA certificates the controller publishes (no key).
+        - name: cluster-ca
+          mountPath: {{ include "edgelink.caDir" $root }}
+          readOnly: true
+        {{- end }}
         {{- if $kubeEdgeCerts }}
         - name: kubeedge-ca
           mountPath: /etc/kubeedge/ca
@@ -189,7 +196,7 @@ spec:
         - name: kubeedge-certs
           mountPath: /etc/kubeedge/certs
           readOnly: true
-        {{- else }}
+        {{- else if not $enroll }}
         # This node's files from the membership Secret, picked by node name.
         # Not a boundary: the kubelet fetches the whole Secret (every node's
         # key) onto the node; membership.kubeEdgeCerts keeps edge keys off it.
@@ -237,6 +244,11 @@ spec:
         items:
           - key: {{ .role }}.yaml
             path: edgelink.yaml
+    {{- if $enroll }}
+    - name: cluster-ca
+      configMap:
+        name: {{ include "edgelink.caName" $root }}
+    {{- end }}
     {{- if $kubeEdgeCerts }}
     - name: kubeedge-ca
       hostPath:
@@ -246,7 +258,7 @@ spec:
       hostPath:
         path: /etc/kubeedge/certs
         type: Directory
-    {{- else }}
+    {{- else if not $enroll }}
     - name: membership
       secret:
         secretName: {{ $v.membership.existingSecret }}
