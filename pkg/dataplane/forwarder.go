@@ -47,9 +47,24 @@ type Transport interface {
 // virtio-net header goes there, and the tun package's own).
 const Offset = 16
 
-// queueDepth bounds the batches waiting for one peer; a slow peer loses
-// packets (counted) instead of stalling the others.
-const queueDepth = 64
+// queueDepth and queueBytes bound the batches waiting for one peer, in
+// number and in the bytes their buffers hold: a slow peer (or one that
+// stops reading) loses packets (counted) instead of stalling the others
+// or holding more than queueBytes of ours.
+const (
+	queueDepth = 64
+	queueBytes = 2 << 20
+)
+
+// Packet streams end when idle, so that a peer gone quiet holds no
+// buffers and no goroutine of ours: a sender closes its stream after
+// sendIdle without a batch (it opens a new one at the next), a receiver
+// closes one that brought nothing for receiveIdle (a sender that does not
+// close its own).
+const (
+	sendIdle    = time.Minute
+	receiveIdle = 2 * sendIdle
+)
 
 // Stats count what the forwarder did; all fields are atomic.
 type Stats struct {
@@ -89,12 +104,15 @@ type Forwarder struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	links map[string]*link
+	mu      sync.Mutex
+	links   map[string]*link
+	inbound map[string]*inboundStream // each node's newest packet stream to us
 
 	icmpTokens atomic.Int64
 	batches    sync.Pool // *rxBatch
-	frames     sync.Pool // *[]byte
+
+	sendIdle, receiveIdle time.Duration // the constants; tests shorten them
+	frames                sync.Pool     // *[]byte
 }
 
 // link is the way to one peer node.
@@ -102,8 +120,9 @@ type link struct {
 	node    string
 	ch      chan *[]byte
 	cancel  context.CancelFunc
-	pending *[]byte // filled by dispatch only
-	ipOnly  []byte  // send's: a batch as IP frames only, for a version-1 stream
+	queued  atomic.Int64 // bytes of the batches in ch (their buffers' capacity)
+	pending *[]byte      // filled by dispatch only
+	ipOnly  []byte       // send's: a batch as IP frames only, for a version-1 stream
 	packets int
 	c       peerCounters
 	pfxs    int // prefixes routed to it (SetPlan)
@@ -118,11 +137,12 @@ func New(dev tun.Device, tr Transport) *Forwarder {
 // newForwarder is New on a Device.
 func newForwarder(dev Device, tr Transport) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}}
+	f := &Forwarder{dev: dev, tr: tr, ctx: ctx, cancel: cancel, links: map[string]*link{}, inbound: map[string]*inboundStream{},
+		sendIdle: sendIdle, receiveIdle: receiveIdle}
 	f.tbl.Store(&table{t: new(bart.Table[dest])})
 	f.tx = newTxBurst(dev.BatchSize())
 	f.icmpTokens.Store(icmpRate)
-	f.batches.New = func() any { return newRxBatch(dev.BatchSize()) }
+	f.batches.New = func() any { return newRxBatch(min(dev.BatchSize(), rxBatchSize)) }
 	f.frames.New = func() any { b := make([]byte, 0, 256<<10); return &b }
 	f.wg.Add(2)
 	go func() { defer f.wg.Done(); f.readTUN() }()    // routineReadTUN
@@ -315,9 +335,18 @@ func (f *Forwarder) dispatch(t *txBurst, count int) {
 		l.packets++
 	}
 	for _, l := range t.touched {
-		select {
-		case l.ch <- l.pending:
-		default:
+		size := int64(cap(*l.pending))
+		queued := false
+		if l.queued.Load()+size <= queueBytes {
+			l.queued.Add(size)
+			select {
+			case l.ch <- l.pending:
+				queued = true
+			default:
+				l.queued.Add(-size)
+			}
+		}
+		if !queued {
 			f.Stats.DropQueue.Add(uint64(l.packets))
 			l.c.dropQueue.Add(uint64(l.packets))
 			f.putFrames(l.pending)
@@ -333,12 +362,16 @@ func (f *Forwarder) putFrames(b *[]byte) {
 }
 
 // send writes l's batches on a stream over the peer's current path,
-// reopening it when the path changes or a write fails.
+// reopening it when the path changes or a write fails, and closing it
+// when idle for sendIdle.
 func (f *Forwarder) send(ctx context.Context, l *link) {
 	var w io.WriteCloser
 	var changed <-chan struct{} // nil: open at the next batch
 	offload := true             // the stream takes offload frames
+	idle := time.NewTicker(f.sendIdle / 2)
+	busy := false // a batch since the last tick
 	defer func() {
+		idle.Stop()
 		if w != nil {
 			_ = w.Close()
 		}
@@ -348,7 +381,16 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			if !busy && w != nil {
+				_ = w.Close()
+				w, changed = nil, nil
+			}
+			busy = false
+			continue
 		case b = <-l.ch:
+			l.queued.Add(-int64(cap(*b)))
+			busy = true
 		}
 		if changed == nil || closed(changed) {
 			if w != nil {
@@ -428,7 +470,14 @@ func countFrames(b []byte) int {
 
 // streamBuffer is each inbound stream's read buffer: what an idle stream
 // costs (a batch's buffers are taken from a pool only while data flows).
-const streamBuffer = 256 << 10
+// rxBatchSize bounds the packets of one inbound batch, and so the buffers
+// a stream holds while data flows (rxBatchSize full-size buffers, 2 MiB):
+// a batch ends anyway when the reader's buffer is drained, which holds
+// about four super-packets.
+const (
+	streamBuffer = 256 << 10
+	rxBatchSize  = 32
+)
 
 // rxBatch is one batch of inbound packets on their way to the TUN.
 type rxBatch struct {
@@ -444,16 +493,40 @@ func newRxBatch(n int) *rxBatch {
 	return b
 }
 
+// inboundStream is a node's packet stream to us, for the next one to end.
+type inboundStream struct{ r io.Closer }
+
 // Receive is the inbound path for one stream from node (the name it
-// proved): it returns when the stream ends, is nonsense, or the forwarder
-// closes, and closes r.
+// proved): it returns when the stream ends, is nonsense, idles for
+// receiveIdle, is replaced by a newer stream from node, or the forwarder
+// closes, and closes r. A node sends on one stream at a time (a new one
+// when its path moves), so the newest wins: however many streams a
+// member opens, one is read and costs a batch's buffers.
 func (f *Forwarder) Receive(node string, r io.ReadCloser) {
-	defer r.Close()
+	in := &inboundStream{r: r}
+	f.mu.Lock()
+	if old := f.inbound[node]; old != nil {
+		_ = old.r.Close()
+	}
+	f.inbound[node] = in
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if f.inbound[node] == in {
+			delete(f.inbound, node)
+		}
+		f.mu.Unlock()
+		_ = r.Close()
+	}()
 	stop := context.AfterFunc(f.ctx, func() { _ = r.Close() })
 	defer stop()
+	deadline, _ := r.(interface{ SetReadDeadline(time.Time) error })
 	br := bufio.NewReaderSize(r, streamBuffer)
 	offload := takesOffload(r)
 	for {
+		if deadline != nil {
+			_ = deadline.SetReadDeadline(time.Now().Add(f.receiveIdle))
+		}
 		// Wait for data before taking a batch's buffers from the pool:
 		// an idle stream holds its reader's buffer only.
 		_, err := br.Peek(1)

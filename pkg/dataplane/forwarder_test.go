@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -446,7 +447,7 @@ func TestIsICMPError(t *testing.T) {
 }
 
 // An idle inbound stream costs its read buffer, not a batch's buffers
-// (128 full-size packets): a member holding streams open without sending
+// (32 full-size packets): members holding streams open without sending
 // cannot make a node hold megabytes per stream.
 func TestIdleStreamsCostTheirBufferOnly(t *testing.T) {
 	f, _, _ := newTestForwarder(t)
@@ -461,7 +462,7 @@ func TestIdleStreamsCostTheirBufferOnly(t *testing.T) {
 		r, w := io.Pipe()
 		writers[i] = w
 		wg.Add(1)
-		go func() { defer wg.Done(); f.Receive("edge-2", r) }()
+		go func() { defer wg.Done(); f.Receive(fmt.Sprintf("node-%d", i), r) }()
 	}
 	time.Sleep(200 * time.Millisecond) // every Receive waits for data
 	runtime.GC()
@@ -473,5 +474,134 @@ func TestIdleStreamsCostTheirBufferOnly(t *testing.T) {
 	wg.Wait()
 	if perStream := grew / streams; perStream > 2*streamBuffer {
 		t.Errorf("%d idle streams grew the heap by %d KiB, %d KiB each; want about the %d KiB read buffer", streams, grew>>10, perStream>>10, streamBuffer>>10)
+	}
+}
+
+// A node sends on one packet stream at a time: a newer stream from the
+// same node ends the older one (a member opening many is read on one),
+// and the newer one carries on.
+func TestReceiveNewestStreamWins(t *testing.T) {
+	f, dev, _ := newTestForwarder(t)
+	r1, w1 := io.Pipe()
+	r2, w2 := io.Pipe()
+	first, second := make(chan struct{}), make(chan struct{})
+	go func() { defer close(first); f.Receive("edge-2", r1) }()
+	time.Sleep(50 * time.Millisecond) // the first is edge-2's stream
+	go func() { defer close(second); f.Receive("edge-2", r2) }()
+	select {
+	case <-first:
+	case <-time.After(5 * time.Second):
+		t.Fatal("edge-2's older packet stream still open after it opened a newer one")
+	}
+	if _, err := w1.Write(AppendFrame(nil, ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60))); err == nil {
+		t.Error("the older stream still takes data")
+	}
+	good := ipv4([4]byte{10, 245, 1, 6}, [4]byte{10, 244, 1, 2}, 60)
+	if _, err := w2.Write(AppendFrame(nil, good)); err != nil {
+		t.Fatalf("the newer stream: %v", err)
+	}
+	w2.Close()
+	<-second
+	if got := dev.packets(); len(got) != 1 || !bytes.Equal(got[0], good) {
+		t.Errorf("written to the TUN: %d packets, want the newer stream's one", len(got))
+	}
+}
+
+// A stream that brings nothing for receiveIdle is closed: a peer gone
+// quiet (or a member holding streams) keeps no buffer and no goroutine.
+func TestReceiveClosesIdleStream(t *testing.T) {
+	f, _, _ := newTestForwarder(t)
+	f.receiveIdle = 100 * time.Millisecond
+	ours, theirs := net.Pipe()
+	defer theirs.Close()
+	done := make(chan struct{})
+	go func() { defer close(done); f.Receive("edge-2", ours) }()
+	if _, err := theirs.Write(AppendFrame(nil, ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an idle packet stream is still open 5 s after its idle timeout")
+	}
+	if f.Snapshot().RxPackets != 1 {
+		t.Errorf("the packet before the idle time was not delivered: %+v", f.Snapshot())
+	}
+}
+
+// A sender closes its stream after sendIdle without a batch, and opens a
+// new one for the next.
+func TestSendClosesIdleStream(t *testing.T) {
+	dev := newFakeTUN()
+	n := &fakeNet{sent: map[string]*bytes.Buffer{}}
+	n.setPath(1)
+	f := newForwarder(newPlainDevice(dev), n)
+	f.sendIdle = 100 * time.Millisecond
+	t.Cleanup(func() { dev.Close(); f.Close() })
+	f.SetPlan(testPlan)
+	streams := func() []*fakeStream {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return append([]*fakeStream(nil), n.streams["edge-3"]...)
+	}
+	isClosed := func(s *fakeStream) bool { n.mu.Lock(); defer n.mu.Unlock(); return s.closed }
+	dev.in <- ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, 9}, 100)
+	waitFor(t, "a stream to edge-3", func() bool { return len(streams()) == 1 })
+	waitFor(t, "the idle stream closed", func() bool { return isClosed(streams()[0]) })
+	dev.in <- ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, 9}, 100)
+	waitFor(t, "a new stream for the next packet", func() bool { return len(streams()) == 2 && f.Snapshot().TxPackets == 2 })
+}
+
+// The batches waiting for a peer that does not take them hold at most
+// queueBytes: the rest are dropped and counted.
+func TestSendQueueBoundedInBytes(t *testing.T) {
+	dev := newFakeTUN()
+	tr := &stalledNet{release: make(chan struct{})}
+	f := newForwarder(newPlainDevice(dev), tr)
+	t.Cleanup(func() { close(tr.release); dev.Close(); f.Close() })
+	f.SetPlan(testPlan)
+	const bursts = 100
+	for range bursts {
+		dev.in <- ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, 9}, 100)
+	}
+	perBatch := int64(cap(*f.frames.Get().(*[]byte)))
+	maxQueued := queueBytes / perBatch // one more is in the stalled Write
+	waitFor(t, "the TUN read", func() bool {
+		s := f.Snapshot()
+		return s.DropQueue+uint64(maxQueued)+1 >= bursts
+	})
+	time.Sleep(50 * time.Millisecond)
+	f.mu.Lock()
+	queued := f.links["edge-3"].queued.Load()
+	f.mu.Unlock()
+	if queued > queueBytes {
+		t.Errorf("%d KiB queued for a peer that takes nothing, want at most %d KiB", queued>>10, queueBytes>>10)
+	}
+	if s := f.Snapshot(); s.DropQueue < bursts-uint64(maxQueued)-1 {
+		t.Errorf("dropped %d of %d batches, want all but %d", s.DropQueue, bursts, maxQueued+1)
+	}
+}
+
+// stalledNet's streams block every Write until release closes.
+type stalledNet struct{ release chan struct{} }
+
+func (n *stalledNet) Open(context.Context, string) (io.WriteCloser, <-chan struct{}, error) {
+	return stalledStream{n.release}, make(chan struct{}), nil // the path never changes
+}
+
+type stalledStream struct{ release chan struct{} }
+
+func (s stalledStream) Write(p []byte) (int, error) { <-s.release; return 0, os.ErrClosed }
+func (s stalledStream) Close() error                { return nil }
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 5 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

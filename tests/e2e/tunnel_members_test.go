@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/pkg/metadata"
 	"github.com/edgelink/edgelink/tests/rogue"
+	"github.com/edgelink/edgelink/tests/testutil"
 	"github.com/edgelink/edgelink/tests/topology"
 )
 
@@ -18,7 +22,7 @@ import (
 // stream on a direct connection; members count the refusals and keep
 // their paths. Needs root.
 func TestTunnelRefusesNonMembers(t *testing.T) {
-	m, changesBefore := rogueMesh(t)
+	m, changesBefore := rogueMesh(t, false)
 
 	dir := t.TempDir()
 	rogueKey := filepath.Join(dir, "rogue.key")
@@ -122,13 +126,15 @@ func TestTunnelAgentRefusesOwnBadCertificate(t *testing.T) {
 
 // A hostile member (a valid certificate) gets no more than a working peer
 // needs: of 32 idle packet streams to one node it gets at most 4 (the
-// resource manager's per-peer bound), and holding them costs that node a
-// few MiB at most; addresses it registers for other nodes to dial (another
-// node's public address, loopback, a name) are not handed out; circuits
-// to invented peer IDs fail at once instead of holding the relay. The
-// attacked node keeps its paths. Needs root.
+// resource manager's per-peer bound), and a flood of spoofed packets on as
+// many streams as it can open is read on one of them, dropped and counted;
+// neither costs that node more than a few MiB (docs/membership.md,
+// "What a member costs"). Addresses it registers for other nodes to dial
+// (another node's public address, loopback, a name) are not handed out;
+// circuits to invented peer IDs fail at once instead of holding the relay.
+// The attacked node keeps its paths. Needs root.
 func TestTunnelHostileMember(t *testing.T) {
-	m, changesBefore := rogueMesh(t)
+	m, changesBefore := rogueMesh(t, true)
 
 	dir := t.TempDir()
 	key := filepath.Join(dir, "identity.key") // ca issue writes rogue.crt and rogue.key
@@ -146,24 +152,38 @@ func TestTunnelHostileMember(t *testing.T) {
 		CAFile: filepath.Join(m.caDir, "ca.crt"), IdentityFile: key,
 		Relay: relay + ":20006", RelayAddrs: []string{"/ip4/" + relay + "/tcp/20006"},
 		Direct: m.status("cloud-1").Peer, DirectAddrs: []string{"/ip4/" + cloud + "/tcp/20006"},
-		Hostile: true, Hold: 6 * time.Second,
+		Hostile: true, Hold: 6 * time.Second, Flood: 5 * time.Second,
 		Bogus: []string{"/ip4/" + cloud + "/tcp/22", "/ip4/127.0.0.1/tcp/10250", "/dns4/victim.example/tcp/443", "/ip4/198.18.0.250/udp/53/quic-v1"},
 	}
 	victim := m.agents["cloud-1"].PID()
 	before := rssKiB(t, victim)
-	sampled := make(chan int, 1)
-	go func() { // while the rogue holds its streams (t.Fatal belongs to the test's goroutine)
-		time.Sleep(4 * time.Second)
-		sampled <- rssKiB(nil, victim)
+	spoofedBefore := dataplaneStatus(t, m.agents["cloud-1"]).Stats.DropSpoofed
+	done, peak := make(chan struct{}), make(chan int, 1)
+	go func() { // the victim's largest RSS while the rogue runs (t.Fatal belongs to the test's goroutine)
+		most := -1
+		for {
+			most = max(most, rssKiB(nil, victim))
+			select {
+			case <-done:
+				peak <- most
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}()
 	got := rogue.Run(t, m.tp.Host("rogue").NetNS, spec)
-	during := <-sampled
+	close(done)
+	during := <-peak
+	spoofed := dataplaneStatus(t, m.agents["cloud-1"]).Stats.DropSpoofed - spoofedBefore
 
 	if got.PacketStreams == 0 || got.PacketStreams > 4 {
 		t.Errorf("cloud-1 took %d of 32 packet streams from one member, want 1 to 4", got.PacketStreams)
 	}
 	if grew := during - before; during < 0 || grew > 8<<10 {
-		t.Errorf("holding its streams, the hostile member grew cloud-1's RSS by %d KiB (from %d KiB)", grew, before)
+		t.Errorf("holding and flooding its streams, the hostile member grew cloud-1's RSS by up to %d KiB (from %d KiB)", grew, before)
+	}
+	if frames := uint64(got.Flooded / 1404); got.Flooded < 16<<20 || spoofed < frames/2 {
+		t.Errorf("the flood: %d MiB written, cloud-1 dropped %d spoofed packets of about %d: the victim did not read it", got.Flooded>>20, spoofed, frames)
 	}
 	if got.Registered != "" {
 		t.Errorf("the relay's directory hands out addresses the member registered for others to dial: %v", got.Registered)
@@ -171,7 +191,8 @@ func TestTunnelHostileMember(t *testing.T) {
 	if got.Invented > time.Minute {
 		t.Errorf("20 circuits to invented peers took %s to fail: the relay waits for peers that do not exist", got.Invented)
 	}
-	t.Logf("hostile member: %d packet streams taken, RSS %d -> %d KiB, invented circuits failed in %s", got.PacketStreams, before, during, got.Invented)
+	t.Logf("hostile member: %d packet streams taken, %d MiB flooded (%d spoofed packets dropped), RSS %d -> at most %d KiB, invented circuits failed in %s",
+		got.PacketStreams, got.Flooded>>20, spoofed, before, during, got.Invented)
 	if p := m.peers("a1")["cloud-1"]; p.PathChanges != changesBefore || direct(p, true) != "" {
 		t.Errorf("a1->cloud-1 was disturbed: %s, %d path changes (was %d)", p.Path, p.PathChanges, changesBefore)
 	}
@@ -202,11 +223,30 @@ func rssKiB(t *testing.T, pid int) int {
 // rogueMesh is the members' tests' world: relay-1, cloud-1 and a host
 // "rogue" (no agent) on the public segment, a1 behind a NAT, with a1's
 // paths to cloud-1 and relay-1 up; it returns a1->cloud-1's path changes.
-func rogueMesh(t *testing.T) (*mesh, int) {
+// With dataPlane, cloud-1 also runs the routing module (its pod CIDR
+// 10.244.1.0/24 and the other nodes from a saved snapshot; no
+// metaServer), so that packet streams reach a forwarder.
+func rogueMesh(t *testing.T, dataPlane bool) (*mesh, int) {
 	m := newMesh(t, topology.Spec{
 		Public: []string{"relay-1", "cloud-1", "rogue"},
 		Sites:  []topology.SiteSpec{{Name: "A", NAT: topology.HolePunchable, Hosts: []string{"a1"}}},
 	}, "rogue")
+	if dataPlane {
+		c := m.agents["cloud-1"].Config
+		snap := metadata.Empty()
+		snap.Version = 1
+		snap.Nodes["cloud-1"] = &metadata.NodeInfo{Name: "cloud-1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")}}
+		for _, n := range []string{"relay-1", "a1", "rogue"} { // the synced picture lists every node: the tunnel leaves out the others
+			snap.Nodes[n] = &metadata.NodeInfo{Name: n}
+		}
+		if err := metadata.Save(filepath.Join(c.DataDir, "metasync", "snapshot.json"), snap); err != nil {
+			t.Fatal(err)
+		}
+		c.Modules.MetaSync.Enable, c.Modules.MetaSync.MetaServer = true, "http://127.0.0.1:9" // nothing there
+		c.Modules.EdgeCNI.Enable = true
+		c.Modules.EdgeCNI.MeshCIDRConfig = v1.MeshCIDRConfig{CloudCIDR: []string{"10.244.0.0/16"}, EdgeCIDR: []string{"10.245.0.0/16"}}
+		m.agents["cloud-1"] = testutil.NewAgent(t, c, m.tp.Host("cloud-1").NetNS)
+	}
 	m.startAll()
 	m.waitPaths(60*time.Second, map[[2]string]pathCheck{{"a1", "cloud-1"}: direct, {"a1", "relay-1"}: direct})
 	return m, m.peers("a1")["cloud-1"].PathChanges

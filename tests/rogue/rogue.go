@@ -7,8 +7,9 @@
 //
 // A hostile member (Spec.Hostile: a valid certificate) tries what a member
 // could abuse: many idle packet streams to one node (each used to cost it
-// megabytes), discovery registrations naming targets of its choosing for
-// every node to dial, and relay circuits to invented peer IDs.
+// megabytes), a flood of spoofed packets on as many streams as it can
+// open, discovery registrations naming targets of its choosing for every
+// node to dial, and relay circuits to invented peer IDs.
 //
 // A test binary's TestMain must call RunIfChild first.
 package rogue
@@ -27,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +40,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/edgelink/edgelink/pkg/dataplane"
 	"github.com/edgelink/edgelink/pkg/membership"
 	"github.com/edgelink/edgelink/pkg/p2p"
 )
@@ -58,9 +61,11 @@ type Spec struct {
 	DirectAddrs []string // ...at these multiaddrs
 
 	// Hostile makes the rogue a member that abuses what members may use;
-	// it holds its packet streams to Direct for Hold.
+	// it holds its packet streams to Direct for Hold, then floods Direct
+	// for Flood with spoofed packets on as many streams as it gets.
 	Hostile bool
 	Hold    time.Duration
+	Flood   time.Duration
 	// Bogus are addresses it registers at the relay's directory besides
 	// its own (targets for other nodes to dial).
 	Bogus []string
@@ -76,6 +81,8 @@ type Result struct {
 	PacketStreams int
 	Registered    string // space-separated
 	Invented      time.Duration
+	// Flooded is how many bytes of frames Direct took during the flood.
+	Flooded int64
 }
 
 // RunIfChild runs the rogue and exits when this process is the child.
@@ -278,6 +285,8 @@ func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrIn
 	for _, st := range streams {
 		_ = st.Reset()
 	}
+	r.Flooded = flood(ctx, h, direct.ID, s.Flood)
+	fmt.Fprintf(os.Stderr, "flooded %d MiB\n", r.Flooded>>20)
 
 	// Registrations naming other targets, then what the directory says.
 	own := h.Addrs()
@@ -318,6 +327,48 @@ func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrIn
 	}
 	r.Invented = time.Since(start)
 	return r, nil
+}
+
+// flood writes frames of spoofed packets (sources no node has) to p on 8
+// packet streams at once, reopening each that the victim closes, for d;
+// it returns the bytes written.
+func flood(ctx context.Context, h host.Host, p peer.ID, d time.Duration) int64 {
+	var batch []byte
+	for i := range 64 {
+		pkt := make([]byte, 1400)
+		pkt[0], pkt[9] = 0x45, 17 // IPv4, UDP
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		copy(pkt[12:], []byte{10, 99, byte(i), 1}) // nobody's source
+		copy(pkt[16:], []byte{10, 244, 0, 1})
+		batch = dataplane.AppendFrame(batch, pkt)
+	}
+	var sent atomic.Int64
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for opens := 0; opens < 100 && time.Now().Before(end); opens++ {
+				st, err := h.NewStream(ctx, p, p2p.PacketsProtocol)
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				_ = st.SetWriteDeadline(end)
+				for time.Now().Before(end) {
+					n, err := st.Write(batch)
+					sent.Add(int64(n))
+					if err != nil {
+						break
+					}
+				}
+				_ = st.Reset()
+			}
+		}()
+	}
+	wg.Wait()
+	return sent.Load()
 }
 
 // discover sends one discovery request to the relay and returns the answer.
