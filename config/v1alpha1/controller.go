@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -159,17 +160,18 @@ func SetControllerDefaults(c *ControllerConfig) {
 	}
 }
 
-// ValidateController returns every problem of c (defaults applied) at
-// once, field path first.
-func ValidateController(c *ControllerConfig) error {
+// ValidateController returns c (defaults applied) with its values parsed,
+// or every problem at once, field path first.
+func ValidateController(c *ControllerConfig) (*Controller, error) {
 	v := &validator{}
+	var p ControllerValues
 	if c.APIVersion != APIVersion {
 		v.add("apiVersion", c.APIVersion, "must be %s", APIVersion)
 	}
 	if c.Kind != ControllerKind {
 		v.add("kind", c.Kind, "must be %s (this is the controller's config)", ControllerKind)
 	}
-	v.meshCIDRs("meshCIDRConfig", &c.MeshCIDRConfig)
+	p.CloudCIDR, p.EdgeCIDR = v.meshCIDRs("meshCIDRConfig", &c.MeshCIDRConfig)
 	if len(c.MeshCIDRConfig.CloudCIDR)+len(c.MeshCIDRConfig.EdgeCIDR) == 0 {
 		v.add("meshCIDRConfig", nil, "needs at least one cloudCIDR or edgeCIDR entry: blocks come from the nodes' segments")
 	}
@@ -187,36 +189,38 @@ func ValidateController(c *ControllerConfig) error {
 	if c.EdgeNodeLabel == "" {
 		v.add("edgeNodeLabel", nil, "must name a label")
 	}
-	v.duration("resyncPeriod", c.ResyncPeriod, time.Second, "30s")
+	p.ResyncPeriod = v.duration("resyncPeriod", c.ResyncPeriod, time.Second, "30s")
 	le := c.LeaderElection
-	v.duration("leaderElection.leaseDuration", le.LeaseDuration, time.Second, "15s")
-	v.duration("leaderElection.renewDeadline", le.RenewDeadline, time.Second, "10s")
-	v.duration("leaderElection.retryPeriod", le.RetryPeriod, 100*time.Millisecond, "2s")
-	if ld, err1 := time.ParseDuration(le.LeaseDuration); err1 == nil {
-		if rd, err2 := time.ParseDuration(le.RenewDeadline); err2 == nil && rd >= ld {
-			v.add("leaderElection.renewDeadline", le.RenewDeadline, "must be shorter than leaderElection.leaseDuration (%s)", le.LeaseDuration)
-		}
+	p.LeaseDuration = v.duration("leaderElection.leaseDuration", le.LeaseDuration, time.Second, "15s")
+	p.RenewDeadline = v.duration("leaderElection.renewDeadline", le.RenewDeadline, time.Second, "10s")
+	p.RetryPeriod = v.duration("leaderElection.retryPeriod", le.RetryPeriod, 100*time.Millisecond, "2s")
+	if ld, rd := p.LeaseDuration, p.RenewDeadline; ld > 0 && rd > 0 && rd >= ld {
+		v.add("leaderElection.renewDeadline", le.RenewDeadline, "must be shorter than leaderElection.leaseDuration (%s)", le.LeaseDuration)
 	}
 	if en := c.Enrollment; en.Enable {
 		if ns, name, ok := strings.Cut(en.AgentServiceAccount, "/"); !ok || !ValidNodeName(ns) || !ValidNodeName(name) {
 			v.add("enrollment.agentServiceAccount", en.AgentServiceAccount, "must be the cloud agents' ServiceAccount as namespace/name (only it may enroll)")
+		} else {
+			p.AgentServiceAccount = types.NamespacedName{Namespace: ns, Name: name}
 		}
 		if en.KubeEdgeCASecret != "-" {
 			if ns, name, ok := strings.Cut(en.KubeEdgeCASecret, "/"); !ok || ns == "" || name == "" {
 				v.add("enrollment.kubeEdgeCASecret", en.KubeEdgeCASecret, "must be namespace/name (cloudcore's is kubeedge/casecret), or - for none")
+			} else {
+				p.KubeEdgeCASecret = types.NamespacedName{Namespace: ns, Name: name}
 			}
 		}
-		v.duration("enrollment.certificateLifetime", en.CertificateLifetime, time.Hour, "168h")
+		p.CertificateLifetime = v.duration("enrollment.certificateLifetime", en.CertificateLifetime, time.Hour, "168h")
 	}
-	if len(v.errs) == 0 {
-		return nil
+	if len(v.errs) > 0 {
+		return nil, v.errs
 	}
-	return v.errs
+	return &Controller{ControllerConfig: c, Parsed: p}, nil
 }
 
 // LoadController reads, defaults and validates the controller's config
-// file (unknown fields are errors).
-func LoadController(path string) (*ControllerConfig, error) {
+// file (unknown fields are errors) and returns it parsed.
+func LoadController(path string) (*Controller, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -226,8 +230,9 @@ func LoadController(path string) (*ControllerConfig, error) {
 		return nil, fmt.Errorf("%s: decode config: %w", path, err)
 	}
 	SetControllerDefaults(c)
-	if err := ValidateController(c); err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
+	parsed, err := ValidateController(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return c, nil
+	return parsed, nil
 }

@@ -13,7 +13,7 @@ func TestValidateControllerNamesEveryField(t *testing.T) {
 		MeshCIDRConfig: MeshCIDRConfig{EdgeCIDR: []string{"10.244.5.0/33"}},
 		LeaderElection: LeaderElection{LeaseDuration: "5s", RenewDeadline: "6s"}}
 	SetControllerDefaults(c)
-	err := ValidateController(c)
+	_, err := ValidateController(c)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -32,15 +32,15 @@ func TestValidateControllerNamesEveryField(t *testing.T) {
 	ok := DefaultControllerConfig()
 	ok.MeshCIDRConfig.EdgeCIDR = []string{"10.244.5.0/24"}
 	ok.MinFree = 64
-	if err := ValidateController(ok); err == nil || !strings.Contains(err.Error(), `minFree: "64" must be between 1 and a block's addresses less its gateway (63)`) {
+	if _, err := ValidateController(ok); err == nil || !strings.Contains(err.Error(), `minFree: "64" must be between 1 and a block's addresses less its gateway (63)`) {
 		t.Errorf("minFree beyond a block: %v", err)
 	}
 	ok.MinFree = 16
-	if err := ValidateController(ok); err != nil {
+	if _, err := ValidateController(ok); err != nil {
 		t.Errorf("a good config: %v", err)
 	}
 	empty := DefaultControllerConfig()
-	if err := ValidateController(empty); err == nil || !strings.Contains(err.Error(), "meshCIDRConfig: needs at least one cloudCIDR or edgeCIDR entry") {
+	if _, err := ValidateController(empty); err == nil || !strings.Contains(err.Error(), "meshCIDRConfig: needs at least one cloudCIDR or edgeCIDR entry") {
 		t.Errorf("no segments: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ func TestMetricsAddress(t *testing.T) {
 			cfg := NewDefault()
 			cfg.NodeName = "edge-1"
 			cfg.MetricsAddress = c.addr
-			err := Validate(cfg)
+			_, err := Validate(cfg)
 			switch {
 			case c.want == "" && err != nil:
 				t.Errorf("unexpected error: %v", err)

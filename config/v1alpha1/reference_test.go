@@ -110,7 +110,8 @@ func TestExamplesValidate(t *testing.T) {
 }
 
 // FuzzParse: any bytes give a config or an error, never a panic, and an
-// accepted config passes Validate again after Normalize.
+// accepted config passes Validate again after Normalize, with the same
+// parsed values (the parsed CIDR lists leave out what Normalize drops).
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("nodeName: edge-1\nmodules:\n  edgeCNI:\n    enable: true\n    meshCIDRConfig:\n      edgeCIDR: [10.244.5.0/24, 10.244.5.0/24]\n"))
 	f.Add([]byte("modules: {tunnel: {relayNodes: [{nodeName: r, advertiseAddress: [1.2.3.4]}]}}"))
@@ -121,8 +122,12 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := Validate(c); err != nil {
+		again, err := Validate(c.AgentConfig)
+		if err != nil {
 			t.Fatalf("accepted config fails re-validation: %v", err)
+		}
+		if !reflect.DeepEqual(again.Parsed, c.Parsed) {
+			t.Fatalf("parsed values differ after Normalize: %+v, then %+v", c.Parsed, again.Parsed)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,17 +40,18 @@ func (l ErrorList) Error() string {
 	return fmt.Sprintf("%d problem(s) in config:\n  %s", len(l), strings.Join(msgs, "\n  "))
 }
 
-// Validate checks c (with defaults already applied) and returns every
-// problem at once as an ErrorList, or nil. It does not modify c; a CIDR
-// repeated within one list is Normalize's business, not an error. Validate
-// before Normalize, so that paths name the entries as the file numbers them.
-func Validate(c *AgentConfig) error {
+// Validate checks c (with defaults already applied) and returns it with its
+// values parsed, or every problem at once as an ErrorList. It does not
+// modify c; a CIDR repeated within one list is Normalize's business, not an
+// error (the parsed lists leave it out). Validate before Normalize, so that
+// paths name the entries as the file numbers them.
+func Validate(c *AgentConfig) (*Agent, error) {
 	v := &validator{}
-	v.config(c)
-	if len(v.errs) == 0 {
-		return nil
+	parsed := v.config(c)
+	if len(v.errs) > 0 {
+		return nil, v.errs
 	}
-	return v.errs
+	return &Agent{AgentConfig: c, Parsed: parsed}, nil
 }
 
 // Normalize drops repeated CIDRs from the mesh CIDR lists (EdgeMesh's own
@@ -111,7 +113,7 @@ func ValidLinkName(s string) bool {
 	return !strings.ContainsAny(s, "/: \t\n\r\x00")
 }
 
-func (v *validator) config(c *AgentConfig) {
+func (v *validator) config(c *AgentConfig) (p AgentValues) {
 	if c.APIVersion != APIVersion {
 		v.add("apiVersion", c.APIVersion, "is not supported; use %q", APIVersion)
 	}
@@ -127,36 +129,42 @@ func (v *validator) config(c *AgentConfig) {
 	if !filepath.IsAbs(c.DataDir) {
 		v.add("dataDir", c.DataDir, "must be an absolute path")
 	}
-	v.duration("shutdownTimeout", c.ShutdownTimeout, 0, DefaultShutdownTimeout)
+	p.ShutdownTimeout = v.duration("shutdownTimeout", c.ShutdownTimeout, 0, DefaultShutdownTimeout)
 	v.socketPath("statusSocket", c.StatusSocket)
 	v.listenAddress("metricsAddress", c.MetricsAddress)
-	v.metaSync(&c.Modules.MetaSync)
-	v.ipam(&c.Modules.IPAM)
-	v.edgeCNI(&c.Modules.EdgeCNI)
-	v.tunnel(&c.Modules.Tunnel)
+	p.AuditPeriod = v.metaSync(&c.Modules.MetaSync)
+	p.ReconcileGrace = v.ipam(&c.Modules.IPAM)
+	p.CloudCIDR, p.EdgeCIDR = v.edgeCNI(&c.Modules.EdgeCNI)
+	p.RoutableCIDRs = v.tunnel(&c.Modules.Tunnel)
 	if t, m := c.Modules.Tunnel, c.Modules.MetaSync; t.Enable && t.Enroll && (!m.Enable || m.Source == SourceMetaServer) {
 		v.add("modules.tunnel.enroll", true, "asks the kube-apiserver for a certificate, which needs modules.metaSync enabled with source %s or %s (cloud nodes); edge nodes keep the certificates cloudcore gave them", SourceInCluster, SourceKubeconfig)
 	}
+	return p
 }
 
-// duration checks a Go duration field: longer than 0 (min 0) or at least
-// min. The message shows the field's default as an example.
-func (v *validator) duration(path, value string, min time.Duration, example string) {
+// duration checks a Go duration field, longer than 0 (min 0) or at least
+// min, and returns it (0 when it is refused). The message shows the
+// field's default as an example.
+func (v *validator) duration(path, value string, min time.Duration, example string) time.Duration {
 	d, err := time.ParseDuration(value)
 	switch {
 	case min == 0 && (err != nil || d <= 0):
 		v.add(path, value, "must be a positive duration such as %q", example)
 	case min > 0 && (err != nil || d < min):
 		v.add(path, value, "must be a duration of at least %s such as %q", min, example)
+	default:
+		return d
 	}
+	return 0
 }
 
-func (v *validator) metaSync(m *MetaSync) {
+// metaSync checks the module's section and returns its audit period.
+func (v *validator) metaSync(m *MetaSync) (audit time.Duration) {
 	const p = "modules.metaSync"
 	if !m.Enable {
-		return
+		return 0
 	}
-	v.duration(p+".auditPeriod", m.AuditPeriod, time.Second, DefaultAuditPeriod)
+	audit = v.duration(p+".auditPeriod", m.AuditPeriod, time.Second, DefaultAuditPeriod)
 	switch m.Source {
 	case SourceMetaServer:
 		u, err := url.Parse(m.MetaServer)
@@ -173,17 +181,20 @@ func (v *validator) metaSync(m *MetaSync) {
 	default:
 		v.add(p+".source", m.Source, "must be one of %s, %s, %s", SourceMetaServer, SourceKubeconfig, SourceInCluster)
 	}
+	return audit
 }
 
-func (v *validator) ipam(m *IPAM) {
+// ipam checks the module's section and returns its reconcile grace.
+func (v *validator) ipam(m *IPAM) (grace time.Duration) {
 	if !m.Enable {
-		return
+		return 0
 	}
-	v.duration("modules.ipam.reconcileGrace", m.ReconcileGrace, 0, DefaultReconcileGrace)
+	grace = v.duration("modules.ipam.reconcileGrace", m.ReconcileGrace, 0, DefaultReconcileGrace)
 	if m.PoolFile != "" && !filepath.IsAbs(m.PoolFile) {
 		v.add("modules.ipam.poolFile", m.PoolFile, "must be an absolute path")
 	}
 	v.socketPath("modules.ipam.socketPath", m.SocketPath)
+	return grace
 }
 
 // socketPath checks a unix socket path.
@@ -196,13 +207,15 @@ func (v *validator) socketPath(path, value string) {
 	}
 }
 
-func (v *validator) edgeCNI(m *EdgeCNI) {
+// edgeCNI checks the module's section and returns its mesh CIDRs.
+func (v *validator) edgeCNI(m *EdgeCNI) (cloud, edge []netip.Prefix) {
 	const p = "modules.edgeCNI"
 	if !ValidLinkName(m.TunName) {
 		v.add(p+".tunName", m.TunName, "is not a valid interface name (1-15 characters, no '/', ':' or spaces)")
 	}
 
-	anyV6 := v.meshCIDRs(meshPath, &m.MeshCIDRConfig)
+	cloud, edge = v.meshCIDRs(meshPath, &m.MeshCIDRConfig)
+	anyV6 := slices.ContainsFunc(append(slices.Clone(cloud), edge...), func(p netip.Prefix) bool { return p.Addr().Is6() })
 
 	if m.Enable && len(m.MeshCIDRConfig.CloudCIDR) == 0 && len(m.MeshCIDRConfig.EdgeCIDR) == 0 {
 		v.add(p+".enable", true, "needs at least one of %s.cloudCIDR or %s.edgeCIDR", meshPath, meshPath)
@@ -215,9 +228,11 @@ func (v *validator) edgeCNI(m *EdgeCNI) {
 	if m.MTU != 0 && (m.MTU < minMTU || m.MTU > 65535) {
 		v.add(p+".mtu", m.MTU, "must be 0 (derive from the underlay) or between %d and 65535", minMTU)
 	}
+	return cloud, edge
 }
 
-func (v *validator) tunnel(m *Tunnel) {
+// tunnel checks the module's section and returns its routable CIDRs.
+func (v *validator) tunnel(m *Tunnel) (routable []netip.Prefix) {
 	const p = "modules.tunnel"
 	if m.ListenPort < 1 || m.ListenPort > 65535 {
 		v.add(p+".listenPort", m.ListenPort, "must be a port between 1 and 65535")
@@ -242,6 +257,8 @@ func (v *validator) tunnel(m *Tunnel) {
 			v.add(path, s, "is not a CIDR (want e.g. 10.0.0.0/8 or 198.18.0.0/15)")
 		case pfx != pfx.Masked():
 			v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
+		default:
+			routable = append(routable, pfx)
 		}
 	}
 	names := map[string]int{}
@@ -270,6 +287,7 @@ func (v *validator) tunnel(m *Tunnel) {
 			}
 		}
 	}
+	return routable
 }
 
 // listenAddress checks an optional TCP listen address: empty, or
@@ -289,14 +307,14 @@ func (v *validator) listenAddress(path, value string) {
 }
 
 // meshCIDRs checks the segment lists under base (each a CIDR, masked,
-// disjoint, in one list only) and reports whether any is IPv6.
-func (v *validator) meshCIDRs(base string, mc *MeshCIDRConfig) bool {
+// disjoint, in one list only) and returns them parsed, a CIDR repeated
+// within its list once.
+func (v *validator) meshCIDRs(base string, mc *MeshCIDRConfig) (cloud, edge []netip.Prefix) {
 	type entry struct {
 		list, path string
 		pfx        netip.Prefix
 	}
 	var all []entry
-	anyV6 := false
 	check := func(name string, list []string) {
 		for i, s := range list {
 			path := fmt.Sprintf("%s.%s[%d]", base, name, i)
@@ -309,7 +327,6 @@ func (v *validator) meshCIDRs(base string, mc *MeshCIDRConfig) bool {
 				v.add(path, s, "has host bits set; did you mean %q?", pfx.Masked().String())
 				continue
 			}
-			anyV6 = anyV6 || pfx.Addr().Is6()
 			repeat := false
 			for _, prev := range all {
 				switch {
@@ -328,6 +345,12 @@ func (v *validator) meshCIDRs(base string, mc *MeshCIDRConfig) bool {
 	}
 	check("cloudCIDR", mc.CloudCIDR)
 	check("edgeCIDR", mc.EdgeCIDR)
-	return anyV6
-
+	for _, e := range all {
+		if e.list == "cloudCIDR" {
+			cloud = append(cloud, e.pfx)
+		} else {
+			edge = append(edge, e.pfx)
+		}
+	}
+	return cloud, edge
 }

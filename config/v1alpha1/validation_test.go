@@ -146,7 +146,7 @@ func TestValidationErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := base()
 			tt.mutate(c)
-			err := Validate(c)
+			_, err := Validate(c)
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

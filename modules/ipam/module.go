@@ -7,7 +7,6 @@ package ipam
 
 import (
 	"path/filepath"
-	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
@@ -31,10 +30,10 @@ type Module struct {
 
 var _ core.Module = (*Module)(nil)
 
-// New builds the module from the agent config. md is the metadata
-// picture (nil when metaSync is off: pools then come from the pool file).
-func New(c *v1.AgentConfig, md metadata.Reader) *Module {
-	grace, _ := time.ParseDuration(c.Modules.IPAM.ReconcileGrace) // validated
+// New builds the module from the validated agent config. md is the
+// metadata picture (nil when metaSync is off: pools then come from the
+// pool file).
+func New(c *v1.Agent, md metadata.Reader) *Module {
 	return &Module{
 		enable: c.Modules.IPAM.Enable,
 		svc: &Service{
@@ -43,7 +42,7 @@ func New(c *v1.AgentConfig, md metadata.Reader) *Module {
 			DBPath:       filepath.Join(c.DataDir, "ipam", "leases.db"),
 			PoolFile:     c.Modules.IPAM.PoolFile,
 			Metadata:     md,
-			ReleaseGrace: grace,
+			ReleaseGrace: c.Parsed.ReconcileGrace,
 		},
 	}
 }

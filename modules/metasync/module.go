@@ -15,7 +15,6 @@ package metasync
 
 import (
 	"path/filepath"
-	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	beehiveContext "github.com/kubeedge/beehive/pkg/core/context"
@@ -39,10 +38,9 @@ type Module struct {
 
 var _ core.Module = (*Module)(nil)
 
-// New builds the module and loads the on-disk snapshot, so Reader is
-// usable by the modules built after it.
-func New(c *v1.AgentConfig) *Module {
-	audit, _ := time.ParseDuration(c.Modules.MetaSync.AuditPeriod) // validated
+// New builds the module from the validated agent config and loads the
+// on-disk snapshot, so Reader is usable by the modules built after it.
+func New(c *v1.Agent) *Module {
 	m := &Module{
 		enable: c.Modules.MetaSync.Enable,
 		svc: &Service{
@@ -52,7 +50,7 @@ func New(c *v1.AgentConfig) *Module {
 			CAFile:       c.Modules.MetaSync.CAFile,
 			TokenFile:    c.Modules.MetaSync.TokenFile,
 			SnapshotPath: filepath.Join(c.DataDir, "metasync", "snapshot.json"),
-			AuditPeriod:  audit,
+			AuditPeriod:  c.Parsed.AuditPeriod,
 		},
 	}
 	if m.enable {

@@ -17,17 +17,24 @@ import (
 	"github.com/edgelink/edgelink/tests/unittest"
 )
 
-func agentConfig(dataDir string, enable bool, audit string) *v1.AgentConfig {
-	c := &v1.AgentConfig{DataDir: dataDir}
+// agentConfig is a validated agent config with metaSync on or off.
+func agentConfig(t *testing.T, dataDir string, enable bool, audit string) *v1.Agent {
+	t.Helper()
+	c := &v1.AgentConfig{NodeName: "edge-1", DataDir: dataDir}
 	c.Modules.MetaSync = v1.MetaSync{Enable: enable, Source: v1.SourceMetaServer,
 		MetaServer: "http://127.0.0.1:10550", AuditPeriod: audit}
-	return c
+	v1.SetDefaults(c)
+	a, err := v1.Validate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // TestModuleDisabled proves a disabled module offers nothing: no reader,
 // no collector, no status route, and its diagnose check is skipped.
 func TestModuleDisabled(t *testing.T) {
-	m := New(agentConfig(t.TempDir(), false, "30s"))
+	m := New(agentConfig(t, t.TempDir(), false, "30s"))
 	if m.Enable() || m.Reader() != nil || m.Collector() != nil {
 		t.Errorf("disabled module: enable %v, reader %v, collector %v", m.Enable(), m.Reader(), m.Collector())
 	}
@@ -55,7 +62,7 @@ func TestModuleStartsFromDisk(t *testing.T) {
 	if err := metadata.Save(filepath.Join(dir, "metasync", "snapshot.json"), disk); err != nil {
 		t.Fatal(err)
 	}
-	m := New(agentConfig(dir, true, "1m"))
+	m := New(agentConfig(t, dir, true, "1m"))
 	if snap := m.Reader().Snapshot(); snap.Version != 9 || snap.Pods["shop/web-1"] == nil {
 		t.Fatalf("Reader after New: version %d, pods %v", snap.Version, snap.Pods)
 	}

@@ -17,11 +17,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/ipam"
+	"github.com/edgelink/edgelink/pkg/kubeclient"
 	"github.com/edgelink/edgelink/pkg/metadata"
 )
 
@@ -112,36 +112,16 @@ var disableWatchList = sync.OnceFunc(func() {
 	}
 })
 
+// restConfig reaches the source as pkg/kubeclient maps it, with the
+// module's rate limits and User-Agent.
 func (s *Service) restConfig() (*rest.Config, error) {
 	if s.Source == v1.SourceMetaServer {
 		disableWatchList()
 	}
-	var cfg *rest.Config
-	switch s.Source {
-	case v1.SourceMetaServer:
-		// The metaServer speaks JSON only and serves no discovery.
-		cfg = &rest.Config{Host: s.Server}
-		cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
-		if s.CAFile != "" {
-			cfg.TLSClientConfig.CAFile = s.CAFile
-		}
-		if s.TokenFile != "" {
-			cfg.BearerTokenFile = s.TokenFile
-		}
-	case v1.SourceKubeconfig:
-		c, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w", s.Kubeconfig, err)
-		}
-		cfg = c
-	case v1.SourceInCluster:
-		c, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config: %w", err)
-		}
-		cfg = c
-	default:
-		return nil, fmt.Errorf("unknown metadata source %q", s.Source)
+	cfg, err := kubeclient.RESTConfig(v1.MetaSync{Source: s.Source, MetaServer: s.Server, Kubeconfig: s.Kubeconfig,
+		CAFile: s.CAFile, TokenFile: s.TokenFile})
+	if err != nil {
+		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "edgelink-metasync"

@@ -44,7 +44,7 @@ var _ core.Module = (*Module)(nil)
 
 // New builds the module: md is the metadata picture, n the tunnel's data
 // plane side.
-func New(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Module {
+func New(c *v1.Agent, md metadata.Reader, n dataplane.Network) *Module {
 	return &Module{enable: c.Modules.EdgeCNI.Enable, svc: NewService(c, md, n)}
 }
 

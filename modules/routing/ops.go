@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/agenthost"
 )
@@ -220,8 +219,7 @@ func (s *Service) diagnose(ctx context.Context) []agentapi.Check {
 	}
 
 	// iptables
-	cloud, edge := v1.MustPrefixes(c.MeshCIDRConfig.CloudCIDR), v1.MustPrefixes(c.MeshCIDRConfig.EdgeCIDR)
-	mesh := append(cloud, edge...)
+	mesh := slices.Concat(s.cfg.Parsed.CloudCIDR, s.cfg.Parsed.EdgeCIDR)
 	return append(out, s.iptablesChecks(ctx, mesh)...)
 }
 

@@ -156,10 +156,15 @@ var _ iptablesLister = blockingIPT{}
 // and checks again once iptables answers.
 func TestIPTablesChecksTimeout(t *testing.T) {
 	c := v1.NewDefault()
+	c.NodeName = "edge-1"
 	c.Modules.EdgeCNI.MeshCIDRConfig.CloudCIDR = []string{"10.244.1.0/24"}
 	c.Modules.EdgeCNI.MeshCIDRConfig.EdgeCIDR = []string{"10.244.5.0/24"}
+	a, err := v1.Validate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	release := make(chan struct{})
-	s := NewService(c, nil, nil)
+	s := NewService(a, nil, nil)
 	s.newIPT = func(bool) (iptablesLister, error) { return blockingIPT{release}, nil }
 	mesh := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.5.0/24")}
 

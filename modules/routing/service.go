@@ -31,7 +31,7 @@ const tunOverhead = 80
 // Service owns the TUN device, the routes and iptables rules, and the
 // forwarder between the TUN and the tunnel.
 type Service struct {
-	cfg *v1.AgentConfig
+	cfg *v1.Agent
 	md  metadata.Reader
 	net dataplane.Network
 	sys Kernel // the host's (kernel_linux.go); a fake in tests
@@ -52,7 +52,7 @@ type state struct {
 }
 
 // NewService prepares the module's work; Run does it.
-func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Service {
+func NewService(c *v1.Agent, md metadata.Reader, n dataplane.Network) *Service {
 	return &Service{cfg: c, md: md, net: n, sys: newKernel()}
 }
 
@@ -60,7 +60,7 @@ func NewService(c *v1.AgentConfig, md metadata.Reader, n dataplane.Network) *Ser
 // ctx ends, then removes everything it made.
 func (s *Service) Run(ctx context.Context) error {
 	m := s.cfg.Modules.EdgeCNI
-	cloud, edge := v1.MustPrefixes(m.MeshCIDRConfig.CloudCIDR), v1.MustPrefixes(m.MeshCIDRConfig.EdgeCIDR)
+	cloud, edge := s.cfg.Parsed.CloudCIDR, s.cfg.Parsed.EdgeCIDR
 	mesh := append(slices.Clone(cloud), edge...)
 	v6 := slices.ContainsFunc(mesh, func(p netip.Prefix) bool { return p.Addr().Is6() })
 	k := &kernel{tun: m.TunName, sys: s.sys}

@@ -45,7 +45,7 @@ func TestDiscoverLearnsAndPersists(t *testing.T) {
 	t.Cleanup(func() { rel.Close() })
 	dir := relay.h.ServeDirectory()
 	t.Cleanup(dir.Close)
-	relaySvc := NewService(relayCfg, nil)
+	relaySvc := NewService(asAgent(t, relayCfg), nil)
 	port, err := strconv.Atoi(strings.Split(relay.h.Addrs()[0].String(), "/")[4])
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestDiscoverLearnsAndPersists(t *testing.T) {
 		c.Modules.Tunnel.ListenPort = port // the relay's port, as in a real cluster
 		c.Modules.Tunnel.RelayNodes = []v1.RelayNode{{NodeName: "relay-1", AdvertiseAddress: []string{"127.0.0.1"}}}
 		r := newRunningWith(t, c, false, []p2p.RelayTarget{{Node: "relay-1", Addrs: relayAddrs([]string{"127.0.0.1"}, port)}})
-		edges[name] = edge{NewService(c, nil), r}
+		edges[name] = edge{NewService(asAgent(t, c), nil), r}
 	}
 	for name, e := range edges {
 		waitFor(t, name+"'s reservation", func() bool { return len(e.r.keeper.Reserved()) == 1 })

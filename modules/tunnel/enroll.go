@@ -14,12 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	certclient "k8s.io/client-go/kubernetes/typed/certificates/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/atomicfile"
+	"github.com/edgelink/edgelink/pkg/kubeclient"
 	"github.com/edgelink/edgelink/pkg/membership"
 	"github.com/edgelink/edgelink/pkg/version"
 )
@@ -41,13 +40,7 @@ type enroller struct {
 // (inCluster or kubeconfig; validation refuses the metaServer).
 func newEnroller(c *v1.AgentConfig, self peer.ID) (*enroller, error) {
 	m := c.Modules.MetaSync
-	var rc *rest.Config
-	var err error
-	if m.Source == v1.SourceKubeconfig {
-		rc, err = clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
+	rc, err := kubeclient.RESTConfig(m)
 	if err != nil {
 		return nil, fmt.Errorf("modules.tunnel.enroll: kube-apiserver (modules.metaSync.source %s): %w", m.Source, err)
 	}

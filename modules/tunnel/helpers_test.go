@@ -116,3 +116,14 @@ func addrsByNode(ts []p2p.Target) map[string][]string {
 	}
 	return out
 }
+
+// asAgent is c as the agent hands it to the modules: validated, its
+// values parsed.
+func asAgent(t testing.TB, c *v1.AgentConfig) *v1.Agent {
+	t.Helper()
+	a, err := v1.Validate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

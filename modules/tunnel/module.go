@@ -37,9 +37,9 @@ type Module struct {
 
 var _ core.Module = (*Module)(nil)
 
-// New builds the module. md is the metadata picture (nil when metaSync is
-// off).
-func New(c *v1.AgentConfig, md metadata.Reader) *Module {
+// New builds the module from the validated agent config. md is the
+// metadata picture (nil when metaSync is off).
+func New(c *v1.Agent, md metadata.Reader) *Module {
 	return &Module{enable: c.Modules.Tunnel.Enable, svc: NewService(c, md)}
 }
 

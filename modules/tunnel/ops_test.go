@@ -93,13 +93,13 @@ func TestRelayChecks(t *testing.T) {
 func TestDiagnoseStates(t *testing.T) {
 	off := v1.NewDefault()
 	off.Modules.Tunnel.Enable = false
-	if got := New(off, nil).Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckSkip ||
+	if got := New(asAgent(t, off), nil).Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckSkip ||
 		!strings.Contains(got[0].Detail, "disabled") {
 		t.Errorf("disabled: %+v", got)
 	}
 
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil)
+	m := New(asAgent(t, c), nil)
 	if got := m.Diagnose(t.Context()); len(got) != 1 || got[0].Status != agentapi.CheckFail || got[0].Name != "tunnel up" ||
 		!strings.Contains(got[0].Fix, "journalctl") {
 		t.Errorf("not up: %+v", got)
@@ -120,13 +120,13 @@ func TestPingErrors(t *testing.T) {
 	ctx := context.Background()
 	off := v1.NewDefault()
 	off.Modules.Tunnel.Enable = false
-	offM := New(off, nil)
+	offM := New(asAgent(t, off), nil)
 	if _, err := offM.Ping(ctx, "edge-a2", time.Second); !errors.Is(err, ErrNotUp) {
 		t.Errorf("disabled: %v, want ErrNotUp", err)
 	}
 
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil)
+	m := New(asAgent(t, c), nil)
 	if _, err := m.Ping(ctx, "edge-a2", time.Second); !errors.Is(err, ErrNotUp) {
 		t.Errorf("not up: %v, want ErrNotUp", err)
 	}
@@ -170,7 +170,7 @@ func (c *closeRecorder) Close() error { c.closed = true; return nil }
 // closed (not leaked), and once the forwarder accepts, it gets the stream
 // and the sending node.
 func TestPacketsBeforeUpAndDelivery(t *testing.T) {
-	s := NewService(v1.NewDefault(), nil)
+	s := NewService(asAgent(t, v1.NewDefault()), nil)
 	p := s.Packets()
 	w, changed, err := p.Open(context.Background(), "edge-a2")
 	if !errors.Is(err, ErrNotUp) || w != nil {

@@ -51,7 +51,7 @@ func TestPingResolution(t *testing.T) {
 	} {
 		for _, enable := range []bool{true, false} {
 			c.Modules.Tunnel.Enable = enable
-			m := New(c, tc.md)
+			m := New(asAgent(t, c), tc.md)
 			if tc.pods != nil {
 				m.LocatePodsWith(tc.pods)
 			}

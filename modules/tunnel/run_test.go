@@ -26,10 +26,12 @@ import (
 // down again.
 func TestRunFromCacheWithRelayDown(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
-	c.Modules.Tunnel.ListenPort = 0 // any free port; the relay at 127.0.0.1:0 never answers
 	c.Modules.Tunnel.RelayNodes = []v1.RelayNode{{NodeName: "relay-1", AdvertiseAddress: []string{"127.0.0.1"}}}
 	relayID, a2 := unittest.NewPeerID(t).String(), unittest.NewPeerID(t).String()
-	m := New(c, nil)
+	m := New(asAgent(t, c), nil)
+	// Any free port (which a config file cannot ask for); the relay at
+	// 127.0.0.1:0 never answers.
+	c.Modules.Tunnel.ListenPort = 0
 	cache := m.svc.cachePath()
 	if err := saveCache(cache, map[string]p2p.PeerRecord{
 		"relay-1": {Node: "relay-1", Peer: relayID, Seen: 100},
@@ -137,7 +139,7 @@ func TestRunFailsEarly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := memberConfig(t, "edge-a1")
 			tt.spoil(c)
-			s := NewService(c, nil)
+			s := NewService(asAgent(t, c), nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := s.Run(ctx)

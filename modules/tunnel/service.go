@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +32,7 @@ const discoveryInterval = 2 * time.Second
 
 // Service is the tunnel: host, relay, directory, reservations, paths.
 type Service struct {
-	cfg *v1.AgentConfig
+	cfg *v1.Agent
 	md  metadata.Reader // may be nil
 
 	running atomic.Pointer[running] // nil until the host is up
@@ -55,7 +54,7 @@ type running struct {
 }
 
 // NewService prepares the tunnel; Run starts it.
-func NewService(c *v1.AgentConfig, md metadata.Reader) *Service {
+func NewService(c *v1.Agent, md metadata.Reader) *Service {
 	s := &Service{cfg: c, md: md}
 	s.packets = &packets{s: s}
 	return s
@@ -74,7 +73,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	var enr *enroller
 	if t.Enroll {
-		if enr, err = newEnroller(s.cfg, self); err != nil {
+		if enr, err = newEnroller(s.cfg.AgentConfig, self); err != nil {
 			return err
 		}
 		if _, err := enr.ensure(ctx); err != nil {
@@ -85,11 +84,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var routable []netip.Prefix
-	for _, c := range t.RoutableCIDRs {
-		routable = append(routable, netip.MustParsePrefix(strings.TrimSpace(c))) // validated
-	}
-	p2p.SetRoutable(routable)
+	p2p.SetRoutable(s.cfg.Parsed.RoutableCIDRs)
 
 	var advertise []ma.Multiaddr
 	var relays []p2p.RelayTarget

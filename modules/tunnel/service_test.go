@@ -38,7 +38,7 @@ func TestTargets(t *testing.T) {
 		{Type: "InternalIP", Address: netip.MustParseAddr("192.168.1.12")},
 		{Type: "Hostname", Address: netip.MustParseAddr("192.168.1.99")},
 	}}
-	s := NewService(c, fixedReader{snap})
+	s := NewService(asAgent(t, c), fixedReader{snap})
 	known := map[string]p2p.PeerRecord{
 		"a2":      {Node: "a2", Peer: "12D3KooWPFHX6VsiWzAR3yKp1r3rBjULXy1aPRxgKChE6WD2Kjaw", Addrs: []string{"/ip4/198.18.0.101/udp/4000/quic-v1"}},
 		"relay-1": {Node: "relay-1", Peer: "12D3KooWEogb5Rn5j92Jhhe7KaaNLtCwYB92WXyam77n3xvftyTP"},
@@ -66,7 +66,7 @@ func TestTargets(t *testing.T) {
 	}
 
 	// Without metadata every known member is a target.
-	if n := len(NewService(c, nil).targets(known)); n != 3 {
+	if n := len(NewService(asAgent(t, c), nil).targets(known)); n != 3 {
 		t.Errorf("without metadata: %d targets, want 3", n)
 	}
 }

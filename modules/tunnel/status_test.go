@@ -32,7 +32,7 @@ func get(t *testing.T, s *Service, path string) *httptest.ResponseRecorder {
 // manager's targets (a target without a path yet as "none").
 func TestStatusEndpoints(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
-	s := NewService(c, nil)
+	s := NewService(asAgent(t, c), nil)
 	for _, path := range []string{"/v1/tunnel/status", "/v1/tunnel/peers"} {
 		rec := get(t, s, path)
 		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "tunnel is not up") {
@@ -131,7 +131,7 @@ func (f collectFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 // series and the host's hole-punch and refusal counters.
 func TestCollector(t *testing.T) {
 	c := memberConfig(t, "edge-a1")
-	m := New(c, nil)
+	m := New(asAgent(t, c), nil)
 	if text := unittest.MetricsText(t, m.Collector()); text != "# HELP edgelink_tunnel_up 1 while the tunnel's libp2p host runs.\n# TYPE edgelink_tunnel_up gauge\nedgelink_tunnel_up 0\n" {
 		t.Errorf("down:\n%s", text)
 	}

@@ -122,7 +122,7 @@ func TestTargetsFollowMetadataAndRelays(t *testing.T) {
 			if tt.snap != nil {
 				md = fixedReader{tt.snap}
 			}
-			ts := NewService(c, md).targets(tt.known)
+			ts := NewService(asAgent(t, c), md).targets(tt.known)
 			for _, tg := range ts {
 				if tg.ID.String() != tt.known[tg.Node].Peer {
 					t.Errorf("%s: peer %s, want %s", tg.Node, tg.ID, tt.known[tg.Node].Peer)

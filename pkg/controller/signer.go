@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -58,9 +58,9 @@ type Signer struct {
 	// Lifetime of a certificate (shorter if the request asks, never past
 	// the CA's own end).
 	Lifetime time.Duration
-	// KubeEdgeCASecret is cloudcore's CA Secret ("kubeedge/casecret"),
-	// whose certificate is published; "" publishes none.
-	KubeEdgeCASecret string
+	// KubeEdgeCASecret is cloudcore's CA Secret (kubeedge/casecret),
+	// whose certificate is published; the zero value publishes none.
+	KubeEdgeCASecret types.NamespacedName
 	// Resync is how often the CA ConfigMap is checked and every request
 	// looked at again.
 	Resync time.Duration
@@ -210,11 +210,10 @@ func (s *Signer) publish(ctx context.Context) error {
 // kubeEdgeCA reads the certificate (never the key) of cloudcore's CA from
 // its Secret: nil when none is configured or cloudcore has not made it yet.
 func (s *Signer) kubeEdgeCA(ctx context.Context) ([]byte, error) {
-	if s.KubeEdgeCASecret == "" {
+	if s.KubeEdgeCASecret == (types.NamespacedName{}) {
 		return nil, nil
 	}
-	ns, name, _ := strings.Cut(s.KubeEdgeCASecret, "/")
-	sec, err := s.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	sec, err := s.Kube.CoreV1().Secrets(s.KubeEdgeCASecret.Namespace).Get(ctx, s.KubeEdgeCASecret.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

@@ -85,7 +85,7 @@ func TestEdgeCoreApply(t *testing.T) {
 	if m := c.Modules.MetaSync; c.NodeName != "given" || m.MetaServer != "http://127.0.0.1:10550" || m.CAFile != "" || m.TokenFile != "" {
 		t.Fatalf("plain: node %q, metaSync %+v", c.NodeName, m)
 	}
-	if err := v1.Validate(c); err != nil {
+	if _, err := v1.Validate(c); err != nil {
 		t.Errorf("applied config does not validate: %v", err)
 	}
 }

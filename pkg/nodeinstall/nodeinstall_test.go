@@ -51,7 +51,7 @@ func TestRunKeadmNodeWithAuthorization(t *testing.T) {
 	}
 	e.Apply(c, DefaultMetaServerTokenFile)
 	v1.SetDefaults(c)
-	if err := v1.Validate(c); err != nil {
+	if _, err := v1.Validate(c); err != nil {
 		t.Fatal(err)
 	}
 	data, err := v1.Marshal(c)

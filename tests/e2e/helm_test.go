@@ -165,7 +165,7 @@ func TestHelmTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s.yaml: %v", role, err)
 		}
-		configs[role] = c
+		configs[role] = c.AgentConfig
 		if c.NodeName != role+"-node-1" {
 			t.Errorf("%s.yaml: nodeName %q, want it from $NODE_NAME", role, c.NodeName)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/kubeedge/beehive/pkg/core"
 	"github.com/spf13/cobra"
@@ -34,13 +33,12 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			timeout, _ := time.ParseDuration(c.ShutdownTimeout) // validated
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			klog.InfoS("Starting edgelink agent", "version", version.String(), "node", c.NodeName, "config", configPath)
 			mods, ops := agentModules(c)
 			reg := newRegistry(ops)
-			status, err := agenthost.StatusMux(statusRoutes(c, reg, ops)...) // agentops.go
+			status, err := agenthost.StatusMux(statusRoutes(c.AgentConfig, reg, ops)...) // agentops.go
 			if err != nil {
 				return err
 			}
@@ -56,7 +54,7 @@ func newAgentCmd() *cobra.Command {
 				}
 				defer stopMetrics()
 			}
-			return agenthost.Run(ctx, mods, timeout)
+			return agenthost.Run(ctx, mods, c.Parsed.ShutdownTimeout)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "agent config file (YAML)")
@@ -65,7 +63,7 @@ func newAgentCmd() *cobra.Command {
 
 // agentModules builds every module the agent knows, each told by the config
 // whether it is enabled; the host registers and starts the enabled ones.
-func agentModules(c *v1.AgentConfig) ([]core.Module, opsModules) {
+func agentModules(c *v1.Agent) ([]core.Module, opsModules) {
 	meta := metasync.New(c)
 	tun := tunnel.New(c, meta.Reader())
 	rt := routing.New(c, meta.Reader(), tun.Packets())

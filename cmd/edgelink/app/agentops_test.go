@@ -20,7 +20,12 @@ func TestStatusEndpoints(t *testing.T) {
 		c := v1.NewDefault()
 		c.NodeName, c.DataDir = "edge-1", t.TempDir()
 		c.Modules.MetaSync.Enable, c.Modules.IPAM.Enable, c.Modules.Tunnel.Enable, c.Modules.EdgeCNI.Enable = enable, enable, enable, enable
-		_, ops := agentModules(c)
+		c.Modules.EdgeCNI.MeshCIDRConfig.EdgeCIDR = []string{"10.244.5.0/24"}
+		a, err := v1.Validate(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ops := agentModules(a)
 		routes := statusRoutes(c, prometheus.NewRegistry(), ops)
 		if _, err := agenthost.StatusMux(routes...); err != nil {
 			t.Fatal(err)

@@ -39,8 +39,9 @@ func newConfigCmd() *cobra.Command {
 	return cmd
 }
 
-// loadConfig loads and validates a config file, printing warnings.
-func loadConfig(cmd *cobra.Command, path string) (*v1.AgentConfig, error) {
+// loadConfig loads and validates a config file, printing warnings, and
+// returns it parsed.
+func loadConfig(cmd *cobra.Command, path string) (*v1.Agent, error) {
 	c, warnings, err := v1.Load(path)
 	for _, w := range warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)

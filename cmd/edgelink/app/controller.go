@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
@@ -50,7 +48,7 @@ kube-apiserver; with leaderElection.enable several replicas elect one.`,
 	return cmd
 }
 
-func runController(ctx context.Context, c *v1.ControllerConfig) error {
+func runController(ctx context.Context, c *v1.Controller) error {
 	var rc *rest.Config
 	var err error
 	if c.Kubeconfig != "" {
@@ -70,26 +68,21 @@ func runController(ctx context.Context, c *v1.ControllerConfig) error {
 	if err != nil {
 		return err
 	}
-	resync, _ := time.ParseDuration(c.ResyncPeriod) // validated
-	ctl := &controller.Controller{Kube: kube, Dynamic: dyn, Resync: resync, Config: controller.Config{
-		Cloud: v1.MustPrefixes(c.MeshCIDRConfig.CloudCIDR), Edge: v1.MustPrefixes(c.MeshCIDRConfig.EdgeCIDR),
+	p := c.Parsed
+	ctl := &controller.Controller{Kube: kube, Dynamic: dyn, Resync: p.ResyncPeriod, Config: controller.Config{
+		Cloud: p.CloudCIDR, Edge: p.EdgeCIDR,
 		EdgeLabel: c.EdgeNodeLabel, Bits4: c.BlockSize, Bits6: c.BlockSizeIPv6, MinFree: c.MinFree,
 	}}
 	if en := c.Enrollment; en.Enable {
-		ns, name, _ := strings.Cut(en.AgentServiceAccount, "/")   // validated
-		lifetime, _ := time.ParseDuration(en.CertificateLifetime) // validated
-		ke := en.KubeEdgeCASecret
-		if ke == "-" {
-			ke = ""
-		}
+		sa := p.AgentServiceAccount
 		ctl.Signer = &controller.Signer{Kube: kube, Namespace: en.Namespace, CASecret: en.CASecret, CAConfigMap: en.CAConfigMap,
-			AgentUser: "system:serviceaccount:" + ns + ":" + name, Lifetime: lifetime, KubeEdgeCASecret: ke, Resync: resync}
+			AgentUser: "system:serviceaccount:" + sa.Namespace + ":" + sa.Name, Lifetime: p.CertificateLifetime,
+			KubeEdgeCASecret: p.KubeEdgeCASecret, Resync: p.ResyncPeriod}
 	}
 	if !c.LeaderElection.Enable {
 		return ctl.Run(ctx)
 	}
 	le := c.LeaderElection
-	d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v } // validated
 	return controller.RunElected(ctx, ctl, controller.LeaderElection{Namespace: le.Namespace, Name: le.Name,
-		LeaseDuration: d(le.LeaseDuration), RenewDeadline: d(le.RenewDeadline), RetryPeriod: d(le.RetryPeriod)})
+		LeaseDuration: p.LeaseDuration, RenewDeadline: p.RenewDeadline, RetryPeriod: p.RetryPeriod})
 }

@@ -131,11 +131,11 @@ place and keeps the identity. It does not start anything: run
 					if err := ec.CheckMetaServer(); err != nil {
 						return err
 					}
-					for _, w := range ec.Mismatches(c) {
+					for _, w := range ec.Mismatches(c.AgentConfig) {
 						fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 					}
 				}
-				n.Config, n.ConfigData = c, data
+				n.Config, n.ConfigData = c.AgentConfig, data
 			} else {
 				if cf.source != v1.SourceMetaServer {
 					ec = nil // cloud nodes read the kube-apiserver
@@ -152,7 +152,7 @@ place and keeps the identity. It does not start anything: run
 				for _, w := range v1.Normalize(c) {
 					fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 				}
-				if err := v1.Validate(c); err != nil {
+				if _, err := v1.Validate(c); err != nil {
 					return fmt.Errorf("the config built from the flags: %w", err)
 				}
 				data, err := v1.Marshal(c)
