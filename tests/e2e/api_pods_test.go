@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/edgelink/edgelink/tests/cluster"
 )
@@ -176,4 +178,113 @@ func TestAPIPodOnEdged(t *testing.T) {
 			t.Errorf("%s still answers after its pod was deleted", ip)
 		}
 	})
+
+	t.Run("Deployment with a nodeSelector for the edge node", func(t *testing.T) {
+		deploymentOnEdge(t, m)
+	})
+}
+
+// deploymentOnEdge runs a 2-replica Deployment of podserver placed by
+// kube-scheduler through a nodeSelector for m's edge node; each replica
+// gets an address of the node's blocks with a lease and answers the cloud
+// pod. Scaled to 0 (no garbage collector runs: the test removes the
+// ReplicaSet itself), the leases are released.
+func deploymentOnEdge(t *testing.T, m *podsMesh) {
+	cp, e := m.cp, m.edge
+	if err := cp.StartScheduling(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const name = "apip-deploy"
+	tmpl := podServer("default", name, e.Name, true)
+	replicas := int32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels}, Spec: tmpl.Spec},
+		},
+	}
+	deps := cp.Client.AppsV1().Deployments("default")
+	if _, err := deps.Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sel := "app=" + name
+	podsGone := func() error {
+		l, err := cp.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) > 0 {
+			return fmt.Errorf("%d pods left", len(l.Items))
+		}
+		return nil
+	}
+	scaleToZero := func() {
+		if _, err := deps.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+			t.Errorf("scale %s to 0: %v", name, err)
+		}
+	}
+	t.Cleanup(func() {
+		scaleToZero()
+		deadline := time.Now().Add(30 * time.Second)
+		for podsGone() != nil && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		_ = deps.Delete(ctx, name, metav1.DeleteOptions{})
+		_ = cp.Client.AppsV1().ReplicaSets("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+		_ = cp.Client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+	})
+
+	t0 := time.Now()
+	var pods []corev1.Pod
+	waitFor(t, 90*time.Second, "both replicas Running on the edge node", func() error {
+		l, err := cp.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for i := range l.Items {
+			if cluster.PodReady(&l.Items[i]) && l.Items[i].Status.PodIP != "" {
+				ready++
+			}
+		}
+		if ready != int(replicas) {
+			return fmt.Errorf("%d of %d pods ready", ready, len(l.Items))
+		}
+		pods = l.Items
+		return nil
+	})
+	t.Logf("Deployment %s: %d replicas Running %v after create", name, replicas, time.Since(t0).Round(time.Millisecond))
+	for _, p := range pods {
+		if p.Spec.NodeName != e.Name {
+			t.Errorf("pod %s scheduled to %q, want %s", p.Name, p.Spec.NodeName, e.Name)
+		}
+		ip, err := netip.ParseAddr(p.Status.PodIP)
+		if err != nil || !m.segment.Contains(ip) {
+			t.Errorf("pod %s: podIP %q, want an address of %s", p.Name, p.Status.PodIP, m.segment)
+			continue
+		}
+		if got, ok := m.leaseOf(t, p.UID); !ok || got != ip {
+			t.Errorf("pod %s: agent's lease %v %v, want %s", p.Name, got, ok, ip)
+		}
+		waitFor(t, 30*time.Second, "cloud pod GETs replica "+p.Name, func() error {
+			body, err := fetch(m.cloudPod, ip, 3*time.Second)
+			if err == nil && body != ip.String() {
+				err = fmt.Errorf("the pod at %s says it has %s", ip, body)
+			}
+			return err
+		})
+	}
+	scaleToZero()
+	waitFor(t, 60*time.Second, "scaled to 0: the replicas are gone", podsGone)
+	for _, p := range pods {
+		waitFor(t, 20*time.Second, "the lease of "+p.Name+" is released", func() error {
+			if a, ok := m.leaseOf(t, p.UID); ok {
+				return fmt.Errorf("still held: %s", a)
+			}
+			return nil
+		})
+	}
 }
