@@ -42,6 +42,9 @@ type PodsOptions struct {
 	// points the spiderpool binary at it (`edgelink cni install
 	// --ipam-socket`). Required.
 	IPAMSocket string
+	// In, if set, places the node in a namespace someone else made, as
+	// AddEdgeNodeIn does (a tests/topology host behind a NAT).
+	In *EdgeIn
 }
 
 // edgedNode is what an edge node with edged on has beyond edgecore.
@@ -114,8 +117,14 @@ func (cp *ControlPlane) AddEdgeNodeWithPods(t testing.TB, name string, o PodsOpt
 	if cp.opts.RequireAuthorization {
 		t.Fatal("AddEdgeNodeWithPods: not with Options.RequireAuthorization (edgecore runs in a private mount namespace there)")
 	}
-	host := cp.nextHostLocked(t)
-	e := cp.newEdge(name, cp.net.nsName(name), cp.net.addr(host), cp.net.vethName(host))
+	var e *EdgeNode
+	if o.In != nil {
+		e = cp.newEdge(name, o.In.NetNS, o.In.IP, "")
+		e.cloudHost = o.In.CloudHost
+	} else {
+		host := cp.nextHostLocked(t)
+		e = cp.newEdge(name, cp.net.nsName(name), cp.net.addr(host), cp.net.vethName(host))
+	}
 	ed := &edgedNode{cgroupRoot: "/" + e.NetNS, rootDir: filepath.Join(e.Dir, "kubelet"), cniData: filepath.Join(e.Dir, "cni-data"), network: "edgelink"}
 	e.edged = ed
 	if err := cp.registerEdge(e); err != nil {
@@ -141,8 +150,10 @@ func (cp *ControlPlane) AddEdgeNodeWithPods(t testing.TB, name string, o PodsOpt
 	if err := makeCgroupRoot(ed.cgroupRoot); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.net.addEdge(e.NetNS, e.veth, e.IP); err != nil {
-		t.Fatal(err)
+	if e.veth != "" {
+		if err := cp.net.addEdge(e.NetNS, e.veth, e.IP); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
 		t.Fatal(err)
