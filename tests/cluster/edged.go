@@ -106,8 +106,9 @@ func releaseEdgedHost() {
 // edgelink-cni and the spiderpool binary in its CNI bin directory and the
 // conflist from `edgelink cni install` in its conf directory. It returns
 // when the Node is Ready. In t.Cleanup (in this order): edgecore stops,
-// containerd kills what still runs and stops, the kubelet's mounts,
-// the cgroupRoot, the namespace and the Node go. Pods should be deleted
+// containerd kills what still runs (and removes its pods' namespaces) and
+// stops, the kubelet's mounts, the cgroupRoot, the namespace and the Node
+// go. Pods should be deleted
 // through the API before (while the agent still serves IPAM): RunPod does.
 func (cp *ControlPlane) AddEdgeNodeWithPods(t testing.TB, name string, o PodsOptions) *EdgeNode {
 	t.Helper()
@@ -133,11 +134,18 @@ func (cp *ControlPlane) AddEdgeNodeWithPods(t testing.TB, name string, o PodsOpt
 
 	acquireEdgedHost()
 	t.Cleanup(releaseEdgedHost)
-	resultsBefore := cniResults()
-	// Runs after containerd's cleanup (registered later, runs earlier).
+	// Cleanups run last registered first: edgecore stops (below), then
+	// containerd (StartContainerd's), then the kubelet's mounts, cgroups
+	// and result cache entries, then the namespace, directory and Node.
 	t.Cleanup(func() {
-		e.proc.stop(10 * time.Second) // before containerd: edged must not restart what containerd kills
-		unmountUnder(ed.rootDir)      // kubelet bind-mounts its rootDirectory onto itself
+		if t.Failed() {
+			t.Logf("---- tail of %s ----\n%s", e.proc.log, e.proc.tail(40))
+		}
+		e.remove()
+	})
+	resultsBefore := cniResults()
+	t.Cleanup(func() {
+		unmountUnder(ed.rootDir) // kubelet bind-mounts its rootDirectory onto itself
 		if err := removeCgroupRoot(ed.cgroupRoot); err != nil {
 			t.Errorf("edge node %s: %v", name, err)
 		}
@@ -169,12 +177,8 @@ func (cp *ControlPlane) AddEdgeNodeWithPods(t testing.TB, name string, o PodsOpt
 	ImportImages(t, testutil.RepoRoot(), ed.containerd.Socket)
 	tImages := time.Since(t0)
 
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("---- tail of %s ----\n%s", e.proc.log, e.proc.tail(40))
-		}
-		e.remove()
-	})
+	// Before containerd's cleanup: edged must not restart what it kills.
+	t.Cleanup(func() { e.proc.stop(10 * time.Second) })
 	t0 = time.Now()
 	if err := e.Start(); err != nil {
 		t.Fatal(err)
