@@ -209,6 +209,15 @@ func installCNI(t testing.TB, binDir, confDir, dataDir, socket, spiderpoolLog st
 	if err := os.WriteFile(filepath.Join(binDir, "spiderpool"), sp, 0o755); err != nil {
 		return err
 	}
+	// containerd's CRI plugin also runs the reference loopback plugin for
+	// every sandbox (a node gets it from containernetworking-plugins).
+	lo, err := os.ReadFile(testutil.Tool(t, "loopback"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(binDir, "loopback"), lo, 0o755); err != nil {
+		return err
+	}
 	path := filepath.Join(confDir, "10-edgelink.conflist")
 	b, err := os.ReadFile(path)
 	if err != nil {

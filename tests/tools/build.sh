@@ -28,6 +28,7 @@ spec() {
 	cnitool) echo "cni github.com/containernetworking/cni github.com/containernetworking/cni/cnitool" ;;
 	host-local) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/ipam/host-local" ;;
 	bridge) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/bridge" ;;
+	loopback) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/loopback" ;;
 	spiderpool) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool" ;;
 	spiderpool-agent) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-agent" ;;
 	spiderpool-controller) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-controller" ;;
@@ -41,7 +42,7 @@ spec() {
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
 	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
 	esac
 }
 
