@@ -197,6 +197,11 @@ func deploymentOnEdge(t *testing.T, m *podsMesh) {
 	ctx := context.Background()
 	const name = "apip-deploy"
 	tmpl := podServer("default", name, e.Name, true)
+	// edged registers its Node with a taint that kube-controller-manager's
+	// node lifecycle controller would lift; that controller does not run
+	// here, so the replicas tolerate every taint (the nodeSelector alone
+	// places them).
+	tmpl.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	replicas := int32(2)
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
@@ -251,7 +256,11 @@ func deploymentOnEdge(t *testing.T, m *podsMesh) {
 			}
 		}
 		if ready != int(replicas) {
-			return fmt.Errorf("%d of %d pods ready", ready, len(l.Items))
+			var st []string
+			for _, p := range l.Items {
+				st = append(st, fmt.Sprintf("%s node %q phase %s conditions %v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions))
+			}
+			return fmt.Errorf("%d of %d pods ready: %v", ready, len(l.Items), st)
 		}
 		pods = l.Items
 		return nil
