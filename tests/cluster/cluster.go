@@ -72,6 +72,7 @@ type ControlPlane struct {
 
 	etcd, apiserver, cloudcore *proc
 	kcm                        *proc // Options.RequireAuthorization only
+	scheduler, workloads       *proc // StartScheduling only
 	madeEtcKubeEdge            bool  // /etc/kubeedge created as a mount point
 
 	mu         sync.Mutex
@@ -517,7 +518,7 @@ func (cp *ControlPlane) Close() {
 		}
 		wg.Wait()
 		cp.closeAuthorization()
-		for _, p := range []*proc{cp.cloudcore, cp.apiserver, cp.etcd} {
+		for _, p := range []*proc{cp.scheduler, cp.workloads, cp.cloudcore, cp.apiserver, cp.etcd} {
 			if p != nil {
 				p.stop(5 * time.Second)
 			}
@@ -548,7 +549,7 @@ func (cp *ControlPlane) DumpLogs(t testing.TB) {
 
 func (cp *ControlPlane) dumpLogs(out func(string)) {
 	var procs []*proc
-	for _, p := range []*proc{cp.etcd, cp.apiserver, cp.cloudcore} {
+	for _, p := range []*proc{cp.etcd, cp.apiserver, cp.cloudcore, cp.scheduler, cp.workloads} {
 		if p != nil {
 			procs = append(procs, p)
 		}

@@ -1,9 +1,13 @@
 // Package cluster runs a real KubeEdge control plane for EdgeLink's
 // end-to-end tests: etcd 3.5, kube-apiserver v1.37, cloudcore v1.20 and
 // any number of edgecore v1.20 edge nodes, each edge in its own network
-// namespace. There is no kubelet, scheduler or controller-manager: pods
-// are bound with spec.nodeName and their status is written by the test
+// namespace. Normally there is no kubelet, scheduler or controller-manager:
+// pods are bound with spec.nodeName and their status is written by the test
 // (SetPodIP), which is all the edge's metaServer needs to serve them.
+// AddEdgeNodeWithPods makes an edge node whose edged runs the pods the API
+// server binds to it (its own containerd, edgelink-cni, spiderpool; see
+// edged.go), RunPod creates and waits for such a pod, and StartScheduling
+// adds kube-scheduler and the deployment and replicaset controllers.
 //
 // The tests must run as root (network namespaces, links); without root
 // Start and Shared skip the test. The binaries come from

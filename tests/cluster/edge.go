@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,8 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// EdgeNode is one edgecore (edged off, metaServer on) in its own network
-// namespace, with the Node object that stands for it.
+// EdgeNode is one edgecore (edged off, metaServer on; edged on with
+// AddEdgeNodeWithPods) in its own network namespace, with the Node object
+// that stands for it.
 type EdgeNode struct {
 	Name       string // node name
 	NetNS      string // `ip netns` name
@@ -31,6 +33,7 @@ type EdgeNode struct {
 	cloudHost string // cloudcore's address as this node dials it
 	proc      *proc
 	config    string
+	edged     *edgedNode // AddEdgeNodeWithPods only
 	mu        sync.Mutex
 }
 
@@ -67,41 +70,17 @@ func (cp *ControlPlane) AddEdgeNodeIn(t testing.TB, name string, in EdgeIn) *Edg
 
 func (cp *ControlPlane) addEdgeNode(t testing.TB, name string, in *EdgeIn) *EdgeNode {
 	t.Helper()
-	cp.mu.Lock()
-	if cp.closed {
-		cp.mu.Unlock()
-		t.Fatal("control plane is closed")
-	}
-	if _, dup := cp.edges[name]; dup {
-		cp.mu.Unlock()
-		t.Fatalf("edge node %s already exists", name)
-	}
-	e := &EdgeNode{
-		Name:       name,
-		MetaServer: "http://127.0.0.1:10550",
-		Dir:        filepath.Join(cp.Dir, "edge-"+name),
-		cp:         cp,
-		cloudHost:  cp.BridgeIP.String(),
-	}
+	var e *EdgeNode
 	if in != nil {
-		e.NetNS, e.IP, e.cloudHost = in.NetNS, in.IP, in.CloudHost
+		e = cp.newEdge(name, in.NetNS, in.IP, "")
+		e.cloudHost = in.CloudHost
 	} else {
-		host := cp.nextHost
-		cp.nextHost++
-		if host > 254 {
-			cp.mu.Unlock()
-			t.Fatal("no more addresses on the bridge /24")
-		}
-		e.NetNS, e.IP, e.veth = cp.net.nsName(name), cp.net.addr(host), cp.net.vethName(host)
+		host := cp.nextHostLocked(t)
+		e = cp.newEdge(name, cp.net.nsName(name), cp.net.addr(host), cp.net.vethName(host))
 	}
-	e.NetNSPath = filepath.Join("/var/run/netns", e.NetNS)
-	e.config = filepath.Join(e.Dir, "edgecore.yaml")
-	if cp.opts.RequireAuthorization {
-		e.MetaServer = "https://127.0.0.1:10550"
+	if err := cp.registerEdge(e); err != nil {
+		t.Fatal(err)
 	}
-	e.proc = &proc{name: "edgecore/" + name, log: cp.logPath("edgecore-" + name), argv: func() []string { return cp.edgecoreArgv(e) }}
-	cp.edges[name] = e
-	cp.mu.Unlock()
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -128,6 +107,60 @@ func (cp *ControlPlane) addEdgeNode(t testing.TB, name string, in *EdgeIn) *Edge
 	}
 	t.Logf("edge node %s (netns %s, %s) up in %v", name, e.NetNS, e.IP, time.Since(t0).Round(time.Millisecond))
 	return e
+}
+
+// nextHostLocked takes the next host number on the bridge /24.
+func (cp *ControlPlane) nextHostLocked(t testing.TB) int {
+	t.Helper()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	host := cp.nextHost
+	cp.nextHost++
+	if host > 254 {
+		t.Fatal("no more addresses on the bridge /24")
+	}
+	return host
+}
+
+// newEdge is edge node name in namespace netns with address ip (veth ""
+// when the namespace is not ours), not yet registered.
+func (cp *ControlPlane) newEdge(name, netns string, ip net.IP, veth string) *EdgeNode {
+	e := &EdgeNode{
+		Name:       name,
+		NetNS:      netns,
+		NetNSPath:  filepath.Join("/var/run/netns", netns),
+		IP:         ip,
+		MetaServer: "http://127.0.0.1:10550",
+		Dir:        filepath.Join(cp.Dir, "edge-"+name),
+		cp:         cp,
+		veth:       veth,
+		cloudHost:  cp.BridgeIP.String(),
+	}
+	e.config = filepath.Join(e.Dir, "edgecore.yaml")
+	if cp.opts.RequireAuthorization {
+		e.MetaServer = "https://127.0.0.1:10550"
+	}
+	e.proc = &proc{name: "edgecore/" + name, log: cp.logPath("edgecore-" + name), argv: func() []string {
+		if e.edged != nil {
+			return cp.edgedArgv(e)
+		}
+		return cp.edgecoreArgv(e)
+	}}
+	return e
+}
+
+// registerEdge adds e to the control plane's edges (for Close and logs).
+func (cp *ControlPlane) registerEdge(e *EdgeNode) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.closed {
+		return errors.New("control plane is closed")
+	}
+	if _, dup := cp.edges[e.Name]; dup {
+		return fmt.Errorf("edge node %s already exists", e.Name)
+	}
+	cp.edges[e.Name] = e
+	return nil
 }
 
 // createNode creates the Node object: with edged off nothing registers it

@@ -154,7 +154,7 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 	ca, crt, key := filepath.Join(d, "ca", "rootCA.crt"), filepath.Join(d, "certs", "server.crt"), filepath.Join(d, "certs", "server.key")
 	for k, v := range map[string]any{
 		"database.dataSource":                              filepath.Join(d, "edgecore.db"),
-		"modules.edged.enable":                             false,  // no container runtime at all
+		"modules.edged.enable":                             false,  // no container runtime (AddEdgeNodeWithPods: edgedConfig)
 		"modules.edged.hostnameOverride":                   e.Name, // the node name edgeHub uses
 		"modules.edged.rootDirectory":                      filepath.Join(d, "kubelet"),
 		"modules.deviceTwin.enable":                        false, // would use /etc/kubeedge/dmi.sock
@@ -182,6 +182,9 @@ func (cp *ControlPlane) edgecoreConfig(e *EdgeNode, token string) (map[string]an
 	}
 	if err := cp.authorizationConfig(cfg, true); err != nil {
 		return nil, err
+	}
+	if e.edged != nil {
+		e.edgedConfig(cfg)
 	}
 	if cp.opts.EdgecoreConfig != nil {
 		cp.opts.EdgecoreConfig(e.Name, cfg)

@@ -235,7 +235,9 @@ func sweepStale() {
 			continue // owner alive
 		}
 		removeBySuffix(sfx)
+		sweepEdged(sfx)
 		if strings.HasPrefix(filepath.Base(f[2]), "edgelink-cluster-") {
+			unmountUnder(f[2]) // kubelet rootDirectories, containerd's rootfs mounts
 			_ = os.RemoveAll(f[2])
 		}
 		os.Remove(path)
@@ -286,4 +288,27 @@ func overlapsAny(a *net.IPNet, nets []*net.IPNet) bool {
 		}
 	}
 	return false
+}
+
+// sweepEdged removes the cgroupRoots of a dead owner's edged nodes
+// (named for their namespaces, "el<sfx>-<node>"); their tasks died with
+// the shims' containerd or are killed here first.
+func sweepEdged(sfx string) {
+	roots, _ := filepath.Glob(filepath.Join(cgroupFS, "pids", "el"+sfx+"-*"))
+	for _, r := range roots {
+		top := "/" + filepath.Base(r)
+		_ = filepath.WalkDir(r, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			procs, _ := os.ReadFile(p)
+			for _, f := range strings.Fields(string(procs)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			return nil
+		})
+		_ = removeCgroupRoot(top)
+	}
 }

@@ -5,7 +5,9 @@
 package demo
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgelink/edgelink/tests/cluster"
 	"github.com/edgelink/edgelink/tests/simcluster"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
@@ -69,8 +72,8 @@ func TestDemo(t *testing.T) {
 	fails := &failures{t: t}
 	defer fails.report()
 	start := time.Now()
-	say("==> bringing up the cluster: etcd, kube-apiserver, cloudcore; 2 relays, 2 cloud nodes, sites A (2 nodes), C, B (symmetric NAT); an edgecore and an agent per node")
-	c := simcluster.New(t, simcluster.Default)
+	say("==> bringing up the cluster: etcd, kube-apiserver, cloudcore; 2 relays, 2 cloud nodes, sites A (2 nodes), C, B (symmetric NAT); an edgecore and an agent per node; c1 runs edged with its own containerd")
+	c := simcluster.NewWith(t, simcluster.Default, simcluster.Options{Edged: []string{"c1"}})
 	pods := map[string]*simcluster.Pod{}
 	for _, n := range c.PodNodes() {
 		pods[n.Name] = n.AddPod(t, "")
@@ -82,6 +85,47 @@ func TestDemo(t *testing.T) {
 	say("\n==> pods (cloud: bridge + host-local; edge: edgelink-cni + spiderpool from their blocks of the one cluster pool)")
 	for _, n := range c.PodNodes() {
 		say("    %-8s %-7s %s", n.Name, n.Kind, pods[n.Name].IP)
+	}
+
+	say("\n==> a pod the API server created and edged started (c1: containerd -> edgelink-cni -> spiderpool -> the agent's IPAM)")
+	apiPod := c.Node("c1").RunAPIPod(t, "c1-api-web")
+	say("    %s/%s on %s: status.podIP %s (from the kube-apiserver), image %s", apiPod.Namespace, apiPod.Name, apiPod.Spec.NodeName, apiPod.Status.PodIP, apiPod.Spec.Containers[0].Image)
+	for _, from := range []string{"cloud-1", "a1"} {
+		url := fmt.Sprintf("http://%s/", net.JoinHostPort(apiPod.Status.PodIP, fmt.Sprint(cluster.PodServerPort)))
+		var body string
+		var err error
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			var code int
+			var b []byte
+			code, b, err = cluster.HTTPGet(ctx, pods[from].NS.Path(), url)
+			cancel()
+			if err == nil && code != 200 {
+				err = fmt.Errorf("HTTP %d", code)
+			}
+			body = strings.TrimSpace(string(b))
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			fails.add("GET %s from the pod on %s: %v", url, from, err)
+			continue
+		}
+		say("    GET %s from the pod on %-8s -> %q (the address the pod has)", url, from, body)
+		if body != apiPod.Status.PodIP {
+			fails.add("the pod at %s says it has %s", apiPod.Status.PodIP, body)
+		}
+		if out, err := pods[from].Exec("ping", "-c1", "-W2", apiPod.Status.PodIP); err != nil {
+			fails.add("ping %s from the pod on %s: %v %s", apiPod.Status.PodIP, from, err, out)
+		} else {
+			say("    ping %s from the pod on %-8s ok", apiPod.Status.PodIP, from)
+		}
+	}
+	if interrupted() {
+		return
 	}
 
 	say("\n==> pinging across segments (first answer may take a few seconds: paths are being set up)")

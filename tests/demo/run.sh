@@ -5,7 +5,8 @@
 #   make demo            # up, pings, status per node, throughput, down
 #   KEEP=1 make demo     # same, then stays up until Ctrl-C
 #
-# Installs what it needs (iproute2, iptables, ping; apt, no recommends),
+# Installs what it needs (iproute2, iptables, ping, containerd and runc for
+# c1's edged; apt, no recommends),
 # builds the test peers (etcd, kube-apiserver, cloudcore, edgecore, CNI
 # plugins, spiderpool; cached under ~/.cache/edgelink-tools, ~8 min the
 # first time) and runs tests/demo as a plain binary, so Ctrl-C reaches it
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/../.."
 [[ $EUID -eq 0 ]] || { echo "the demo creates network namespaces: run it as root" >&2; exit 1; }
 
 need=()
-for c in ip:iproute2 iptables:iptables ping:iputils-ping; do
+for c in ip:iproute2 iptables:iptables ping:iputils-ping containerd:containerd runc:runc nsenter:util-linux; do
 	command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
 if [[ ${#need[@]} -gt 0 ]]; then

@@ -126,6 +126,7 @@ type Cluster struct {
 	kubecf    string // cloud agents' kubeconfig, via the control host
 	nodes     map[string]*Node
 	order     []string
+	edged     []string // Options.Edged
 }
 
 // Node is one node of the cluster.
@@ -160,11 +161,25 @@ type Pod struct {
 	once   sync.Once
 }
 
+// Options tune New.
+type Options struct {
+	// Edged names edge nodes that run edged (cluster.AddEdgeNodeWithPods):
+	// pods the API server creates for them run on their containerd with
+	// edgelink-cni (Node.RunAPIPod). Their libcni pods (AddPod) work too.
+	Edged []string
+}
+
 // New builds spec (Default if it has no hosts): the network, the control
 // plane, an agent on every node, ready to route. Hosts named relay-*,
 // cloud-* and "control" on the public segment are relays, cloud nodes and
 // the control plane's front; every site host is an edge node.
 func New(t testing.TB, spec topology.Spec) *Cluster {
+	t.Helper()
+	return NewWith(t, spec, Options{})
+}
+
+// NewWith is New with options.
+func NewWith(t testing.TB, spec topology.Spec, opts Options) *Cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if len(spec.Public) == 0 && len(spec.Sites) == 0 {
@@ -181,7 +196,7 @@ func New(t testing.TB, spec topology.Spec) *Cluster {
 		hub := cfg["modules"].(map[string]any)["cloudHub"].(map[string]any)
 		hub["advertiseAddress"] = append(hub["advertiseAddress"].([]any), control.IP.String())
 	}})
-	c := &Cluster{TP: tp, CP: cp, t: t, caDir: filepath.Join(t.TempDir(), "ca"), nodes: map[string]*Node{}}
+	c := &Cluster{TP: tp, CP: cp, t: t, caDir: filepath.Join(t.TempDir(), "ca"), nodes: map[string]*Node{}, edged: opts.Edged}
 
 	ws, https, api := cp.CloudHubPorts()
 	for _, f := range []struct {
@@ -344,13 +359,19 @@ func (c *Cluster) cloudHostGW() {
 // addresses come from its blocks of the shared pool.
 func (c *Cluster) addEdge(h *topology.Host, seg netip.Prefix) {
 	t := c.t
-	e := c.CP.AddEdgeNodeIn(t, h.Name, cluster.EdgeIn{NetNS: h.NetNS, IP: net.IP(h.IP.AsSlice()), CloudHost: c.TP.Host("control").IP.String()})
+	cfg := c.agentConfig(h.Name, Edge)
+	in := cluster.EdgeIn{NetNS: h.NetNS, IP: net.IP(h.IP.AsSlice()), CloudHost: c.TP.Host("control").IP.String()}
+	var e *cluster.EdgeNode
+	if slices.Contains(c.edged, h.Name) {
+		e = c.CP.AddEdgeNodeWithPods(t, h.Name, cluster.PodsOptions{IPAMSocket: cfg.Modules.IPAM.SocketPath, In: &in})
+	} else {
+		e = c.CP.AddEdgeNodeIn(t, h.Name, in)
+	}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ipam.AnnoSegment, seg.String())
 	if _, err := c.CP.Client.CoreV1().Nodes().Patch(context.Background(), h.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("annotate node %s: %v", h.Name, err)
 	}
 	pfx := seg
-	cfg := c.agentConfig(h.Name, Edge)
 	cfg.Modules.MetaSync.MetaServer = e.MetaServer
 	conf, err := install.Conflist(install.Options{IPAMType: "spiderpool", IPAMSocket: cfg.Modules.IPAM.SocketPath, DataDir: filepath.Join(t.TempDir(), "cni")})
 	if err != nil {
@@ -457,6 +478,20 @@ func (n *Node) AddPod(t testing.TB, name string) *Pod {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// RunAPIPod creates a podserver pod for node n (an Options.Edged node)
+// through the kube-apiserver and waits until edged runs it; it returns
+// the pod as the API server has it (status.podIP). The pod is deleted
+// through the API at cleanup.
+func (n *Node) RunAPIPod(t testing.TB, name string) *corev1.Pod {
+	t.Helper()
+	if n.Edge == nil || !n.Edge.Edged() {
+		t.Fatalf("simcluster: %s does not run edged (Options.Edged)", n.Name)
+	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: PodNamespace, Name: name, Labels: map[string]string{"app": "sim-api"}}, Spec: cluster.PodServerSpec()}
+	p.Spec.NodeName = n.Name
+	return n.c.CP.RunPod(t, p, 90*time.Second)
 }
 
 // TryAddPod is AddPod returning the CNI error instead of failing.

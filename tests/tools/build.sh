@@ -6,6 +6,7 @@
 #   tests/tools/build.sh spiderpool-agent                       # tests/e2e/spiderpool_agent_test.go
 #   tests/tools/build.sh spiderpool-controller                  # tests/e2e/spiderpool_webhook_test.go
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
+#   tests/tools/build.sh kube-controller-manager kube-scheduler   # tests/cluster (authorization, scheduling)
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
 #   tests/tools/build.sh gremlins                               # make mutate (tests/mutate.sh)
@@ -27,19 +28,21 @@ spec() {
 	cnitool) echo "cni github.com/containernetworking/cni github.com/containernetworking/cni/cnitool" ;;
 	host-local) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/ipam/host-local" ;;
 	bridge) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/bridge" ;;
+	loopback) echo "cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/main/loopback" ;;
 	spiderpool) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool" ;;
 	spiderpool-agent) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-agent" ;;
 	spiderpool-controller) echo "spiderpool github.com/spidernet-io/spiderpool github.com/spidernet-io/spiderpool/cmd/spiderpool-controller" ;;
 	etcd) echo "etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3" ;;
 	kube-apiserver) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver" ;;
 	kube-controller-manager) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-controller-manager" ;;
+	kube-scheduler) echo "kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-scheduler" ;;
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
 	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
 	esac
 }
 
@@ -47,7 +50,7 @@ spec() {
 # `--version` report the real release instead of v0.0.0-master)
 ldflags() {
 	case "$1" in
-	kube-apiserver | kube-controller-manager)
+	kube-apiserver | kube-controller-manager | kube-scheduler)
 		local v="${2#v}"
 		echo "-X k8s.io/component-base/version.gitVersion=$2 -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$v") -X k8s.io/component-base/version.gitTreeState=clean"
 		;;

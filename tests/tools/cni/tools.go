@@ -8,4 +8,5 @@ import (
 	_ "github.com/containernetworking/cni/cnitool"
 	_ "github.com/containernetworking/plugins/plugins/ipam/host-local"
 	_ "github.com/containernetworking/plugins/plugins/main/bridge"
+	_ "github.com/containernetworking/plugins/plugins/main/loopback"
 )
