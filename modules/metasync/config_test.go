@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
 	"github.com/edgelink/edgelink/pkg/metadata"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // TestRestConfig proves how each source is reached: the metaServer with
@@ -20,18 +21,7 @@ import (
 // kubeconfig path, the unknown source, the missing in-cluster setup.
 func TestRestConfig(t *testing.T) {
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	kubeconfig := unittest.Kubeconfig(t, "https://10.0.0.1:6443")
 
 	t.Run("metaServer", func(t *testing.T) {
 		s := &Service{Source: v1.SourceMetaServer, Server: "https://127.0.0.1:10550", CAFile: "/etc/kubeedge/ca/rootCA.crt", TokenFile: "/var/run/token"}

@@ -347,18 +347,7 @@ func TestEnrollKeepRenewed(t *testing.T) {
 // and modules.metaSync.source.
 func TestNewEnroller(t *testing.T) {
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	kubeconfig := unittest.Kubeconfig(t, "https://127.0.0.1:6443")
 	c := v1.NewDefault()
 	c.NodeName = "cloud-1"
 	c.Modules.MetaSync.Source, c.Modules.MetaSync.Kubeconfig = v1.SourceKubeconfig, kubeconfig

@@ -1,12 +1,12 @@
 package kubeclient
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/edgelink/edgelink/config/v1alpha1"
+	"github.com/edgelink/edgelink/tests/unittest"
 )
 
 // Each source maps to what reaches it: the metaServer with JSON only and
@@ -14,18 +14,7 @@ import (
 // kubeconfig, the unknown source, the missing in-cluster setup.
 func TestRESTConfig(t *testing.T) {
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	kubeconfig := unittest.Kubeconfig(t, "https://10.0.0.1:6443")
 
 	ms, err := RESTConfig(v1.MetaSync{Source: v1.SourceMetaServer, MetaServer: "https://127.0.0.1:10550",
 		CAFile: "/etc/kubeedge/ca/rootCA.crt", TokenFile: "/var/run/token"})

@@ -6,6 +6,8 @@ package unittest
 import (
 	"crypto/rand"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,4 +61,24 @@ func StatusMux(t testing.TB, routes ...agenthost.Routes) *http.ServeMux {
 		t.Fatal(err)
 	}
 	return mux
+}
+
+// Kubeconfig writes a kubeconfig for server (token auth) into a temporary
+// directory and returns its path. It also clears the in-cluster
+// environment, so that only the kubeconfig can reach a server.
+func Kubeconfig(t *testing.T, server string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+server+`"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	return path
 }
