@@ -57,8 +57,9 @@ const (
 )
 
 // Packet streams end when idle, so that a peer gone quiet holds no
-// buffers and no goroutine of ours: a sender closes its stream after
-// sendIdle without a batch (it opens a new one at the next), a receiver
+// buffers and no goroutine of ours: a sender closes its stream once it
+// has carried no batch for between sendIdle/2 and sendIdle (it checks
+// every sendIdle/2; it opens a new one at the next batch), a receiver
 // closes one that brought nothing for receiveIdle (a sender that does not
 // close its own).
 const (
