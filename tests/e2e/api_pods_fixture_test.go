@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -118,11 +115,6 @@ leaderElection: {enable: true, namespace: kube-system, name: %s-controller, leas
 func addCloudPod(t *testing.T, cp *cluster.ControlPlane, c *cluster.CloudNode, name string) (string, netip.Addr) {
 	t.Helper()
 	podNS := c.NetNS + "-p"
-	if out, err := exec.Command("ip", "netns", "add", podNS).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", podNS).Run() })
-	ipIn(t, podNS, "link", "set", "lo", "up")
 	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cloud","plugins":[{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,`+
 		`"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":%q}]],"routes":[{"dst":"0.0.0.0/0"}]}}]}`,
 		filepath.Join(t.TempDir(), "host-local"), c.PodCIDR)
@@ -131,35 +123,7 @@ func addCloudPod(t *testing.T, cp *cluster.ControlPlane, c *cluster.CloudNode, n
 		t.Fatal(err)
 	}
 	cni := libcni.NewCNIConfigWithCacheDir([]string{testutil.PluginDir(t, "bridge", "host-local")}, t.TempDir(), nil)
-	rt := &libcni.RuntimeConf{ContainerID: "c-" + name, NetNS: filepath.Join("/var/run/netns", podNS), IfName: "eth0",
-		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", name}}}
-	var res *current.Result
-	err = ns.WithNetNSPath(c.NetNSPath, func(ns.NetNS) error {
-		r, err := cni.AddNetworkList(context.Background(), list, rt)
-		if err != nil {
-			return err
-		}
-		res, err = current.NewResultFromResult(r)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("CNI ADD %s on %s: %v", name, c.Name, err)
-	}
-	t.Cleanup(func() {
-		_ = ns.WithNetNSPath(c.NetNSPath, func(ns.NetNS) error { return cni.DelNetworkList(context.Background(), list, rt) })
-	})
-	var ip netip.Addr
-	for _, a := range res.IPs {
-		if v4, ok := netip.AddrFromSlice(a.Address.IP.To4()); ok {
-			ip = v4
-		}
-	}
-	if !ip.IsValid() {
-		t.Fatalf("CNI ADD %s: no IPv4 address in %+v", name, res)
-	}
-	cp.CreatePod(t, "default", name, c.Name, nil, nil)
-	cp.SetPodIP(t, "default", name, ip.String())
-	return podNS, ip
+	return podNS, cniPod(t, cp, cni, list, c.Name, c.NetNSPath, podNS, "default", name)
 }
 
 // podServer is a podserver pod for node (nodeName set) or, with nodeName

@@ -165,16 +165,26 @@ func flannelDelegate(t *testing.T, env map[string]string, dataDir string) []byte
 func (f *flannelNode) addPod(t *testing.T, cp *cluster.ControlPlane, name string) (string, netip.Addr) {
 	t.Helper()
 	podNS := f.NetNS + "-" + name
+	return podNS, cniPod(t, cp, f.cni, f.list, f.Name, f.NetNSPath, podNS, "dataplane", name)
+}
+
+// cniPod makes pod namespace podNS for pod ns/name on node (whose network
+// namespace is at nodeNetNS), runs the CNI ADD of list inside the node's
+// namespace (as the kubelet's runtime would; the DEL in cleanup) and
+// registers the pod with its IPv4 address in the API, which it returns.
+func cniPod(t *testing.T, cp *cluster.ControlPlane, cni *libcni.CNIConfig, list *libcni.NetworkConfigList,
+	node, nodeNetNS, podNS, podNamespace, name string) netip.Addr {
+	t.Helper()
 	if out, err := exec.Command("ip", "netns", "add", podNS).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", podNS).Run() })
 	ipIn(t, podNS, "link", "set", "lo", "up")
 	rt := &libcni.RuntimeConf{ContainerID: "c-" + name, NetNS: filepath.Join("/var/run/netns", podNS), IfName: "eth0",
-		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "dataplane"}, {"K8S_POD_NAME", name}}}
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", podNamespace}, {"K8S_POD_NAME", name}}}
 	var res *current.Result
-	err := ns.WithNetNSPath(f.NetNSPath, func(ns.NetNS) error {
-		r, err := f.cni.AddNetworkList(context.Background(), f.list, rt)
+	err := ns.WithNetNSPath(nodeNetNS, func(ns.NetNS) error {
+		r, err := cni.AddNetworkList(context.Background(), list, rt)
 		if err != nil {
 			return err
 		}
@@ -182,11 +192,11 @@ func (f *flannelNode) addPod(t *testing.T, cp *cluster.ControlPlane, name string
 		return err
 	})
 	if err != nil {
-		t.Fatalf("CNI ADD %s on %s: %v", name, f.Name, err)
+		t.Fatalf("CNI ADD %s on %s: %v", name, node, err)
 	}
 	t.Cleanup(func() {
-		_ = ns.WithNetNSPath(f.NetNSPath, func(ns.NetNS) error {
-			return f.cni.DelNetworkList(context.Background(), f.list, rt)
+		_ = ns.WithNetNSPath(nodeNetNS, func(ns.NetNS) error {
+			return cni.DelNetworkList(context.Background(), list, rt)
 		})
 	})
 	var ip netip.Addr
@@ -198,7 +208,7 @@ func (f *flannelNode) addPod(t *testing.T, cp *cluster.ControlPlane, name string
 	if !ip.IsValid() {
 		t.Fatalf("CNI ADD %s: no IPv4 address in %+v", name, res)
 	}
-	cp.CreatePod(t, "dataplane", name, f.Name, nil, nil)
-	cp.SetPodIP(t, "dataplane", name, ip.String())
-	return podNS, ip
+	cp.CreatePod(t, podNamespace, name, node, nil, nil)
+	cp.SetPodIP(t, podNamespace, name, ip.String())
+	return ip
 }
