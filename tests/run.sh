@@ -94,7 +94,7 @@ e2e() {
 	# Build (or take from the cache) every real test peer first, so a cold
 	# build (~8 min on 2 cores) is not charged to a test's timeout.
 	local t0=$SECONDS
-	tests/tools/build.sh cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore helm flanneld >/dev/null || return 1
+	tests/tools/build.sh cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore helm flanneld flannel >/dev/null || return 1
 	echo "test peers ready ($((SECONDS-t0))s)"
 	# -p 1: packages that start control planes and namespaces run one at a time.
 	go test -json -count=1 -p 1 -timeout 30m ./tests/... | bin/testsummary -suite e2e

@@ -12,10 +12,17 @@ import (
 
 // Scheduling: the control plane normally binds pods itself (spec.nodeName).
 // For pods placed by a nodeSelector and for Deployments, StartScheduling
-// adds kube-scheduler and a kube-controller-manager that runs only the
-// deployment and replicaset controllers (both from the same Kubernetes
-// module as the kube-apiserver). Neither serves HTTPS (--secure-port=0) or
-// elects a leader; they use the admin kubeconfig.
+// adds kube-scheduler and a kube-controller-manager that runs the
+// deployment, replicaset and node lifecycle controllers (both from the same
+// Kubernetes module as the kube-apiserver). Neither serves HTTPS
+// (--secure-port=0) or elects a leader; they use the admin kubeconfig.
+//
+// The node lifecycle controller lifts the node.kubernetes.io/not-ready
+// NoSchedule taint that edged, like every kubelet, registers its Node with
+// once the Node reports Ready, so workloads need no tolerations. It also
+// taints Nodes that never report (the cloud nodes here have no kubelet)
+// unreachable; the taint eviction controller, which would act on that
+// NoExecute taint, does not run, so pods bound to those nodes stay.
 
 // StartScheduling starts kube-scheduler and the workload controllers once
 // per control plane (later calls return at once); Close stops them.
@@ -40,7 +47,7 @@ func (cp *ControlPlane) StartScheduling() error {
 	}}
 	kcm := &proc{name: "kube-controller-manager-workloads", log: cp.logPath("kube-controller-manager-workloads"), argv: func() []string {
 		return []string{bins["kube-controller-manager"], "--kubeconfig=" + cp.Kubeconfig,
-			"--controllers=deployment-controller,replicaset-controller",
+			"--controllers=deployment-controller,replicaset-controller,node-lifecycle-controller",
 			"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false"}
 	}}
 	for _, p := range []*proc{sched, kcm} {

@@ -197,11 +197,21 @@ func deploymentOnEdge(t *testing.T, m *podsMesh) {
 	ctx := context.Background()
 	const name = "apip-deploy"
 	tmpl := podServer("default", name, e.Name, true)
-	// edged registers its Node with a taint that kube-controller-manager's
-	// node lifecycle controller would lift; that controller does not run
-	// here, so the replicas tolerate every taint (the nodeSelector alone
-	// places them).
-	tmpl.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	// edged registers its Node tainted not-ready; the node lifecycle
+	// controller lifts the taint once the Node is Ready. The replicas
+	// tolerate nothing: they run only once it is gone.
+	waitFor(t, 90*time.Second, "the node lifecycle controller lifts "+e.Name+"'s not-ready taint", func() error {
+		n, err := cp.Client.CoreV1().Nodes().Get(ctx, e.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, tn := range n.Spec.Taints {
+			if tn.Key == corev1.TaintNodeNotReady {
+				return fmt.Errorf("taint %s:%s", tn.Key, tn.Effect)
+			}
+		}
+		return nil
+	})
 	replicas := int32(2)
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},

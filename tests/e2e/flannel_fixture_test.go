@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -24,10 +23,10 @@ import (
 
 // flannelNode is a cloud node running the real flanneld (vxlan backend,
 // --kube-subnet-mgr against the test kube-apiserver, --ip-masq) and pods
-// wired the way Flannel's CNI plugin wires them.
+// wired by Flannel's CNI plugin.
 type flannelNode struct {
 	*cluster.CloudNode
-	dir        string // net-conf.json, subnet.env, flanneld.log, host-local's leases
+	dir        string // net-conf.json, subnet.env, flanneld.log, the CNI plugins' state
 	subnetFile string
 	cmd        *exec.Cmd
 	cni        *libcni.CNIConfig
@@ -80,13 +79,13 @@ func startFlannel(t *testing.T, cp *cluster.ControlPlane, c *cluster.CloudNode, 
 		return err
 	})
 
-	env := f.subnetEnv(t)
-	list, err := libcni.ConfListFromBytes(flannelDelegate(t, env, filepath.Join(f.dir, "host-local")))
+	f.subnetEnv(t)
+	list, err := libcni.ConfListFromBytes(flannelConf(f.subnetFile, f.dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.list = list
-	f.cni = libcni.NewCNIConfigWithCacheDir([]string{testutil.PluginDir(t, "bridge", "host-local")}, t.TempDir(), nil)
+	f.cni = libcni.NewCNIConfigWithCacheDir([]string{testutil.PluginDir(t, "flannel", "bridge", "host-local")}, t.TempDir(), nil)
 	return f
 }
 
@@ -120,43 +119,20 @@ func (f *flannelNode) subnetEnv(t *testing.T) map[string]string {
 	return env
 }
 
-// flannelDelegate is the bridge + host-local configuration Flannel's CNI
-// plugin (github.com/flannel-io/cni-plugin, which the module proxy does not
-// serve) hands to its delegate for kube-flannel's default
-// {"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}}:
-// bridge cni0 as the pods' gateway, the MTU flanneld chose, ipMasq only if
-// flanneld does not masquerade itself, host-local over FLANNEL_SUBNET with
-// a route to FLANNEL_NETWORK.
-func flannelDelegate(t *testing.T, env map[string]string, dataDir string) []byte {
-	t.Helper()
-	var mtu int
-	if _, err := fmt.Sscan(env["FLANNEL_MTU"], &mtu); err != nil {
-		t.Fatalf("FLANNEL_MTU %q: %v", env["FLANNEL_MTU"], err)
-	}
-	// FLANNEL_SUBNET is the gateway's address (10.244.1.1/24); the plugin
-	// parses it as a CIDR, i.e. the network
-	sn, err := netip.ParsePrefix(env["FLANNEL_SUBNET"])
-	if err != nil {
-		t.Fatalf("FLANNEL_SUBNET: %v", err)
-	}
-	var routes []map[string]string
-	for _, n := range strings.Split(env["FLANNEL_NETWORK"], ",") {
-		routes = append(routes, map[string]string{"dst": n})
-	}
-	conf := map[string]any{
-		"cniVersion": "1.0.0", "name": "cbr0",
-		"plugins": []map[string]any{{
-			"type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true, "hairpinMode": true,
-			"ipMasq": env["FLANNEL_IPMASQ"] != "true", "mtu": mtu,
-			"ipam": map[string]any{"type": "host-local", "dataDir": dataDir,
-				"ranges": [][]map[string]string{{{"subnet": sn.Masked().String()}}}, "routes": routes},
-		}},
-	}
-	b, err := json.Marshal(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+// flannelConf is kube-flannel's default cni-conf.json for Flannel's CNI
+// plugin (tests/tools/flannel-cni), {"type":"flannel","delegate":
+// {"hairpinMode":true,"isDefaultGateway":true}}, with the plugin's
+// subnetFile, its scratch dataDir and host-local's dataDir pointed into
+// dir instead of the host's /run/flannel and /var/lib/cni. The plugin
+// reads subnet.env at each ADD and hands bridge (cni0 as the pods'
+// gateway, flanneld's MTU, ipMasq only if flanneld does not masquerade
+// itself) and host-local (FLANNEL_SUBNET, a route to FLANNEL_NETWORK) the
+// delegate configuration. It speaks CNI up to 0.4.0; kube-flannel's
+// file says 0.3.1.
+func flannelConf(subnetFile, dir string) []byte {
+	return []byte(fmt.Sprintf(`{"cniVersion":"0.3.1","name":"cbr0","plugins":[{"type":"flannel",`+
+		`"subnetFile":%q,"dataDir":%q,"ipam":{"dataDir":%q},"delegate":{"hairpinMode":true,"isDefaultGateway":true}}]}`,
+		subnetFile, filepath.Join(dir, "flannel"), filepath.Join(dir, "host-local")))
 }
 
 // addPod makes a pod namespace on f, runs the CNI ADD inside the node's

@@ -10,7 +10,7 @@
 #   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
 #   tests/tools/build.sh gremlins                               # make mutate (tests/mutate.sh)
-#   tests/tools/build.sh flanneld                               # tests/e2e/flannel_test.go
+#   tests/tools/build.sh flanneld flannel                       # tests/e2e/flannel_test.go (daemon, CNI plugin)
 #
 # Binaries are cached in ${EDGELINK_TOOLS_CACHE:-~/.cache/edgelink-tools}/
 # <tool>-<module version>/<tool>; a cached binary is reused without building.
@@ -42,7 +42,8 @@ spec() {
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
 	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld)" >&2; return 1 ;;
+	flannel) echo "flannel-cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/meta/flannel" ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld flannel)" >&2; return 1 ;;
 	esac
 }
 

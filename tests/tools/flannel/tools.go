@@ -1,10 +1,8 @@
 //go:build tools
 
 // Package tools pins flanneld, the cloud nodes' CNI daemon in the Flannel
-// end-to-end test (tests/e2e/flannel_test.go). Flannel's CNI plugin
-// (github.com/flannel-io/cni-plugin) is not served by the module proxy; the
-// test does what it does with the reference bridge and host-local plugins
-// (tests/tools/cni).
+// end-to-end test (tests/e2e/flannel_test.go). Its CNI plugin, which the
+// cloud pods use, is pinned in tests/tools/flannel-cni.
 package tools
 
 import (
