@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/cni/libcni"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,8 +23,8 @@ import (
 // podsMesh is one cloud node and one edge node with edged, as the EdgeMesh
 // guide lays them out: one cluster default SpiderIPPool pinned to no node,
 // `edgelink controller` giving the edge node blocks of it inside its
-// segment, a cloud pod from the reference bridge + host-local plugins, and
-// an agent on each node (the edge one with IPAM, which edged's pods get
+// segment, the real flanneld on the cloud node with a cloud pod from
+// Flannel's CNI plugin, and an agent on each node (the edge one with IPAM, which edged's pods get
 // their addresses from through containerd -> edgelink-cni -> spiderpool).
 type podsMesh struct {
 	cp        *cluster.ControlPlane
@@ -50,7 +49,9 @@ func newPodsMesh(t *testing.T, prefix string, octet byte) *podsMesh {
 	cp := cluster.Shared(t)
 	m := &podsMesh{cp: cp, pool: prefix + "-default-v4"}
 	net16 := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 0, 0}), 16)
-	cloudCIDR := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 1, 0}), 24)
+	// Flannel's network, the cloud node's pod CIDR its lease inside it
+	cloudCIDR := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 0, 0}), 22)
+	cloudPodCIDR := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 1, 0}), 24)
 	m.segment = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 5, 0}), 24)
 	m.poolRange = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, 0, 0}), 19) // ips 10.x.0.0-10.x.20.200
 	createPool(t, cp, m.pool, map[string]any{"subnet": net16.String(),
@@ -63,7 +64,7 @@ resyncPeriod: 1s
 leaderElection: {enable: true, namespace: kube-system, name: %s-controller, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms}
 `, cloudCIDR, m.segment, prefix))
 
-	m.cloud = cp.AddCloudNode(t, prefix+"-cloud", cloudCIDR)
+	m.cloud = cp.AddCloudNode(t, prefix+"-cloud", cloudPodCIDR)
 	sock := filepath.Join(t.TempDir(), "ipam.sock")
 	m.edge = cp.AddEdgeNodeWithPods(t, prefix+"-edge", cluster.PodsOptions{IPAMSocket: sock})
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ipam.AnnoSegment, m.segment)
@@ -105,25 +106,10 @@ leaderElection: {enable: true, namespace: kube-system, name: %s-controller, leas
 	m.cloudAg.Start("Data plane up")
 	m.edgeAgent.Start("Data plane up")
 
-	m.cloudPod, m.cloudIP = addCloudPod(t, cp, m.cloud, prefix+"-cp")
+	fl := startFlannel(t, cp, m.cloud, cloudCIDR)
+	podNS := m.cloud.NetNS + "-p"
+	m.cloudPod, m.cloudIP = podNS, cniPod(t, cp, fl.cni, fl.list, m.cloud.Name, m.cloud.NetNSPath, podNS, "default", prefix+"-cp")
 	return m
-}
-
-// addCloudPod makes a pod namespace on cloud node c wired by the bridge +
-// host-local plugins over c's pod CIDR (CNI ADD inside c's namespace, as
-// its kubelet's runtime would) and registers it with its IP in the API.
-func addCloudPod(t *testing.T, cp *cluster.ControlPlane, c *cluster.CloudNode, name string) (string, netip.Addr) {
-	t.Helper()
-	podNS := c.NetNS + "-p"
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cloud","plugins":[{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,`+
-		`"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":%q}]],"routes":[{"dst":"0.0.0.0/0"}]}}]}`,
-		filepath.Join(t.TempDir(), "host-local"), c.PodCIDR)
-	list, err := libcni.ConfListFromBytes([]byte(conf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{testutil.PluginDir(t, "bridge", "host-local")}, t.TempDir(), nil)
-	return podNS, cniPod(t, cp, cni, list, c.Name, c.NetNSPath, podNS, "default", name)
 }
 
 // podServer is a podserver pod for node (nodeName set) or, with nodeName

@@ -22,7 +22,7 @@ import (
 )
 
 // The end-to-end issue's cluster (tests/simcluster): two cloud nodes with
-// the reference bridge + host-local plugins and host-gw routes, two relays,
+// the real flanneld (vxlan) and Flannel's CNI plugin, two relays,
 // site A (two edge nodes on one LAN) and site C behind hole-punchable NATs,
 // site B behind a symmetric NAT; real cloudcore, kube-apiserver and an
 // edgecore per edge node; an agent on every node. Each subtest is one of
@@ -90,10 +90,14 @@ func TestCluster(t *testing.T) {
 		took := waitClusterPaths(t, c, 30*time.Second, want)
 		t.Logf("paths as wanted (%s)", took.Round(time.Millisecond))
 		// The cloud nodes reach each other's pods through the cloud's
-		// own CNI, not the tunnel: no route of ours for cloud-2's CIDR.
+		// own CNI, not the tunnel: no route of ours for cloud-2's CIDR,
+		// Flannel's over its vxlan device.
 		out, _ := c.Node("cloud-1").Host.Exec("ip", "route", "show", "proto", "77")
 		if strings.Contains(out, c.Node("cloud-2").PodPrefix.String()) {
 			t.Errorf("cloud-1 routes cloud-2's pods itself:\n%s", out)
+		}
+		if out, _ := c.Node("cloud-1").Host.Exec("ip", "route", "show", c.Node("cloud-2").PodPrefix.String()); !strings.Contains(out, "dev flannel.1") {
+			t.Errorf("cloud-1 has no Flannel route for cloud-2's pods: %q", out)
 		}
 	})
 
@@ -277,8 +281,7 @@ func clusterChurn(t *testing.T, c *simcluster.Cluster, pods map[string]*simclust
 	}
 }
 
-// ourRoutes lists the node's routes that EdgeLink or the cloud CNI made
-// (proto 77 and the host-gw routes), sorted.
+// ourRoutes lists the node's routes that EdgeLink made (proto 77).
 func ourRoutes(t *testing.T, n *simcluster.Node) string {
 	t.Helper()
 	out, err := n.Host.Exec("ip", "route", "show", "proto", "77")

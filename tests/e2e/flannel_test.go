@@ -40,7 +40,7 @@ func TestFlannelCloudNodes(t *testing.T) {
 
 	t0 := time.Now()
 	f1, f2 := startFlannel(t, cp, c1, network), startFlannel(t, cp, c2, network)
-	t.Logf("flanneld up on both cloud nodes in %s: %v", time.Since(t0).Round(time.Millisecond), f1.subnetEnv(t))
+	t.Logf("flanneld up on both cloud nodes in %s: %v", time.Since(t0).Round(time.Millisecond), f1.SubnetEnv(t))
 	podA, ipA := f1.addPod(t, cp, "fl-pa")
 	podB, ipB := f2.addPod(t, cp, "fl-pb")
 	ipE := netip.MustParseAddr("10.245.1.2")

@@ -8,10 +8,10 @@
 //
 //	public segment 198.18.0.0/24 ("internet", no uplink)
 //	  relay-1, relay-2   agents with the tunnel module only (relayNodes)
-//	  cloud-1, cloud-2   cloud nodes: pods from the reference bridge +
-//	                     host-local plugins, one pod CIDR each inside
-//	                     cloudCIDR, host-gw routes between the two (as
-//	                     Flannel's host-gw backend sets them); agent with
+//	  cloud-1, cloud-2   cloud nodes: the real flanneld (vxlan backend,
+//	                     kube subnet manager, --ip-masq; Network is
+//	                     cloudCIDR, each node's pod CIDR inside it) and
+//	                     pods from Flannel's CNI plugin; agent with
 //	                     metaSync from the kube-apiserver, tunnel, edgeCNI
 //	  control            forwards cloudcore's and the kube-apiserver's
 //	                     ports to the control plane on the host, like a
@@ -131,11 +131,12 @@ type Cluster struct {
 
 // Node is one node of the cluster.
 type Node struct {
-	Name  string
-	Kind  Kind
-	Host  *topology.Host
-	Edge  *cluster.EdgeNode // edge nodes only
-	Agent *testutil.Agent
+	Name    string
+	Kind    Kind
+	Host    *topology.Host
+	Edge    *cluster.EdgeNode // edge nodes only
+	Flannel *cluster.Flannel  // cloud nodes only
+	Agent   *testutil.Agent
 	// PodPrefix is the node's pod range: its pod CIDR (cloud) or its
 	// site's segment (edge).
 	PodPrefix netip.Prefix
@@ -234,7 +235,6 @@ func NewWith(t testing.TB, spec topology.Spec, opts Options) *Cluster {
 			c.add(&Node{Name: h.Name, Kind: Relay, Host: h}, c.agentConfig(h.Name, Relay))
 		}
 	}
-	c.cloudHostGW()
 	c.Controller = testutil.StartController(t, cp.Kubeconfig, fmt.Sprintf(
 		"meshCIDRConfig: {cloudCIDR: [%s], edgeCIDR: [%s]}\nresyncPeriod: 2s\n", CloudCIDR, strings.Join(c.edgeCIDRs, ", ")))
 	c.waitBlocks()
@@ -313,8 +313,9 @@ func (c *Cluster) agentConfig(name string, kind Kind) *v1.AgentConfig {
 }
 
 // addCloud makes cloud node number n: its Node object (pod CIDR
-// 10.244.n.0/24, InternalIP its public address), a bridge + host-local CNI
-// config, and an agent reading the kube-apiserver.
+// 10.244.n.0/24, InternalIP its public address), flanneld (vxlan, kube
+// subnet manager, --ip-masq) with Flannel's CNI plugin for its pods, and
+// an agent reading the kube-apiserver.
 func (c *Cluster) addCloud(h *topology.Host, n int) {
 	t := c.t
 	pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(n), 0}), 24)
@@ -330,27 +331,12 @@ func (c *Cluster) addCloud(h *topology.Host, n int) {
 	if _, err := c.CP.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("node %s status: %v", h.Name, err)
 	}
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cloud","plugins":[{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,`+
-		`"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":%q}]],"routes":[{"dst":"0.0.0.0/0"}]}}]}`, filepath.Join(t.TempDir(), "host-local"), pfx)
-	nd := &Node{Name: h.Name, Kind: Cloud, Host: h, PodPrefix: pfx, c: c}
-	nd.setCNI(conf, "bridge", "host-local")
+	fl := cluster.StartFlannel(t, cluster.FlannelOptions{Node: h.Name, NetNS: h.NetNS, Kubeconfig: c.kubecf, Network: CloudCIDR})
+	nd := &Node{Name: h.Name, Kind: Cloud, Host: h, PodPrefix: pfx, Flannel: fl, c: c}
+	nd.setCNI(string(fl.Conflist()), cluster.FlannelPlugins...)
 	cfg := c.agentConfig(h.Name, Cloud)
 	cfg.Modules.MetaSync.Source, cfg.Modules.MetaSync.Kubeconfig = v1.SourceKubeconfig, c.kubecf
 	c.add(nd, cfg)
-}
-
-// cloudHostGW routes every cloud node's pod CIDR via its address on the
-// other cloud nodes, as Flannel's host-gw backend does.
-func (c *Cluster) cloudHostGW() {
-	for _, a := range c.Nodes() {
-		for _, b := range c.Nodes() {
-			if a.Kind == Cloud && b.Kind == Cloud && a != b {
-				if _, err := a.Host.Exec("ip", "route", "add", b.PodPrefix.String(), "via", b.Host.IP.String()); err != nil {
-					c.t.Fatal(err)
-				}
-			}
-		}
-	}
 }
 
 // addEdge makes an edge node of segment seg: edgecore in the host's
