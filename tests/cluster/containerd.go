@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,9 +35,11 @@ type ContainerdOptions struct {
 }
 
 // containerdConfig is containerd 1.6's config (version 2) for one node:
-// nothing shared with another containerd on the machine, no AppArmor
-// (profiles are per host), oom_score_adj not forced below the parent's,
-// runc with cgroupfs (edged's driver), and the test pause image.
+// nothing shared with another containerd on the machine (the sandboxes'
+// network namespaces are mounted under its state directory, not the
+// host's /var/run/netns), no AppArmor (profiles are per host),
+// oom_score_adj not forced below the parent's, runc with cgroupfs (edged's
+// driver), and the test pause image.
 func containerdConfig(dir, socket string, o ContainerdOptions) string {
 	return fmt.Sprintf(`version = 2
 root = %q
@@ -60,6 +61,7 @@ state = %q
   sandbox_image = %q
   disable_apparmor = true
   restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
@@ -137,10 +139,8 @@ func (c *Containerd) ctr(ctx context.Context, args ...string) (string, error) {
 // otherwise outlive it), stops it and unmounts the rootfs and sandbox
 // mounts it left under Dir.
 func (c *Containerd) Stop() {
-	var podNS []string
 	if c.proc.running() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		podNS = c.podNetNS(ctx)
 		if out, err := c.ctr(ctx, "tasks", "ls", "-q"); err == nil {
 			for _, id := range strings.Fields(out) {
 				_, _ = c.ctr(ctx, "tasks", "kill", "-s", "SIGKILL", id)
@@ -150,48 +150,9 @@ func (c *Containerd) Stop() {
 		cancel()
 	}
 	c.proc.stop(10 * time.Second)
+	// rootfs mounts, and the network namespaces of sandboxes nobody
+	// stopped (their pods were never deleted)
 	unmountUnder(c.Dir)
-	// Sandboxes nobody stopped (their pods were never deleted) leave the
-	// namespaces the CRI plugin made for them in /var/run/netns.
-	for _, p := range podNS {
-		_ = exec.Command("ip", "netns", "del", filepath.Base(p)).Run()
-	}
-}
-
-// podNetNS lists the network namespaces (under /var/run/netns) that this
-// containerd's containers were started in: the CRI plugin's per-sandbox
-// namespaces, from each container's OCI spec.
-func (c *Containerd) podNetNS(ctx context.Context) []string {
-	out, err := c.ctr(ctx, "containers", "ls", "-q")
-	if err != nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var paths []string
-	for _, id := range strings.Fields(out) {
-		info, err := c.ctr(ctx, "containers", "info", id)
-		if err != nil {
-			continue
-		}
-		var ci struct {
-			Spec struct {
-				Linux struct {
-					Namespaces []struct{ Type, Path string } `json:"namespaces"`
-				} `json:"linux"`
-			} `json:"Spec"`
-		}
-		if json.Unmarshal([]byte(info), &ci) != nil {
-			continue
-		}
-		for _, n := range ci.Spec.Linux.Namespaces {
-			p := n.Path
-			if n.Type == "network" && !seen[p] && (strings.HasPrefix(p, "/var/run/netns/") || strings.HasPrefix(p, "/run/netns/")) {
-				seen[p] = true
-				paths = append(paths, p)
-			}
-		}
-	}
-	return paths
 }
 
 // unmountUnder lazily unmounts every mount point at or below dir, deepest
