@@ -104,7 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	h, err := p2p.New(p2p.Config{Key: key, ListenPort: t.ListenPort, Credentials: creds, Verifier: verifier,
-		AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true})
+		Admit: s.admit, AdvertiseAddrs: advertise, Public: isRelay, HolePunching: true})
 	if err != nil {
 		return err
 	}
@@ -463,6 +463,32 @@ func unionAddrs(a, b []string) []string {
 		out = out[:maxPeerAddrs]
 	}
 	return out
+}
+
+// admit is the membership gate's admission check: once the metadata
+// picture is synced and lists nodes, a member must be one of them or a
+// configured relay node. Deleting a node's Node object so revokes its
+// membership within a membership check, whatever its certificate's
+// lifetime (KubeEdge's are a year). Without a picture (a relay, a
+// snapshot loaded from disk and not yet synced) every proven node is
+// admitted.
+func (s *Service) admit(node string) error {
+	if s.md == nil {
+		return nil
+	}
+	sn := s.md.Snapshot()
+	if !sn.Synced || len(sn.Nodes) == 0 {
+		return nil
+	}
+	if _, ok := sn.Nodes[node]; ok {
+		return nil
+	}
+	for _, r := range s.cfg.Modules.Tunnel.RelayNodes {
+		if r.NodeName == node {
+			return nil
+		}
+	}
+	return fmt.Errorf("the cluster has no Node %q (deleted?)", node)
 }
 
 // targets turns known members into path-manager targets, adding the

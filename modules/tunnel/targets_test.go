@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,5 +345,41 @@ func TestAddrsThatAreNotMultiaddrs(t *testing.T) {
 	}}
 	if got := nodeAddrs(n, "20006"); len(got) != 2 || got[0].String() != "/ip4/192.168.1.12/tcp/20006" {
 		t.Errorf("nodeAddrs = %v, want only 192.168.1.12's two", got)
+	}
+}
+
+// The membership gate's admission check follows the synced metadata
+// picture: a node it lists, or a configured relay node, is admitted; a
+// node it does not list is refused with an error naming it. An unsynced
+// or empty picture, or none (a relay), admits everyone.
+func TestAdmitFollowsSyncedNodes(t *testing.T) {
+	nodes := map[string]*metadata.NodeInfo{"a2": node("a2")}
+	tests := []struct {
+		name    string
+		md      metadata.Reader
+		node    string
+		refused bool
+	}{
+		{"listed node", fixedReader{&metadata.Snapshot{Synced: true, Nodes: nodes}}, "a2", false},
+		{"deleted node", fixedReader{&metadata.Snapshot{Synced: true, Nodes: nodes}}, "gone", true},
+		{"relay node not in the picture", fixedReader{&metadata.Snapshot{Synced: true, Nodes: nodes}}, "relay-1", false},
+		{"picture loaded from disk, not synced", fixedReader{&metadata.Snapshot{Nodes: nodes}}, "gone", false},
+		{"synced picture without nodes", fixedReader{&metadata.Snapshot{Synced: true, Nodes: map[string]*metadata.NodeInfo{}}}, "gone", false},
+		{"no metadata (a relay)", nil, "gone", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := v1.NewDefault()
+			c.NodeName = "a1"
+			c.Modules.Tunnel.RelayNodes = []v1.RelayNode{{NodeName: "relay-1", AdvertiseAddress: []string{"198.18.0.11"}}}
+			err := NewService(asAgent(t, c), tt.md).admit(tt.node)
+			if tt.refused {
+				if err == nil || !strings.Contains(err.Error(), `no Node "`+tt.node+`"`) {
+					t.Errorf("admit(%s) = %v, want a refusal naming it", tt.node, err)
+				}
+			} else if err != nil {
+				t.Errorf("admit(%s) = %v, want admitted", tt.node, err)
+			}
+		})
 	}
 }

@@ -36,7 +36,11 @@ import (
 // proofs; the other side takes it only for the node already proven. Every
 // membershipCheck the gate closes connections whose membership expired,
 // and after the CA file changed (a rotated CA) it checks every member's
-// last proof again and closes the connections of those that fail.
+// last proof again and closes the connections of those that fail. With
+// an admission check (Config.Admit), a proven node is also asked about
+// when it proves and at every membershipCheck: a node the cluster no
+// longer has (its Node deleted) is refused, or expelled within
+// membershipCheck, whatever its certificate says.
 const MembershipProtocol = protocol.ID("/edgelink/membership/1.0.0")
 
 // proveTimeout bounds the membership exchange; a connection that has not
@@ -61,6 +65,7 @@ type Gate struct {
 	creds    atomic.Pointer[membership.Credentials] // this node's; replaced when renewed
 	credsGen atomic.Uint64                          // counts SetCredentials calls
 	verifier *membership.Verifier
+	admit    func(node string) error // nil admits every proven node
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -86,9 +91,9 @@ type peerState struct {
 	finished bool
 }
 
-func newGate(h host.Host, creds *membership.Credentials, v *membership.Verifier) (*Gate, error) {
+func newGate(h host.Host, creds *membership.Credentials, v *membership.Verifier, admit func(node string) error) (*Gate, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Gate{h: h, verifier: v, ctx: ctx, cancel: cancel, peers: map[peer.ID]*peerState{}}
+	g := &Gate{h: h, verifier: v, admit: admit, ctx: ctx, cancel: cancel, peers: map[peer.ID]*peerState{}}
 	g.creds.Store(creds)
 	h.SetStreamHandler(MembershipProtocol, g.handleInbound)
 	h.Network().Notify(g)
@@ -106,8 +111,9 @@ func (g *Gate) SetCredentials(c *membership.Credentials) {
 	g.credsGen.Add(1)
 }
 
-// watch ends memberships that expired or that a changed CA no longer
-// vouches for, and renews the rest in time (every membershipCheck).
+// watch ends memberships that expired, that a changed CA no longer
+// vouches for or that admission refuses now, and renews the rest in time
+// (every membershipCheck).
 func (g *Gate) watch() {
 	tick := time.NewTicker(membershipCheck)
 	defer tick.Stop()
@@ -151,11 +157,12 @@ func (g *Gate) watch() {
 			g.expel(m.p, m.st, fmt.Errorf("%w: membership of %q ended at %s (proof or certificate expired)",
 				membership.ErrNotMember, m.st.node, m.st.expires.UTC().Format(time.RFC3339)))
 		}
-		if !caChanged {
-			continue
-		}
 		for _, m := range members {
-			if _, err := g.verifier.Check(m.proof, m.p); err != nil {
+			err := g.admitted(m.st.node)
+			if err == nil && caChanged {
+				_, err = g.verifier.Check(m.proof, m.p)
+			}
+			if err != nil {
 				g.expel(m.p, m.st, err)
 			}
 		}
@@ -250,11 +257,26 @@ func (g *Gate) state(p peer.ID) *peerState {
 	return st
 }
 
+// admitted is the admission check's word on a proven node.
+func (g *Gate) admitted(node string) error {
+	if g.admit == nil {
+		return nil
+	}
+	if err := g.admit(node); err != nil {
+		return fmt.Errorf("%w: node %q not admitted: %w", membership.ErrNotMember, node, err)
+	}
+	return nil
+}
+
 // finish ends the exchange st of peer p; an exchange that is no longer
-// p's current one (p disconnected and came back) changes nothing.
+// p's current one (p disconnected and came back) changes nothing. A
+// proven node admission refuses is refused.
 //
 // sent is the credsGen of the proof we gave them (read before sending).
 func (g *Gate) finish(p peer.ID, st *peerState, sent uint64, m membership.Member, proof []byte, err error) {
+	if err == nil {
+		err = g.admitted(m.Node)
+	}
 	g.mu.Lock()
 	if cur, ok := g.peers[p]; !ok || cur != st || st.finished {
 		g.mu.Unlock()

@@ -2,8 +2,11 @@ package p2p
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +132,59 @@ func TestMembershipFollowsARenewedCertificate(t *testing.T) {
 			t.Fatalf("edge-b lost its membership %s after its first certificate, renewed in time", time.Since(issued))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An admission check (Config.Admit) refuses a proven node it does not
+// admit, and ends the membership of one it stops admitting (its Node
+// deleted) at the next check, whatever its certificate says: the
+// connection is closed, and the node cannot come back while refused.
+func TestAdmissionRefusesAndExpels(t *testing.T) {
+	fastMembership(t, time.Hour)
+	c := newCluster(t)
+	var mu sync.Mutex
+	gone := map[string]bool{"edge-c": true}
+	admit := func(node string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if gone[node] {
+			return fmt.Errorf("no Node %q in the cluster", node)
+		}
+		return nil
+	}
+	a := c.start("edge-a", nil, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Admit: admit})
+	b, cc := c.host("edge-b", nil), c.host("edge-c", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if node := proven(t, b, a); node != "edge-b" {
+		t.Fatalf("edge-b proved %q", node)
+	}
+	if err := connect(t, cc, a); err == nil {
+		if node, err := a.Gate.WaitMember(ctx, cc.ID()); err == nil {
+			t.Fatalf("edge-c, not admitted, became a member as %q", node)
+		} else if !strings.Contains(err.Error(), `node "edge-c" not admitted: no Node "edge-c" in the cluster`) {
+			t.Errorf("refusal of edge-c: %v", err)
+		}
+	}
+	if err := echo(ctx, cc, a); err == nil {
+		t.Error("edge-c reached a guarded protocol")
+	}
+
+	refusals := a.Gate.Failures()
+	mu.Lock()
+	gone["edge-b"] = true
+	mu.Unlock()
+	waitFor(t, "edge-b expelled once no longer admitted", func() bool {
+		_, member := a.Gate.Member(b.ID())
+		return !member && a.Network().Connectedness(b.ID()) != network.Connected
+	})
+	if a.Gate.Failures() <= refusals {
+		t.Error("the expulsion was not counted as a refusal")
+	}
+	if err := connect(t, b, a); err == nil {
+		if _, err := a.Gate.WaitMember(ctx, b.ID()); err == nil {
+			t.Error("edge-b became a member again while not admitted")
+		}
 	}
 }

@@ -44,6 +44,11 @@ type Config struct {
 	// Credentials prove this node's membership; Verifier checks others'.
 	Credentials *membership.Credentials
 	Verifier    *membership.Verifier
+	// Admit, if set, is asked about every node that proves membership,
+	// when it proves and at every membership check (15 s); an error
+	// refuses it or ends its membership and closes its connections. It
+	// must be fast and must not block (it runs on the membership path).
+	Admit func(node string) error
 	// AdvertiseAddrs are announced besides the listen addresses (a
 	// relay's advertiseAddress, as multiaddrs).
 	AdvertiseAddrs []ma.Multiaddr
@@ -173,7 +178,7 @@ func New(cfg Config) (*Host, error) {
 		rm.Close() // the host owns it only once it exists
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
-	g, err := newGate(h, cfg.Credentials, cfg.Verifier)
+	g, err := newGate(h, cfg.Credentials, cfg.Verifier, cfg.Admit)
 	if err != nil {
 		h.Close()
 		return nil, err

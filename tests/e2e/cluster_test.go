@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	cryptorand "crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgelink/edgelink/modules/tunnel"
 	"github.com/edgelink/edgelink/pkg/p2p"
@@ -131,6 +134,8 @@ func TestCluster(t *testing.T) {
 	t.Run("edge site uplink dropped", func(t *testing.T) { clusterUplinkDropped(t, c, pods) })
 	t.Run("bad input", func(t *testing.T) { clusterBadInput(t, c, pods) })
 	t.Run("long run", func(t *testing.T) { clusterLongRun(t, c, pods) })
+	// Last: it takes b1 out of the cluster.
+	t.Run("a deleted Node is revoked", func(t *testing.T) { clusterNodeDeleted(t, c, pods) })
 }
 
 // pingOK pings once from a pod and says why it failed.
@@ -454,6 +459,40 @@ func clusterPeers(c *simcluster.Cluster, node string) map[string]p2p.PeerStatus 
 		out[p.Node] = p
 	}
 	return out
+}
+
+// b1's Node is deleted through the API (its certificate is valid for
+// hours more): within a minute every other node has refused or expelled
+// it (no path from any of them; pods elsewhere no longer reach its pod)
+// while the rest of the mesh keeps working.
+func clusterNodeDeleted(t *testing.T, c *simcluster.Cluster, pods map[string]*simcluster.Pod) {
+	if err := pingOK(pods["a1"], pods["b1"]); err != nil {
+		t.Fatalf("before the delete: %v", err)
+	}
+	t0 := time.Now()
+	if err := c.CP.Client.CoreV1().Nodes().Delete(context.Background(), "b1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	others := []string{"cloud-1", "cloud-2", "a1", "a2", "c1"}
+	waitFor(t, 60*time.Second, "every node refuses b1", func() error {
+		for _, n := range others {
+			if p, ok := clusterPeers(c, n)["b1"]; ok && p.Path != p2p.PathNone {
+				return fmt.Errorf("%s still has a %s path to b1", n, p.Path)
+			}
+		}
+		return nil
+	})
+	t.Logf("b1 revoked everywhere %s after its Node was deleted", time.Since(t0).Round(time.Millisecond))
+	for _, n := range []string{"cloud-1", "a1"} {
+		if err := pingOK(pods[n], pods["b1"]); err == nil {
+			t.Errorf("%s's pod still reaches b1's pod after b1 was revoked", n)
+		}
+	}
+	for _, pr := range [][2]string{{"cloud-1", "a1"}, {"a1", "c1"}} {
+		if err := pingOK(pods[pr[0]], pods[pr[1]]); err != nil {
+			t.Errorf("after b1's revocation: %v", err)
+		}
+	}
 }
 
 // Bad input while a flow runs: an invalid agent config, malformed CNI
