@@ -76,8 +76,8 @@ func TestBenchHostileMember(t *testing.T) {
 			for _, p := range hostilePhases {
 				fmt.Fprintf(&b, ", %s %.1f/%.1f", p, s.rss[p], s.heap[p])
 			}
-			fmt.Printf("hostile_member run %d/%d: RSS/heap MiB%s; %d of 32 packet streams and %d of 32 probe streams taken, %d MiB flooded, %d spoofed packets dropped\n",
-				r, runs, b.String(), s.got.PacketStreams, s.got.StalledStreams, s.got.Flooded>>20, s.spoofed)
+			fmt.Printf("hostile_member run %d/%d: RSS/heap MiB%s; %d of 32 packet streams and %d of 32 probe streams taken (%d KiB written on them), %d MiB flooded, %d spoofed packets dropped\n",
+				r, runs, b.String(), s.got.PacketStreams, s.got.StalledStreams, s.got.Stalled>>10, s.got.Flooded>>20, s.spoofed)
 		})
 	}
 	if interrupted.Load() {
@@ -157,6 +157,9 @@ func measureHostile(ctx context.Context, env *Env, spec rogue.Spec) (memorySampl
 	sm.setPhase("after") // the rogue has exited
 	time.Sleep(3 * time.Second)
 	stop()
+	if sm.profiles != "" {
+		sm.saveProfile("after")
+	}
 	if err := victim.GetJSON("/v1/dataplane", &st); err != nil {
 		return memorySample{}, err
 	}
@@ -174,8 +177,9 @@ func measureHostile(ctx context.Context, env *Env, spec rogue.Spec) (memorySampl
 
 // sampler reads the victim's RSS (/proc) and Go heap (GET /v1/agent)
 // every 50 ms, keeping each phase's largest (baseline: median; after:
-// last). With profiles set, it saves the victim's heap profile there at
-// the end of each phase.
+// last). With profiles set (BENCH_HOSTILE_PPROF, a directory), it saves
+// the victim's heap profile there at the end of each phase, after a GC
+// (which then lowers the next phase's figures).
 type sampler struct {
 	pid      int
 	socket   string
@@ -239,7 +243,7 @@ func (s *sampler) run(done <-chan struct{}) {
 func (s *sampler) saveProfile(phase string) {
 	c := http.Client{Timeout: 5 * time.Second, Transport: unixsock.HTTPTransport(s.socket)}
 	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://agent/debug/pprof/heap")
+	resp, err := c.Get("http://agent/debug/pprof/heap?gc=1") // a GC first: the profile is as of the last one
 	if err != nil {
 		return
 	}
