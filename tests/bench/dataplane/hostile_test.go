@@ -55,6 +55,9 @@ func TestBenchHostileMember(t *testing.T) {
 	if os.Getenv("BENCH_QUICK") != "" {
 		runs = 1
 	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_HOSTILE_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
 	spec := rogue.Spec{Hostile: true, Hold: 4 * time.Second, Stall: 4 * time.Second, Flood: 5 * time.Second}
 	fmt.Printf("victim: an agent with one working peer; the rogue member: 32 idle packet streams for %s, 32 stalled probe streams for %s, a spoofed flood on 8 packet streams for %s; %d run(s)\n",
 		spec.Hold, spec.Stall, spec.Flood, runs)
@@ -201,6 +204,9 @@ func (s *sampler) setPhase(p string) {
 	s.mu.Unlock()
 	if old != p && s.profiles != "" {
 		s.saveProfile(old)
+		if p == "flood" { // what is live in the middle of it
+			time.AfterFunc(3*time.Second, func() { s.saveProfile("flood-mid") })
+		}
 	}
 }
 
