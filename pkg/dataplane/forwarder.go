@@ -61,10 +61,13 @@ const (
 // has carried no batch for between sendIdle/2 and sendIdle (it checks
 // every sendIdle/2; it opens a new one at the next batch), a receiver
 // closes one that brought nothing for receiveIdle (a sender that does not
-// close its own).
+// close its own; it refreshes its read deadline every
+// receiveIdle/receiveRefresh at most, so between 15/16 of receiveIdle and
+// receiveIdle after the last data).
 const (
-	sendIdle    = time.Minute
-	receiveIdle = 2 * sendIdle
+	sendIdle       = time.Minute
+	receiveIdle    = 2 * sendIdle
+	receiveRefresh = 16
 )
 
 // Stats count what the forwarder did; all fields are atomic.
@@ -114,6 +117,7 @@ type Forwarder struct {
 
 	sendIdle, receiveIdle time.Duration // the constants; tests shorten them
 	frames                sync.Pool     // *[]byte
+	readers               sync.Pool     // *bufio.Reader of streamBuffer bytes
 }
 
 // link is the way to one peer node.
@@ -145,6 +149,7 @@ func newForwarder(dev Device, tr Transport) *Forwarder {
 	f.icmpTokens.Store(icmpRate)
 	f.batches.New = func() any { return newRxBatch(min(dev.BatchSize(), rxBatchSize)) }
 	f.frames.New = func() any { b := make([]byte, 0, 256<<10); return &b }
+	f.readers.New = func() any { return bufio.NewReaderSize(nil, streamBuffer) }
 	f.wg.Add(2)
 	go func() { defer f.wg.Done(); f.readTUN() }()    // routineReadTUN
 	go func() { defer f.wg.Done(); f.refillICMP() }() // routineICMPTokens
@@ -469,8 +474,9 @@ func countFrames(b []byte) int {
 	return n
 }
 
-// streamBuffer is each inbound stream's read buffer: what an idle stream
-// costs (a batch's buffers are taken from a pool only while data flows).
+// streamBuffer is each inbound stream's read buffer (pooled): what an idle
+// stream costs (a batch's buffers are taken from a pool only while data
+// flows).
 // rxBatchSize bounds the packets of one inbound batch, and so the buffers
 // a stream holds while data flows (rxBatchSize full-size buffers, 2 MiB):
 // a batch ends anyway when the reader's buffer is drained, which holds
@@ -522,11 +528,19 @@ func (f *Forwarder) Receive(node string, r io.ReadCloser) {
 	stop := context.AfterFunc(f.ctx, func() { _ = r.Close() })
 	defer stop()
 	deadline, _ := r.(interface{ SetReadDeadline(time.Time) error })
-	br := bufio.NewReaderSize(r, streamBuffer)
+	// Readers are pooled: a member that keeps replacing its stream (each
+	// new one closes the one before) makes no garbage of them.
+	br := f.readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); f.readers.Put(br) }()
 	offload := takesOffload(r)
+	var refreshed time.Time // when the read deadline was last set
 	for {
-		if deadline != nil {
-			_ = deadline.SetReadDeadline(time.Now().Add(f.receiveIdle))
+		// A deadline costs the stream a timer: refresh it now and then,
+		// not per batch.
+		if now := time.Now(); deadline != nil && now.Sub(refreshed) >= f.receiveIdle/receiveRefresh {
+			_ = deadline.SetReadDeadline(now.Add(f.receiveIdle))
+			refreshed = now
 		}
 		// Wait for data before taking a batch's buffers from the pool:
 		// an idle stream holds its reader's buffer only.

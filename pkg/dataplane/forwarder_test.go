@@ -529,6 +529,34 @@ func TestReceiveClosesIdleStream(t *testing.T) {
 	}
 }
 
+// A stream that keeps bringing data stays open past receiveIdle: the
+// read deadline, refreshed only now and then, moves with the data.
+func TestReceiveKeepsBusyStream(t *testing.T) {
+	f, _, _ := newTestForwarder(t)
+	f.receiveIdle = time.Second
+	ours, theirs := net.Pipe()
+	defer theirs.Close()
+	done := make(chan struct{})
+	go func() { defer close(done); f.Receive("edge-2", ours) }()
+	frame := AppendFrame(nil, ipv4([4]byte{10, 245, 1, 5}, [4]byte{10, 244, 1, 2}, 60))
+	for i := range 50 { // 2.5 s, a packet every 50 ms
+		if _, err := theirs.Write(frame); err != nil {
+			t.Fatalf("packet %d: the busy stream was closed: %v", i, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("a busy packet stream was closed")
+	default:
+	}
+	theirs.Close()
+	<-done
+	if got := f.Snapshot().RxPackets; got != 50 {
+		t.Errorf("%d packets delivered, want 50", got)
+	}
+}
+
 // A sender closes its stream after sendIdle without a batch, and opens a
 // new one for the next.
 func TestSendClosesIdleStream(t *testing.T) {

@@ -125,9 +125,26 @@ var protocolPeerStreams = map[protocol.ID]int{
 	DiscoveryProtocol:  4,
 }
 
+// MaxStreamWindow caps each yamux stream's receive window (libp2p's
+// default grows it to 16 MiB): what a peer may have in flight to us on one
+// stream, and so what a member flooding a packet stream faster than we
+// read it makes us buffer. It also bounds one TCP path's throughput per
+// direction to MaxStreamWindow per round trip (about 335 Mbit/s at
+// 100 ms, 1.7 Gbit/s at 20 ms; docs/dataplane.md). QUIC paths keep
+// quic-go's windows.
+const MaxStreamWindow = 4 << 20
+
+// muxer is libp2p's yamux with receive windows capped at MaxStreamWindow.
+func muxer() *yamux.Transport {
+	t := *yamux.DefaultTransport
+	t.MaxStreamWindowSize = MaxStreamWindow
+	return &t
+}
+
 // New starts a host: TCP and QUIC, TLS preferred over Noise (AES-NI makes
-// TLS cheaper on the data path, docs/benchmarks.md), yamux, the explicit resource
-// budget, and the membership gate.
+// TLS cheaper on the data path, docs/benchmarks.md), yamux (windows capped
+// at MaxStreamWindow), the explicit resource budget, and the membership
+// gate.
 func New(cfg Config) (*Host, error) {
 	if cfg.Key == nil || cfg.Credentials == nil || cfg.Verifier == nil {
 		return nil, fmt.Errorf("p2p host needs an identity key, membership credentials and a verifier")
@@ -148,7 +165,7 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.ResourceManager(rm),

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -57,5 +58,17 @@ func TestNewNeedsMembership(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "needs an identity key, membership credentials and a verifier") {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// Every yamux stream's receive window stops growing at MaxStreamWindow
+// (what a flooding member can make us buffer per stream), and libp2p's
+// shared default transport is left as it is.
+func TestMuxerWindow(t *testing.T) {
+	if got := muxer().MaxStreamWindowSize; got != MaxStreamWindow {
+		t.Errorf("yamux window grows to %d, want %d", got, MaxStreamWindow)
+	}
+	if yamux.DefaultTransport.MaxStreamWindowSize == MaxStreamWindow {
+		t.Error("libp2p's default yamux transport was changed")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	msmux "github.com/multiformats/go-multistream"
+	"golang.org/x/time/rate"
 )
 
 // ProbeProtocol is the keepalive that measures each connection.
@@ -33,13 +34,31 @@ var (
 	probeIdle     = 30 * time.Second
 )
 
+// A prober sends one probe per probeInterval (`edgelink ping` one per
+// stream); probes faster than probeRate, beyond a burst of probeBurst,
+// end the stream (reset: what it buffered is dropped). A member that
+// writes probes without reading the echoes would otherwise make the
+// handler wait to write while its probes fill the stream's receive
+// window, one window per stream it may open.
+const (
+	probeRate  = 8 // per second
+	probeBurst = 32
+)
+
 // handleProbe echoes probes (members only: registered through the gate).
+// It ends when the prober is silent for probeIdle, does not take its
+// echoes for probeIdle, or probes faster than probeRate.
 func handleProbe(s network.Stream) {
 	defer s.Close()
+	limit := rate.NewLimiter(probeRate, probeBurst)
 	var buf [8]byte
 	for {
-		_ = s.SetReadDeadline(time.Now().Add(probeIdle))
+		_ = s.SetDeadline(time.Now().Add(probeIdle))
 		if _, err := io.ReadFull(s, buf[:]); err != nil {
+			return
+		}
+		if !limit.Allow() {
+			_ = s.Reset()
 			return
 		}
 		if _, err := s.Write(buf[:]); err != nil {

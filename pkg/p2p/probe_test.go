@@ -86,7 +86,8 @@ func TestProbeOnceAgainstPeers(t *testing.T) {
 }
 
 // The answering side: every 8-byte probe is echoed as it came, and a
-// prober that sends half a probe and stalls, or hangs up, ends the handler
+// prober that sends half a probe and stalls, hangs up, never reads its
+// echoes, or probes far faster than a prober does ends the handler
 // (bounded by probeIdle) instead of holding it forever.
 func TestHandleProbe(t *testing.T) {
 	setProbeTiming(t, time.Second, time.Second, 200*time.Millisecond)
@@ -106,6 +107,19 @@ func TestHandleProbe(t *testing.T) {
 		}},
 		{"half a probe, then silence", func(_ *testing.T, c net.Conn) { c.Write([]byte{1, 2, 3}) }},
 		{"silence", func(*testing.T, net.Conn) {}},
+		{"never reads the echoes", func(_ *testing.T, c net.Conn) { c.Write(frame(1)) }},
+		{"probes as fast as it can", func(t *testing.T, c net.Conn) {
+			for i := range 10 * probeBurst {
+				c.Write(frame(uint64(i)))
+				if _, err := io.ReadFull(c, make([]byte, 8)); err != nil {
+					if i < probeBurst {
+						t.Errorf("stream ended after %d probes, within the burst of %d", i, probeBurst)
+					}
+					return
+				}
+			}
+			t.Errorf("%d probes in a row were all echoed", 10*probeBurst)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ours, theirs := net.Pipe()

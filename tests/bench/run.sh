@@ -26,4 +26,9 @@ EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin
 	go test -count=1 -timeout 15m -run TestBenchDataplane -v ./tests/bench/dataplane 2>&1 \
 	| grep -vE '^\s*(=== RUN|--- PASS)|^PASS|^ok' || true
 echo
+echo "=== bench hostile member: what a member abusing its streams costs the node it attacks, RSS and Go heap per phase (MiB)"
+EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin" \
+	go test -count=1 -timeout 10m -run TestBenchHostileMember -v ./tests/bench/dataplane 2>&1 \
+	| grep -vE '^\s*(I|W|E)[0-9]{4} |^\s*(=== RUN|--- PASS)|^PASS|^ok' || true
+echo
 echo "results: bench-results.json"

@@ -7,9 +7,13 @@
 //
 // A hostile member (Spec.Hostile: a valid certificate) tries what a member
 // could abuse: many idle packet streams to one node (each used to cost it
-// megabytes), a flood of spoofed packets on as many streams as it can
+// megabytes), probe streams it writes to but never reads the echoes of
+// (Spec.Stall), a flood of spoofed packets on as many streams as it can
 // open, discovery registrations naming targets of its choosing for every
-// node to dial, and relay circuits to invented peer IDs.
+// node to dial, and relay circuits to invented peer IDs (these two only
+// with Spec.Relay). It says on stderr when each phase starts ("phase hold",
+// "phase stall", "phase flood", "phase done"): RunPhases hands that on,
+// for a benchmark that measures the attacked node per phase.
 //
 // A test binary's TestMain must call RunIfChild first.
 package rogue
@@ -23,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -61,10 +66,13 @@ type Spec struct {
 	DirectAddrs []string // ...at these multiaddrs
 
 	// Hostile makes the rogue a member that abuses what members may use;
-	// it holds its packet streams to Direct for Hold, then floods Direct
-	// for Flood with spoofed packets on as many streams as it gets.
+	// it holds its packet streams to Direct for Hold, then (with Stall)
+	// holds probe streams whose echoes it never reads for Stall, then
+	// floods Direct for Flood with spoofed packets on as many streams as
+	// it gets. Without Relay it attacks Direct only.
 	Hostile bool
 	Hold    time.Duration
+	Stall   time.Duration
 	Flood   time.Duration
 	// Bogus are addresses it registers at the relay's directory besides
 	// its own (targets for other nodes to dial).
@@ -79,8 +87,13 @@ type Result struct {
 	// which Bogus addresses the directory handed out about it, and how
 	// long 20 circuits to invented peer IDs took to fail.
 	PacketStreams int
-	Registered    string // space-separated
-	Invented      time.Duration
+	// StalledStreams is how many of its 32 stalled probe streams Direct
+	// accepted; Stalled, the bytes it wrote on them before Direct stopped
+	// reading.
+	StalledStreams int
+	Stalled        int64
+	Registered     string // space-separated
+	Invented       time.Duration
 	// Flooded is how many bytes of frames Direct took during the flood.
 	Flooded int64
 }
@@ -107,12 +120,43 @@ func RunIfChild() {
 // Run runs the rogue in netns and returns what it got.
 func Run(t *testing.T, netns string, s Spec) Result {
 	t.Helper()
+	return RunPhases(t, netns, s, nil)
+}
+
+// RunPhases is Run that calls phase (when not nil) as a hostile rogue
+// starts each phase: "hold", "stall", "flood", "done" (after the last
+// attack on Direct; relay attempts may follow). phase runs on another
+// goroutine, and returns before RunPhases does.
+func RunPhases(t testing.TB, netns string, s Spec, phase func(string)) Result {
+	t.Helper()
 	spec, _ := json.Marshal(s)
 	cmd := exec.Command("ip", "netns", "exec", netns, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = pw
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	scanned := make(chan struct{})
+	go func() { // routineScanStderr: ends when the child's stderr closes
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			if p, ok := strings.CutPrefix(line, "phase "); ok {
+				if phase != nil {
+					phase(p)
+				}
+				continue
+			}
+			stderr.WriteString(line + "\n")
+		}
+	}()
 	out, err := cmd.Output()
+	pw.Close()
+	<-scanned
+	pr.Close()
 	if err != nil {
 		t.Fatalf("rogue peer: %v\n%s", err, stderr.String())
 	}
@@ -161,13 +205,16 @@ func attack(s Spec) (Result, error) {
 	}
 	defer h.Close()
 
+	direct, _ := peer.Decode(s.Direct)
+	if s.Hostile && s.Relay == "" {
+		return hostile(ctx, h, s, peer.AddrInfo{}, peer.AddrInfo{ID: direct})
+	}
 	relayID, err := p2p.LearnPeerID(ctx, s.Relay)
 	if err != nil {
 		return Result{}, fmt.Errorf("the relay did not even answer TLS: %w", err)
 	}
 	relay := peer.AddrInfo{ID: relayID, Addrs: parse(s.RelayAddrs)}
 	member, _ := peer.Decode(s.Member)
-	direct, _ := peer.Decode(s.Direct)
 	if s.Hostile {
 		return hostile(ctx, h, s, relay, peer.AddrInfo{ID: direct})
 	}
@@ -252,11 +299,14 @@ func parse(ss []string) []ma.Multiaddr {
 	return out
 }
 
-// hostile is a member's abuse: see the package comment.
+// hostile is a member's abuse: see the package comment. relay is empty
+// without Spec.Relay.
 func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrInfo) (Result, error) {
 	var r Result
-	if err := h.Connect(ctx, relay); err != nil {
-		return r, fmt.Errorf("connect to the relay: %w", err)
+	if relay.ID != "" {
+		if err := h.Connect(ctx, relay); err != nil {
+			return r, fmt.Errorf("connect to the relay: %w", err)
+		}
 	}
 	direct.Addrs = parse(s.DirectAddrs)
 	if err := h.Connect(ctx, direct); err != nil {
@@ -266,6 +316,7 @@ func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrIn
 
 	// 32 packet streams, held idle: the victim's side closes its write
 	// half of the ones it took (EOF here), and resets the others.
+	fmt.Fprintln(os.Stderr, "phase hold")
 	var streams []network.Stream
 	for range 32 {
 		st, err := h.NewStream(ctx, direct.ID, p2p.PacketsProtocol)
@@ -285,8 +336,17 @@ func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrIn
 	for _, st := range streams {
 		_ = st.Reset()
 	}
+	if s.Stall > 0 {
+		fmt.Fprintln(os.Stderr, "phase stall")
+		r.StalledStreams, r.Stalled = stall(ctx, h, direct.ID, s.Stall)
+	}
+	fmt.Fprintln(os.Stderr, "phase flood")
 	r.Flooded = flood(ctx, h, direct.ID, s.Flood)
 	fmt.Fprintf(os.Stderr, "flooded %d MiB\n", r.Flooded>>20)
+	fmt.Fprintln(os.Stderr, "phase done")
+	if relay.ID == "" {
+		return r, nil
+	}
 
 	// Registrations naming other targets, then what the directory says.
 	own := h.Addrs()
@@ -327,6 +387,58 @@ func hostile(ctx context.Context, h host.Host, s Spec, relay, direct peer.AddrIn
 	}
 	r.Invented = time.Since(start)
 	return r, nil
+}
+
+// stall opens 32 probe streams to p and writes probes on each without
+// ever reading an echo, until a write has not gone through for a second
+// (p stopped reading: its echoes filled our window, so its handler waits
+// to write, and our probes fill its window); it holds them for d, then
+// resets them. It returns how many streams p accepted (writes went through
+// until p stopped reading, rather than being reset) and the bytes written
+// on all of them.
+func stall(ctx context.Context, h host.Host, p peer.ID, d time.Duration) (accepted int, written int64) {
+	var streams []network.Stream
+	for range 32 {
+		st, err := h.NewStream(ctx, p, p2p.ProbeProtocol)
+		if err != nil {
+			continue
+		}
+		streams = append(streams, st)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	chunk := make([]byte, 32<<10) // 4096 probes a write
+	for _, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int64
+			var err error
+			for i := 0; i < 1024 && err == nil; i++ { // at most 32 MiB
+				_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+				var w int
+				w, err = st.Write(chunk)
+				n += int64(w)
+			}
+			var ne net.Error
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.As(err, &ne) && ne.Timeout() { // held, not reset
+				accepted++
+			}
+			written += n
+		}()
+	}
+	wg.Wait()
+	fmt.Fprintf(os.Stderr, "stalled %d probe streams after %d KiB\n", accepted, written>>10)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	for _, st := range streams {
+		_ = st.Reset()
+	}
+	return accepted, written
 }
 
 // flood writes frames of spoofed packets (sources no node has) to p on 8

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgelink/edgelink/tests/bench/report"
+	"github.com/edgelink/edgelink/tests/rogue"
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
@@ -24,6 +25,7 @@ import (
 var interrupted atomic.Bool
 
 func TestMain(m *testing.M) {
+	rogue.RunIfChild() // the hostile-member benchmark's rogue (hostile_test.go)
 	// An interrupted benchmark still removes its namespaces and the
 	// processes in them (t.Cleanup does not run on a signal).
 	sig := make(chan os.Signal, 1)

@@ -33,7 +33,14 @@ func init() {
 // (198.18.51.2, routed by NodeA), and NodeB drops everything to and from
 // NodeA's address: A and B meet only through the relay, which carries
 // every packet (its CPU counts too).
-type edgelinkCase struct{ relayed bool }
+//
+// members are more node names in the agents' metadata, without pod CIDRs:
+// members that are no agent of the case (the hostile-member benchmark's
+// rogue).
+type edgelinkCase struct {
+	relayed bool
+	members []string
+}
 
 func (c edgelinkCase) Name() string {
 	if c.relayed {
@@ -50,7 +57,30 @@ type benchNode struct {
 	id          string
 }
 
+// edgelinkRun is a started edgelinkCase: agents[i] runs nodes[i] (A, B,
+// then the relay), with certificates of the CA in caDir.
+type edgelinkRun struct {
+	nodes  []*benchNode
+	agents []*testutil.Agent
+	caDir  string
+	// run runs the edgelink command line to completion.
+	run func(args ...string) (string, error)
+}
+
 func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error) {
+	r, err := c.start(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pids []int
+	for _, a := range r.agents {
+		pids = append(pids, a.PID())
+	}
+	return pids, nil, nil
+}
+
+// start starts the agents and returns when A has the intended path to B.
+func (c edgelinkCase) start(ctx context.Context, env *Env) (*edgelinkRun, error) {
 	t := env.T
 	bin := filepath.Join(testutil.Binaries(t), "edgelink")
 	run := func(args ...string) (string, error) {
@@ -62,7 +92,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 	}
 	caDir := filepath.Join(env.WorkDir, "ca")
 	if _, err := run("ca", "init", "--dir", caDir); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	nodes := []*benchNode{
 		{name: "bench-a", netns: env.NodeA, ip: env.UnderlayA, port: 20006},
@@ -71,7 +101,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 	if c.relayed {
 		relayNS, err := addRelayNS(ctx, env)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		nodes = append(nodes, &benchNode{name: "bench-relay", netns: relayNS, ip: relayIP, port: 20006})
 	}
@@ -79,11 +109,11 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 		n.key = filepath.Join(env.WorkDir, n.name, "tunnel", "identity.key")
 		id, err := run("identity", "--key", n.key)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		n.id = id
 		if _, err := run("ca", "issue", "--dir", caDir, "--node", n.name, "--identity", n.key, "--out", filepath.Join(env.WorkDir, n.name)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if c.relayed {
@@ -93,7 +123,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 			for _, proto := range []string{"tcp", "udp"} {
 				if _, err := env.Exec(ctx, env.NodeB, "iptables", "-A", rule[0], "!", rule[1], relayIP.String(), "-p", proto,
 					"-m", "multiport", "--ports", "20006", "-j", "DROP"); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 			}
 		}
@@ -108,12 +138,14 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 		Addresses: []metadata.NodeAddress{{Type: "InternalIP", Address: env.UnderlayA}}}
 	snap.Nodes[nodes[1].name] = &metadata.NodeInfo{Name: nodes[1].name, PodCIDRs: []netip.Prefix{env.PodCIDRB},
 		Addresses: []metadata.NodeAddress{{Type: "InternalIP", Address: env.UnderlayB}}}
+	for _, m := range c.members {
+		snap.Nodes[m] = &metadata.NodeInfo{Name: m}
+	}
 
 	var relays []v1.RelayNode
 	if c.relayed {
 		relays = []v1.RelayNode{{NodeName: "bench-relay", AdvertiseAddress: []string{relayIP.String()}}}
 	}
-	var pids []int
 	var agents []*testutil.Agent
 	for i, n := range nodes {
 		dir := filepath.Join(env.WorkDir, n.name)
@@ -133,7 +165,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 			cfg.Modules.EdgeCNI.Enable = true
 			cfg.Modules.EdgeCNI.MeshCIDRConfig = v1.MeshCIDRConfig{CloudCIDR: []string{env.PodCIDRA.String()}, EdgeCIDR: []string{env.PodCIDRB.String()}}
 			if err := metadata.Save(filepath.Join(dir, "metasync", "snapshot.json"), snap); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		} else {
 			cfg.Modules.MetaSync.Enable = false
@@ -143,7 +175,7 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 			cache := fmt.Sprintf(`{"peers":[{"node":%q,"peer":%q,"addrs":["/ip4/%s/tcp/%d"],"seen":%d}]}`,
 				other.name, other.id, other.ip, other.port, time.Now().Unix())
 			if err := writeFile(filepath.Join(dir, "tunnel", "peers.json"), cache); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		a := testutil.NewAgent(t, cfg, n.netns)
@@ -160,7 +192,6 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 				}
 			})
 		}
-		pids = append(pids, a.PID())
 	}
 
 	// Ready when A has the intended path to B.
@@ -192,14 +223,14 @@ func (c edgelinkCase) Setup(ctx context.Context, env *Env) ([]int, func(), error
 						}
 					}
 				}
-				return pids, nil, nil
+				return &edgelinkRun{nodes: nodes, agents: agents, caDir: caDir, run: run}, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			for i, a := range agents {
 				t.Logf("agent %s log:\n%s", nodes[i].name, tail(a.Log(), 40))
 			}
-			return nil, nil, fmt.Errorf("no %s path from A to B within 60s: %+v", c.Name(), peers)
+			return nil, fmt.Errorf("no %s path from A to B within 60s: %+v", c.Name(), peers)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
