@@ -319,7 +319,10 @@ func (c *Cluster) agentConfig(name string, kind Kind) *v1.AgentConfig {
 func (c *Cluster) addCloud(h *topology.Host, n int) {
 	t := c.t
 	pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(n), 0}), 24)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: h.Name, Labels: map[string]string{"kubernetes.io/hostname": h.Name}},
+	// A kubelet registers its Node with annotations; flanneld v0.28's kube
+	// subnet manager panics writing its own into a Node that has none.
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: h.Name, Labels: map[string]string{"kubernetes.io/hostname": h.Name},
+		Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
 		Spec: corev1.NodeSpec{PodCIDR: pfx.String(), PodCIDRs: []string{pfx.String()}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
