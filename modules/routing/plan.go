@@ -337,7 +337,10 @@ func lanAddress(n *metadata.NodeInfo, local []netip.Prefix, v6 bool) netip.Addr 
 // first pool (by name) that has one, put on the TUN; else an address the
 // node already has inside its own prefixes (the cloud CNI's bridge holds
 // one of its pod CIDR). The underlay address, the kernel's own choice,
-// would be dropped as spoofed by every receiver.
+// would be dropped as spoofed by every receiver. A prefix's first address
+// is the last choice: Flannel's VXLAN device holds 10.244.n.0/32 from the
+// moment flanneld runs, its bridge 10.244.n.1 only once the first pod is
+// set up, and the bridge's is the address pods know as their gateway.
 func hostSources(gateways map[string]netip.Addr, localAddrs []netip.Addr, local []netip.Prefix) []HostSource {
 	var out []HostSource
 	for _, v4 := range []bool{true, false} {
@@ -352,11 +355,23 @@ func hostSources(gateways map[string]netip.Addr, localAddrs []netip.Addr, local 
 			out = append(out, HostSource{Addr: gateways[names[0]], OnTUN: true})
 			continue
 		}
+		var pick netip.Addr
 		for _, a := range localAddrs {
-			if a.Is4() == v4 && slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(a) }) {
-				out = append(out, HostSource{Addr: a})
+			in := slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(a) })
+			first := slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Masked().Addr() == a })
+			if a.Is4() != v4 || !in {
+				continue
+			}
+			if !first {
+				pick = a
 				break
 			}
+			if !pick.IsValid() {
+				pick = a
+			}
+		}
+		if pick.IsValid() {
+			out = append(out, HostSource{Addr: pick})
 		}
 	}
 	return out

@@ -130,6 +130,16 @@ func TestPlanHostSource(t *testing.T) {
 	if !strings.Contains(got, "source 10.244.1.1 (on the node)\n") || !strings.Contains(got, "kernel 10.245.0.0/16 dev tun src 10.244.1.1 (segment)\n") {
 		t.Errorf("cloud-1 should send from cni0's 10.244.1.1:\n%s", got)
 	}
+	// Flannel's flannel.1 holds the prefix's first address, listed
+	// before cni0's: the bridge's still wins; alone, flannel.1's serves.
+	cloud.LocalAddrs = []netip.Addr{ip("198.18.0.13"), ip("10.244.1.0"), ip("10.244.1.1")}
+	if got := Plan(cloud).String(); !strings.Contains(got, "source 10.244.1.1 (on the node)\n") {
+		t.Errorf("cloud-1 should send from cni0's 10.244.1.1, not flannel.1's 10.244.1.0:\n%s", got)
+	}
+	cloud.LocalAddrs = []netip.Addr{ip("198.18.0.13"), ip("10.244.1.0")}
+	if got := Plan(cloud).String(); !strings.Contains(got, "source 10.244.1.0 (on the node)\n") {
+		t.Errorf("before its first pod, cloud-1 should send from flannel.1's 10.244.1.0:\n%s", got)
+	}
 	cloud.LocalAddrs = []netip.Addr{ip("198.18.0.13")}
 	if got := Plan(cloud).String(); strings.Contains(got, "source") || strings.Contains(got, " src ") {
 		t.Errorf("no own address, yet a source:\n%s", got)

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // CloudNode is a cloud node of the control plane: a network namespace on
@@ -49,27 +46,7 @@ func (cp *ControlPlane) AddCloudNode(t testing.TB, name string, podCIDR netip.Pr
 	}
 	t.Cleanup(func() { cp.net.delEdge(c.NetNS, veth) })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	// A kubelet always annotates its Node; flanneld v0.28.10's kube subnet
-	// manager panics on a Node without annotations (it writes into the
-	// nil map, kube.go AcquireLease), so this one gets the kubelet's.
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
-		Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
-		Spec: corev1.NodeSpec{PodCIDR: podCIDR.String(), PodCIDRs: []string{podCIDR.String()}}}
-	created, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create node %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = cp.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: c.IP.String()}, {Type: corev1.NodeHostName, Address: name}}
-	if _, err := cp.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("node %s status: %v", name, err)
-	}
+	cp.CreateCloudNode(t, name, podCIDR.String(), c.IP.String())
 
 	// The kube-apiserver listens on the host's loopback only; a listener
 	// on the namespace's loopback splices to it.

@@ -175,18 +175,10 @@ func (cp *ControlPlane) createNode(ctx context.Context, e *EdgeNode) error {
 			"kubernetes.io/arch":           runtime.GOARCH,
 		},
 	}}
-	created, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create node %s: %w", e.Name, err)
 	}
-	created.Status.Addresses = []corev1.NodeAddress{
-		{Type: corev1.NodeInternalIP, Address: e.IP.String()},
-		{Type: corev1.NodeHostName, Address: e.Name},
-	}
-	if _, err := cp.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node %s status: %w", e.Name, err)
-	}
-	return nil
+	return cp.setNodeAddresses(ctx, e.Name, e.IP.String())
 }
 
 // Start starts this edgecore (again) and waits until its metaServer

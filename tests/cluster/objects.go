@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -182,4 +184,48 @@ func (cp *ControlPlane) CreatePods(ctx context.Context, ns, prefix string, n int
 	close(work)
 	wg.Wait()
 	return firstErr
+}
+
+// CreateCloudNode creates Node name as a cloud node's kubelet registers
+// it: its pod CIDR (the cloud CNI's), the kubelet's annotation (flanneld
+// v0.28.10's kube subnet manager panics writing its own annotations into
+// a Node that has none: it assigns into the nil map) and, in its status,
+// the InternalIP ip. The Node is deleted in t.Cleanup.
+func (cp *ControlPlane) CreateCloudNode(t testing.TB, name, podCIDR, ip string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+		Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+		Spec: corev1.NodeSpec{PodCIDR: podCIDR, PodCIDRs: []string{podCIDR}}}
+	if _, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create node %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = cp.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	if err := cp.setNodeAddresses(ctx, name, ip); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setNodeAddresses writes n's status.addresses (an InternalIP and its
+// Hostname) as a kubelet reports them. A merge patch of the status
+// subresource carries no resourceVersion: kube-controller-manager and
+// cloudcore write the new Node too (labels, annotations, taints), and
+// an update of the object just created would lose that race.
+func (cp *ControlPlane) setNodeAddresses(ctx context.Context, name, ip string) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"addresses": []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: ip},
+		{Type: corev1.NodeHostName, Address: name},
+	}}})
+	if err != nil {
+		return err
+	}
+	if _, err := cp.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("node %s status: %w", name, err)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/edgelink/edgelink/tests/testutil"
@@ -24,9 +25,13 @@ import (
 // unreachable; the taint eviction controller, which would act on that
 // NoExecute taint, does not run, so pods bound to those nodes stay.
 
-// StartScheduling starts kube-scheduler and the workload controllers once
-// per control plane (later calls return at once); Close stops them.
-func (cp *ControlPlane) StartScheduling() error {
+// StartScheduling starts kube-scheduler and the workload controllers for
+// the rest of t (calls while they run return at once). t's cleanup stops
+// them: the control plane is shared, and the node lifecycle controller
+// would go on rewriting the Nodes of every later test (taints,
+// conditions), which those tests neither expect nor see in a real
+// cluster's first minute.
+func (cp *ControlPlane) StartScheduling(t testing.TB) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.scheduler != nil {
@@ -66,5 +71,18 @@ func (cp *ControlPlane) StartScheduling() error {
 		}
 	}
 	cp.scheduler, cp.workloads = sched, kcm
+	t.Cleanup(cp.stopScheduling)
 	return nil
+}
+
+func (cp *ControlPlane) stopScheduling() {
+	cp.mu.Lock()
+	sched, kcm := cp.scheduler, cp.workloads
+	cp.scheduler, cp.workloads = nil, nil
+	cp.mu.Unlock()
+	for _, p := range []*proc{sched, kcm} {
+		if p != nil {
+			p.stop(5 * time.Second)
+		}
+	}
 }

@@ -191,7 +191,7 @@ func TestAPIPodOnEdged(t *testing.T) {
 // ReplicaSet itself), the leases are released.
 func deploymentOnEdge(t *testing.T, m *podsMesh) {
 	cp, e := m.cp, m.edge
-	if err := cp.StartScheduling(); err != nil {
+	if err := cp.StartScheduling(t); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

@@ -319,21 +319,7 @@ func (c *Cluster) agentConfig(name string, kind Kind) *v1.AgentConfig {
 func (c *Cluster) addCloud(h *topology.Host, n int) {
 	t := c.t
 	pfx := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(n), 0}), 24)
-	// A kubelet registers its Node with annotations; flanneld v0.28's kube
-	// subnet manager panics writing its own into a Node that has none.
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: h.Name, Labels: map[string]string{"kubernetes.io/hostname": h.Name},
-		Annotations: map[string]string{"volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
-		Spec: corev1.NodeSpec{PodCIDR: pfx.String(), PodCIDRs: []string{pfx.String()}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	created, err := c.CP.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create node %s: %v", h.Name, err)
-	}
-	created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: h.IP.String()}, {Type: corev1.NodeHostName, Address: h.Name}}
-	if _, err := c.CP.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("node %s status: %v", h.Name, err)
-	}
+	c.CP.CreateCloudNode(t, h.Name, pfx.String(), h.IP.String())
 	fl := cluster.StartFlannel(t, cluster.FlannelOptions{Node: h.Name, NetNS: h.NetNS, Kubeconfig: c.kubecf, Network: CloudCIDR})
 	nd := &Node{Name: h.Name, Kind: Cloud, Host: h, PodPrefix: pfx, Flannel: fl, c: c}
 	nd.setCNI(string(fl.Conflist()), cluster.FlannelPlugins...)
