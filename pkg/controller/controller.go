@@ -48,7 +48,9 @@ type Controller struct {
 	problems map[string]bool
 }
 
-// Run watches Nodes, Pods and SpiderIPPools and reconciles until ctx ends.
+// Run watches Nodes, Pods and SpiderIPPools and reconciles until ctx
+// ends; alongside, it removes cloudcore's sync records of deleted Nodes
+// (objectsync.go).
 func (c *Controller) Run(ctx context.Context) error {
 	if c.Resync <= 0 {
 		c.Resync = 30 * time.Second
@@ -70,6 +72,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	syncs := newSyncCleaner(c.Dynamic, c.nodes)
+	if _, err := c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: syncs.nodeDeleted}); err != nil {
+		return err
+	}
 	kf.Start(ctx.Done())
 	df.Start(ctx.Done())
 	defer kf.Shutdown()
@@ -84,6 +90,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced, c.pods.HasSynced, c.pools.HasSynced) {
 		return ctx.Err()
 	}
+	syncsCtx, stopSyncs := context.WithCancel(ctx)
+	var syncsDone sync.WaitGroup
+	syncsDone.Add(1)
+	go func() { defer syncsDone.Done(); syncs.run(syncsCtx) }() // routineSyncCleaner
+	defer func() { stopSyncs(); syncsDone.Wait() }()
 	klog.InfoS("Block controller running", "edgeLabel", c.Config.EdgeLabel, "blockSize", c.Config.Bits4,
 		"blockSizeIPv6", c.Config.Bits6, "minFree", c.Config.MinFree, "cloudCIDR", c.Config.Cloud, "edgeCIDR", c.Config.Edge)
 	t := time.NewTicker(c.Resync)

@@ -6,6 +6,8 @@
 //	decide.go      what should change, from what the cluster holds (pure)
 //	controller.go  informers, the writes (each re-checked on a fresh read),
 //	               leader election on a Lease
+//	objectsync.go  removes cloudcore's sync records of deleted Nodes, which
+//	               would otherwise cut edge nodes from cloudcore
 //
 // The record it keeps in the kube-apiserver is described in
 // pkg/ipam/blocks.go, next to the edge side that reads it.
