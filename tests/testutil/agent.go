@@ -198,6 +198,12 @@ func (a *Agent) Kill() {
 func (a *Agent) GetJSON(path string, v any) error {
 	c := http.Client{Timeout: 5 * time.Second, Transport: unixsock.HTTPTransport(a.Config.StatusSocket)}
 	defer c.CloseIdleConnections()
+	return GetJSON(&c, path, v)
+}
+
+// GetJSON reads path from an agent's status API, through c (a client on
+// its status socket), into v.
+func GetJSON(c *http.Client, path string, v any) error {
 	resp, err := c.Get("http://agent" + path)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -219,7 +218,7 @@ func (s *sampler) run(done <-chan struct{}) {
 		rss, err := rssMiB(s.pid)
 		var info agentapi.AgentInfo
 		if err == nil {
-			err = getJSON(&c, "/v1/agent", &info)
+			err = testutil.GetJSON(&c, "/v1/agent", &info)
 		}
 		heap := float64(info.HeapBytes) / (1 << 20)
 		s.mu.Lock()
@@ -260,22 +259,6 @@ func (s *sampler) saveProfile(phase string) {
 	}
 	_, _ = io.Copy(f, resp.Body)
 	_ = f.Close()
-}
-
-func getJSON(c *http.Client, path string, v any) error {
-	resp, err := c.Get("http://agent" + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.Unmarshal(body, v)
 }
 
 // rssMiB is a process's resident set size (VmRSS), in MiB.
