@@ -72,7 +72,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	syncs := newSyncCleaner(c.Dynamic, c.nodes)
+	syncs := newSyncCleaner(c.Dynamic, c.nodes, c.Config.EdgeLabel)
 	if _, err := c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: syncs.nodeDeleted}); err != nil {
 		return err
 	}

@@ -46,14 +46,15 @@ const syncSweep = 10 * time.Minute
 
 // syncCleaner removes cloudcore's ClusterObjectSyncs of deleted Nodes.
 type syncCleaner struct {
-	dyn     dynamic.Interface
-	nodes   cache.SharedIndexInformer
-	deleted chan corev1.Node // Nodes just deleted
-	warned  bool             // the missing-RBAC warning was given
+	dyn       dynamic.Interface
+	nodes     cache.SharedIndexInformer
+	edgeLabel string           // only nodes with it hold records; "" asks every node
+	deleted   chan corev1.Node // Nodes just deleted
+	warned    bool             // the missing-RBAC warning was given
 }
 
-func newSyncCleaner(dyn dynamic.Interface, nodes cache.SharedIndexInformer) *syncCleaner {
-	return &syncCleaner{dyn: dyn, nodes: nodes, deleted: make(chan corev1.Node, 256)}
+func newSyncCleaner(dyn dynamic.Interface, nodes cache.SharedIndexInformer, edgeLabel string) *syncCleaner {
+	return &syncCleaner{dyn: dyn, nodes: nodes, edgeLabel: edgeLabel, deleted: make(chan corev1.Node, 256)}
 }
 
 // nodeDeleted is the Node informer's delete handler: it never blocks (a
@@ -90,12 +91,20 @@ func (s *syncCleaner) run(ctx context.Context) {
 	}
 }
 
-// forNode deletes the record "<edge>.<uid>" of every node the informer
-// knows (those that are not edge nodes have none: NotFound).
+// forNode deletes the record "<edge>.<uid>" of every edge node (every
+// node, without an edge label) the informer knows; one it never had is
+// NotFound.
 func (s *syncCleaner) forNode(ctx context.Context, name, uid string) {
 	removed := 0
-	for _, key := range s.nodes.GetStore().ListKeys() {
-		err := s.dyn.Resource(ClusterObjectSyncGVR).Delete(ctx, key+"."+uid, metav1.DeleteOptions{})
+	for _, o := range s.nodes.GetStore().List() {
+		n, ok := o.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		if _, edge := n.Labels[s.edgeLabel]; s.edgeLabel != "" && !edge {
+			continue
+		}
+		err := s.dyn.Resource(ClusterObjectSyncGVR).Delete(ctx, n.Name+"."+uid, metav1.DeleteOptions{})
 		switch {
 		case err == nil:
 			removed++
@@ -103,7 +112,7 @@ func (s *syncCleaner) forNode(ctx context.Context, name, uid string) {
 		case s.refused(err):
 			return
 		default:
-			klog.ErrorS(err, "Cannot delete KubeEdge's sync record of a deleted Node", "node", name, "edgeNode", key)
+			klog.ErrorS(err, "Cannot delete KubeEdge's sync record of a deleted Node", "node", name, "edgeNode", n.Name)
 		}
 	}
 	if removed > 0 {

@@ -37,7 +37,7 @@ func nodeStore(t *testing.T, nodes ...*corev1.Node) cache.SharedIndexInformer {
 }
 
 func liveNode(name, uid string) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid), Labels: map[string]string{"node-role.kubernetes.io/edge": ""}}}
 }
 
 func remaining(t *testing.T, c *syncCleaner) []string {
@@ -68,7 +68,8 @@ func TestSyncCleanerRemovesRecordsOfDeletedNodes(t *testing.T) {
 		syncRecord("a1", "uid-gone", "ClusterRole", "x"), // not a Node's
 	}
 	dyn := dynfake.NewSimpleDynamicClientWithCustomListKinds(scheme, gvrs, objs...)
-	c := newSyncCleaner(dyn, nodeStore(t, liveNode("a1", "uid-a1"), liveNode("c1", "uid-c1")))
+	cloud := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cloud-1", UID: "uid-cloud-1"}}
+	c := newSyncCleaner(dyn, nodeStore(t, liveNode("a1", "uid-a1"), liveNode("c1", "uid-c1"), cloud), "node-role.kubernetes.io/edge")
 
 	c.forNode(context.Background(), "b1", "uid-b1")
 	want := []string{"a1.uid-c1", "a1.uid-gone", "a1.uid-old-c1", "c1.uid-a1"}
@@ -84,7 +85,7 @@ func TestSyncCleanerRemovesRecordsOfDeletedNodes(t *testing.T) {
 
 // The informer's delete handler never blocks, and unwraps a tombstone.
 func TestSyncCleanerQueuesDeletedNodes(t *testing.T) {
-	c := newSyncCleaner(nil, nodeStore(t))
+	c := newSyncCleaner(nil, nodeStore(t), "")
 	c.nodeDeleted(cache.DeletedFinalStateUnknown{Key: "b1", Obj: liveNode("b1", "uid-b1")})
 	for range cap(c.deleted) + 10 {
 		c.nodeDeleted(liveNode("x", "uid-x"))
