@@ -170,8 +170,15 @@ func (a *Agent) Stop() {
 	select {
 	case <-exited:
 	case <-time.After(15 * time.Second):
+		// SIGQUIT: the Go runtime prints every goroutine's stack (what
+		// the shutdown waits on) to stderr, into the log, and exits.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
 		a.Kill()
-		a.t.Fatalf("agent did not stop on SIGTERM:\n%s", a.Log())
+		a.t.Fatalf("agent did not stop on SIGTERM within 15 s (goroutines at the end of the log):\n%s", a.Log())
 	}
 	if !cmd.ProcessState.Success() {
 		a.t.Errorf("agent exited with %v:\n%s", cmd.ProcessState, a.Log())
