@@ -289,6 +289,14 @@ func (h *Host) Close() error {
 	if h.observer != nil {
 		h.observer.close()
 	}
+	// Connections first. libp2p's host closes its services before its
+	// network, and its hole punching service waits for every attempt in
+	// flight; one whose peer went silent (its link died, as when an
+	// uplink is cut) blocks in a stream read for holepunch.StreamTimeout
+	// (a minute), and the agent's shutdown with it. Closed connections
+	// end those reads at once. (The swarm closes once; the host's own
+	// Close later does nothing more to it.)
+	_ = h.Network().Close()
 	if h.HolePunch != nil {
 		_ = h.HolePunch.Close()
 	}

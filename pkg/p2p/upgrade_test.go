@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -119,5 +121,48 @@ func TestNoUpgradeWithoutPublicAddress(t *testing.T) {
 	})
 	if st := statusOf(t, pmB, "edge-a"); st.Upgrades != 0 || st.Path != PathRelayed {
 		t.Errorf("edge-b: %d upgrade attempts, path %s; want none, relayed", st.Upgrades, st.Path)
+	}
+}
+
+// A host closes promptly while a hole punch it started is stalled: the
+// peer took the DCUtR stream and never answers (as one behind a link
+// that just died looks). libp2p's host closes its hole punching service,
+// which waits for the attempt, before its connections, and the attempt
+// would block for holepunch.StreamTimeout: an agent stopped with its
+// uplink cut hung in its shutdown.
+func TestCloseDuringStalledHolePunch(t *testing.T) {
+	old := holepunch.StreamTimeout
+	holepunch.StreamTimeout = 30 * time.Second
+	t.Cleanup(func() { holepunch.StreamTimeout = old })
+	a, b, closeA, closeB, pmA, pmB := relayedPair(t, []ma.Multiaddr{ma.StringCast("/ip4/1.2.3.4/udp/40001/quic-v1")})
+	stalled := make(chan struct{}, 1)
+	release := make(chan struct{})
+	a.SetStreamHandler(holepunch.Protocol, func(s network.Stream) {
+		select {
+		case stalled <- struct{}{}:
+		default:
+		}
+		<-release
+		_ = s.Reset()
+	})
+	t.Cleanup(func() {
+		close(release)
+		pmA.Stop()
+		pmB.Stop()
+		closeA()
+		pmA.Close()
+		pmB.Close()
+	})
+	pmA.SetTargets([]Target{{Node: "edge-b", ID: b.ID()}}) // a circuit: inbound and relayed at edge-b
+	pmB.SetTargets([]Target{{Node: "edge-a", ID: a.ID()}})
+	select {
+	case <-stalled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("edge-b never started a hole punch to edge-a")
+	}
+	start := time.Now()
+	closeB()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("edge-b's host took %v to close with a hole punch stalled, want under 5s", took.Round(time.Millisecond))
 	}
 }
