@@ -511,9 +511,13 @@ func clusterNodeDeleted(t *testing.T, c *simcluster.Cluster, pods map[string]*si
 			t.Errorf("%s's pod still reaches b1's pod after b1 was revoked", n)
 		}
 	}
+	// The rest of the mesh works (a ping may be lost while the agents
+	// re-plan without b1: a few seconds' grace, the time it took logged).
 	for _, pr := range [][2]string{{"cloud-1", "a1"}, {"a1", "c1"}} {
-		if err := pingOK(pods[pr[0]], pods[pr[1]]); err != nil {
-			t.Errorf("after b1's revocation: %v", err)
+		took := waitFor(t, 10*time.Second, "after b1's revocation, "+pr[0]+" -> "+pr[1], func() error { return pingOK(pods[pr[0]], pods[pr[1]]) })
+		if took > time.Second {
+			t.Logf("after b1's revocation %s -> %s answered after %s (paths: %s %s, %s %s)", pr[0], pr[1], took.Round(time.Millisecond),
+				pr[0], clusterPeers(c, pr[0])[pr[1]].Path, pr[1], clusterPeers(c, pr[1])[pr[0]].Path)
 		}
 	}
 	// Two rounds of cloudcore's sync controller (every 5 s) with the
