@@ -459,8 +459,13 @@ leaderElection: {enable: true, namespace: kube-system, name: `+run+`-test-contro
 			during++
 		}
 	}
-	if during == 0 {
-		t.Errorf("no block was claimed between SpiderPool's first and last allocation (claims first seen: %v)", seen)
+	// The race this test is for happened if a claim landed among
+	// SpiderPool's writes, or if a claim decision met one of them (the
+	// controller re-decided on a changed pool). On a slow run SpiderPool
+	// may hold an address in every /28 of the segment before the edge
+	// needs its second block: then only the conflicts show the race.
+	if redecided := strings.Count(ctl.Log(), "Pool changed under a decision"); during == 0 && redecided == 0 {
+		t.Errorf("no block was claimed between SpiderPool's first and last allocation, and no claim met a SpiderPool write (claims first seen: %v)", seen)
 	}
 
 	// status.allocatedIPs is SpiderPool's allocations, nothing else.
