@@ -355,20 +355,21 @@ func hostSources(gateways map[string]netip.Addr, localAddrs []netip.Addr, local 
 			out = append(out, HostSource{Addr: gateways[names[0]], OnTUN: true})
 			continue
 		}
-		var pick netip.Addr
+		var pick, first netip.Addr // first: a prefix's first address, if nothing else
 		for _, a := range localAddrs {
-			in := slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(a) })
-			first := slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Masked().Addr() == a })
-			if a.Is4() != v4 || !in {
+			if a.Is4() != v4 || !slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Contains(a) }) {
 				continue
 			}
-			if !first {
+			if !slices.ContainsFunc(local, func(p netip.Prefix) bool { return p.Masked().Addr() == a }) {
 				pick = a
 				break
 			}
-			if !pick.IsValid() {
-				pick = a
+			if !first.IsValid() {
+				first = a
 			}
+		}
+		if !pick.IsValid() {
+			pick = first
 		}
 		if pick.IsValid() {
 			out = append(out, HostSource{Addr: pick})

@@ -19,12 +19,6 @@ import (
 	"github.com/edgelink/edgelink/tests/testutil"
 )
 
-// createNode makes a Node object as a cloud node's kubelet would have.
-func createNode(t *testing.T, cp *cluster.ControlPlane, name, podCIDR, internalIP string) {
-	t.Helper()
-	cp.CreateCloudNode(t, name, podCIDR, internalIP)
-}
-
 func deletePod(t *testing.T, cp *cluster.ControlPlane, ns, name string) {
 	t.Helper()
 	zero := int64(0)
@@ -54,7 +48,7 @@ func TestMetasyncEdgeNode(t *testing.T) {
 		SnapshotPath: filepath.Join(t.TempDir(), "snapshot.json"), AuditPeriod: 10 * time.Minute})
 	p.WaitFor("initial sync", 60*time.Second, func(ev metaprobe.Event) bool { return ev.Status.Synced })
 
-	createNode(t, cp, "ms-worker-1", "10.244.1.0/24", "198.18.1.10")
+	cp.CreateCloudNode(t, "ms-worker-1", "10.244.1.0/24", "198.18.1.10")
 	ev := p.WaitFor("node insert", wait, func(ev metaprobe.Event) bool { return metaprobe.HasChange(ev, "insert", "null/node/ms-worker-1") })
 	_ = ev
 
@@ -225,7 +219,7 @@ func TestMetasyncCloudNodeScaleAndAPIServerRestart(t *testing.T) {
 		_ = cp.Client.CoreV1().Namespaces().Delete(context.Background(), "ms-scale", metav1.DeleteOptions{})
 	})
 	for i := 0; i < nodes; i++ {
-		createNode(t, cp, fmt.Sprintf("ms-n%03d", i), fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256), fmt.Sprintf("198.18.%d.%d", 2+i/250, 1+i%250))
+		cp.CreateCloudNode(t, fmt.Sprintf("ms-n%03d", i), fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256), fmt.Sprintf("198.18.%d.%d", 2+i/250, 1+i%250))
 	}
 	start := time.Now()
 	var nodeNames []string
