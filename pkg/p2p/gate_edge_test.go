@@ -166,6 +166,8 @@ func TestGateRefusesBadProofs(t *testing.T) {
 			if !errors.Is(verr, membership.ErrNotMember) || !strings.Contains(verr.Error(), tc.wantErr) {
 				t.Fatalf("refusal %v, want %q", verr, tc.wantErr)
 			}
+			// The refusal is counted just after the exchange ends.
+			waitFor(t, "the refusal counted", func() bool { return a.Gate.Failures() > before })
 			if got := a.Gate.Failures(); got != before+1 {
 				t.Errorf("failures %d -> %d, want one more", before, got)
 			}
