@@ -26,7 +26,8 @@ type ControllerConfig struct {
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	// MeshCIDRConfig lists the segments, as the agents' config does: a
 	// node's blocks come from the segment holding its spec.podCIDR (or
-	// named by its edgelink.io/segment annotation).
+	// named by its edgelink.io/segment annotation). Empty (allowed only
+	// with enrollment on): no blocks, the controller only signs.
 	MeshCIDRConfig MeshCIDRConfig `json:"meshCIDRConfig"`
 	// EdgeNodeLabel selects the nodes that get blocks: nodes carrying this
 	// label (any value). KubeEdge labels its edge nodes so.
@@ -172,8 +173,8 @@ func ValidateController(c *ControllerConfig) (*Controller, error) {
 		v.add("kind", c.Kind, "must be %s (this is the controller's config)", ControllerKind)
 	}
 	p.CloudCIDR, p.EdgeCIDR = v.meshCIDRs("meshCIDRConfig", &c.MeshCIDRConfig)
-	if len(c.MeshCIDRConfig.CloudCIDR)+len(c.MeshCIDRConfig.EdgeCIDR) == 0 {
-		v.add("meshCIDRConfig", nil, "needs at least one cloudCIDR or edgeCIDR entry: blocks come from the nodes' segments")
+	if len(c.MeshCIDRConfig.CloudCIDR)+len(c.MeshCIDRConfig.EdgeCIDR) == 0 && !c.Enrollment.Enable {
+		v.add("meshCIDRConfig", nil, "needs at least one cloudCIDR or edgeCIDR entry: blocks come from the nodes' segments (with none, the controller would only sign certificates: set enrollment.enable)")
 	}
 	if c.BlockSize < 16 || c.BlockSize > 30 {
 		v.add("blockSize", c.BlockSize, "must be an IPv4 prefix length between 16 and 30 (26: 64 addresses)")

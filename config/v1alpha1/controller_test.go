@@ -43,6 +43,11 @@ func TestValidateControllerNamesEveryField(t *testing.T) {
 	if _, err := ValidateController(empty); err == nil || !strings.Contains(err.Error(), "meshCIDRConfig: needs at least one cloudCIDR or edgeCIDR entry") {
 		t.Errorf("no segments: %v", err)
 	}
+	signer := DefaultControllerConfig()
+	signer.Enrollment.Enable, signer.Enrollment.AgentServiceAccount = true, "kube-system/edgelink"
+	if c, err := ValidateController(signer); err != nil || len(c.Parsed.CloudCIDR)+len(c.Parsed.EdgeCIDR) != 0 {
+		t.Errorf("a signer without segments: %v", err)
+	}
 }
 
 func TestLoadControllerRefusesUnknownFields(t *testing.T) {

@@ -60,17 +60,24 @@ func (c *Controller) Run(ctx context.Context) error {
 	kf := informers.NewSharedInformerFactory(c.Kube, 0)
 	df := dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, 0)
 	c.nodes = kf.Core().V1().Nodes().Informer()
-	c.pods = kf.Core().V1().Pods().Informer()
-	c.pools = df.ForResource(ipam.PoolGVR).Informer()
-	kickOnChange := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.trigger() },
-		UpdateFunc: func(any, any) { c.trigger() },
-		DeleteFunc: func(any) { c.trigger() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{c.nodes, c.pods, c.pools} {
-		if _, err := inf.AddEventHandler(kickOnChange); err != nil {
-			return err
+	// Without segments there are no blocks to give: the controller only
+	// signs certificates and cleans cloudcore's sync records.
+	blocks := len(c.Config.Cloud)+len(c.Config.Edge) > 0
+	synced := []cache.InformerSynced{c.nodes.HasSynced}
+	if blocks {
+		c.pods = kf.Core().V1().Pods().Informer()
+		c.pools = df.ForResource(ipam.PoolGVR).Informer()
+		kickOnChange := cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.trigger() },
+			UpdateFunc: func(any, any) { c.trigger() },
+			DeleteFunc: func(any) { c.trigger() },
 		}
+		for _, inf := range []cache.SharedIndexInformer{c.nodes, c.pods, c.pools} {
+			if _, err := inf.AddEventHandler(kickOnChange); err != nil {
+				return err
+			}
+		}
+		synced = append(synced, c.pods.HasSynced, c.pools.HasSynced)
 	}
 	syncs := newSyncCleaner(c.Dynamic, c.nodes, c.Config.EdgeLabel)
 	if _, err := c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: syncs.nodeDeleted}); err != nil {
@@ -87,7 +94,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); signerErr <- c.Signer.Run(ctx) }()
 		defer wg.Wait()
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced, c.pods.HasSynced, c.pools.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
 	syncsCtx, stopSyncs := context.WithCancel(ctx)
@@ -95,8 +102,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	syncsDone.Add(1)
 	go func() { defer syncsDone.Done(); syncs.run(syncsCtx) }() // routineSyncCleaner
 	defer func() { stopSyncs(); syncsDone.Wait() }()
-	klog.InfoS("Block controller running", "edgeLabel", c.Config.EdgeLabel, "blockSize", c.Config.Bits4,
-		"blockSizeIPv6", c.Config.Bits6, "minFree", c.Config.MinFree, "cloudCIDR", c.Config.Cloud, "edgeCIDR", c.Config.Edge)
+	if blocks {
+		klog.InfoS("Block controller running", "edgeLabel", c.Config.EdgeLabel, "blockSize", c.Config.Bits4,
+			"blockSizeIPv6", c.Config.Bits6, "minFree", c.Config.MinFree, "cloudCIDR", c.Config.Cloud, "edgeCIDR", c.Config.Edge)
+	} else {
+		klog.InfoS("No meshCIDRConfig: block allocation off; signing member certificates only")
+	}
 	t := time.NewTicker(c.Resync)
 	defer t.Stop()
 	for {
@@ -111,6 +122,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("member certificate signer: %w", err)
 		case <-c.kick:
 		case <-t.C:
+		}
+		if !blocks {
+			continue
 		}
 		select {
 		case <-ctx.Done():

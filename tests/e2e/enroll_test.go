@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -79,9 +80,9 @@ func TestEnrollThroughCertificateSigningRequests(t *testing.T) {
 		token[node] = got.Status.Token
 	}
 
-	testutil.StartController(t, cp.Kubeconfig, fmt.Sprintf(`apiVersion: %s
+	// No meshCIDRConfig: the controller runs as a signer alone.
+	ctl := testutil.StartController(t, cp.Kubeconfig, fmt.Sprintf(`apiVersion: %s
 kind: EdgeLinkController
-meshCIDRConfig: {edgeCIDR: ["10.251.0.0/16"]}
 enrollment:
   enable: true
   namespace: %s
@@ -95,6 +96,12 @@ enrollment:
 			return err
 		}
 		caPEM, kubeEdgeCA = cm.Data["ca.crt"], cm.Data["kubeedge-ca.crt"]
+		return nil
+	})
+	eventually(t, "the controller without segments saying it gives no blocks", 30*time.Second, func() error {
+		if !strings.Contains(ctl.Log(), "block allocation off") {
+			return errors.New("not in its log")
+		}
 		return nil
 	})
 	sec, err := kube.CoreV1().Secrets(ns).Get(ctx, "edgelink-ca", metav1.GetOptions{})
