@@ -21,7 +21,7 @@ echo
 echo "=== bench dataplane: pod-to-pod TCP/UDP/RTT and tunnel CPU per data path, beside veth (kernel routing) and wireguard-go"
 command -v iperf3 >/dev/null && command -v ping >/dev/null ||
 	(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iperf3 iputils-ping) >&2
-tests/tools/build.sh wireguard-go >/dev/null
+tests/tools/build.sh wireguard-go nebula nebula-cert >/dev/null
 EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin" \
 	go test -count=1 -timeout 15m -run TestBenchDataplane -v ./tests/bench/dataplane 2>&1 \
 	| grep -vE '^\s*(=== RUN|--- PASS)|^PASS|^ok' || true

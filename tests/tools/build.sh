@@ -7,7 +7,7 @@
 #   tests/tools/build.sh spiderpool-controller                  # tests/e2e/spiderpool_webhook_test.go
 #   tests/tools/build.sh etcd kube-apiserver cloudcore edgecore   # tests/cluster
 #   tests/tools/build.sh kube-controller-manager kube-scheduler   # tests/cluster (authorization, scheduling)
-#   tests/tools/build.sh wireguard-go                           # tests/bench/dataplane
+#   tests/tools/build.sh wireguard-go nebula nebula-cert        # tests/bench/dataplane
 #   tests/tools/build.sh helm                                   # tests/e2e/helm_test.go
 #   tests/tools/build.sh gremlins                               # make mutate (tests/mutate.sh)
 #   tests/tools/build.sh flanneld flannel                       # tests/e2e/flannel_test.go (daemon, CNI plugin)
@@ -39,11 +39,13 @@ spec() {
 	cloudcore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/cloud/cmd/cloudcore" ;;
 	edgecore) echo "kubeedge github.com/kubeedge/kubeedge github.com/kubeedge/kubeedge/edge/cmd/edgecore" ;;
 	wireguard-go) echo "wireguard golang.zx2c4.com/wireguard golang.zx2c4.com/wireguard" ;;
+	nebula) echo "nebula github.com/slackhq/nebula github.com/slackhq/nebula/cmd/nebula" ;;
+	nebula-cert) echo "nebula github.com/slackhq/nebula github.com/slackhq/nebula/cmd/nebula-cert" ;;
 	helm) echo "helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm" ;;
 	gremlins) echo "gremlins github.com/go-gremlins/gremlins github.com/go-gremlins/gremlins/cmd/gremlins" ;;
 	flanneld) echo "flannel github.com/flannel-io/flannel github.com/flannel-io/flannel" ;;
 	flannel) echo "flannel-cni github.com/containernetworking/plugins github.com/containernetworking/plugins/plugins/meta/flannel" ;;
-	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go helm gremlins flanneld flannel)" >&2; return 1 ;;
+	*) echo "unknown tool $1 (known: cnitool host-local bridge loopback spiderpool spiderpool-agent spiderpool-controller etcd kube-apiserver kube-controller-manager kube-scheduler cloudcore edgecore wireguard-go nebula nebula-cert helm gremlins flanneld flannel)" >&2; return 1 ;;
 	esac
 }
 
@@ -61,6 +63,9 @@ ldflags() {
 		;;
 	flanneld)
 		echo "-X github.com/flannel-io/flannel/pkg/version.Version=$2"
+		;;
+	nebula | nebula-cert)
+		echo "-X main.Build=${2#v}"
 		;;
 	helm)
 		# as helm's Makefile: the default Kubernetes version (--kube-version,

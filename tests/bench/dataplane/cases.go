@@ -25,6 +25,7 @@ type Case interface {
 const (
 	BaselineVeth      = "veth"
 	BaselineWireGuard = "wireguard_go"
+	BaselineNebula    = "nebula"
 )
 
 var cases []Case
@@ -36,6 +37,7 @@ func Register(c Case) { cases = append(cases, c) }
 func init() {
 	Register(vethCase{})
 	Register(wireguardGoCase{})
+	Register(nebulaCase{})
 }
 
 // vethCase is the kernel's routed path: each node routes the remote pod

@@ -203,7 +203,7 @@ func printRatios(w io.Writer, results []report.Result) {
 				continue
 			}
 			var of []string
-			for _, base := range []string{BaselineWireGuard, BaselineVeth} {
+			for _, base := range []string{BaselineWireGuard, BaselineNebula, BaselineVeth} {
 				b, ok := value["dataplane."+base+"."+m.key]
 				if ok && base != parts[1] && b != 0 {
 					of = append(of, fmt.Sprintf("%.2fx of %s", r.Value/b, base))
