@@ -34,6 +34,8 @@ type AgentValues struct {
 	CloudCIDR, EdgeCIDR []netip.Prefix
 	// RoutableCIDRs is modules.tunnel.routableCIDRs.
 	RoutableCIDRs []netip.Prefix
+	// PathIdleTimeout is modules.tunnel.pathIdleTimeout; 0 when empty.
+	PathIdleTimeout time.Duration
 }
 
 // Controller is a controller config that ValidateController accepted, with

@@ -34,6 +34,7 @@ modules:
   tunnel:
     enable: true
     routableCIDRs: ["198.18.0.0/15", "10.0.0.0/8"]
+    pathIdleTimeout: 5m
 `
 	a, warnings, err := Parse([]byte(in))
 	if err != nil {
@@ -52,6 +53,7 @@ modules:
 		{"modules.edgeCNI.meshCIDRConfig.cloudCIDR", a.Parsed.CloudCIDR, prefixes("10.244.1.0/24")},
 		{"modules.edgeCNI.meshCIDRConfig.edgeCIDR", a.Parsed.EdgeCIDR, prefixes("10.244.5.0/24", "fd00:244:6::/64")},
 		{"modules.tunnel.routableCIDRs", a.Parsed.RoutableCIDRs, prefixes("198.18.0.0/15", "10.0.0.0/8")},
+		{"modules.tunnel.pathIdleTimeout", a.Parsed.PathIdleTimeout, 5 * time.Minute},
 		// The file's own fields stay reachable, normalized.
 		{"nodeName", a.NodeName, "edge-1"},
 		{"modules.edgeCNI.meshCIDRConfig.edgeCIDR as written", a.Modules.EdgeCNI.MeshCIDRConfig.EdgeCIDR, []string{"10.244.5.0/24", "fd00:244:6::/64"}},

@@ -133,6 +133,12 @@ type Tunnel struct {
 	RoutableCIDRs []string `json:"routableCIDRs"`
 	// RelayNodes run circuit relays and answer discovery.
 	RelayNodes []RelayNode `json:"relayNodes"`
+	// PathIdleTimeout, if set (a duration of at least 10s), makes paths
+	// on demand: a path to a member is set up when a packet or a ping
+	// needs one (the first packets wait for it) and let go, connections
+	// closed, once no packet stream has used it for this long. Paths to
+	// relays are always kept. Empty: a path to every member, always.
+	PathIdleTimeout string `json:"pathIdleTimeout"`
 }
 
 // RelayNode is one relay, as in EdgeMesh's agent.relayNodes.

@@ -135,7 +135,7 @@ func (v *validator) config(c *AgentConfig) (p AgentValues) {
 	p.AuditPeriod = v.metaSync(&c.Modules.MetaSync)
 	p.ReconcileGrace = v.ipam(&c.Modules.IPAM)
 	p.CloudCIDR, p.EdgeCIDR = v.edgeCNI(&c.Modules.EdgeCNI)
-	p.RoutableCIDRs = v.tunnel(&c.Modules.Tunnel)
+	p.RoutableCIDRs, p.PathIdleTimeout = v.tunnel(&c.Modules.Tunnel)
 	if t, m := c.Modules.Tunnel, c.Modules.MetaSync; t.Enable && t.Enroll && (!m.Enable || m.Source == SourceMetaServer) {
 		v.add("modules.tunnel.enroll", true, "asks the kube-apiserver for a certificate, which needs modules.metaSync enabled with source %s or %s (cloud nodes); edge nodes keep the certificates cloudcore gave them", SourceInCluster, SourceKubeconfig)
 	}
@@ -231,9 +231,13 @@ func (v *validator) edgeCNI(m *EdgeCNI) (cloud, edge []netip.Prefix) {
 	return cloud, edge
 }
 
-// tunnel checks the module's section and returns its routable CIDRs.
-func (v *validator) tunnel(m *Tunnel) (routable []netip.Prefix) {
+// tunnel checks the module's section and returns its routable CIDRs and
+// path idle timeout.
+func (v *validator) tunnel(m *Tunnel) (routable []netip.Prefix, idle time.Duration) {
 	const p = "modules.tunnel"
+	if m.PathIdleTimeout != "" {
+		idle = v.duration(p+".pathIdleTimeout", m.PathIdleTimeout, 10*time.Second, "5m")
+	}
 	if m.ListenPort < 1 || m.ListenPort > 65535 {
 		v.add(p+".listenPort", m.ListenPort, "must be a port between 1 and 65535")
 	}
@@ -287,7 +291,7 @@ func (v *validator) tunnel(m *Tunnel) (routable []netip.Prefix) {
 			}
 		}
 	}
-	return routable
+	return routable, idle
 }
 
 // listenAddress checks an optional TCP listen address: empty, or

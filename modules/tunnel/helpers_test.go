@@ -93,7 +93,7 @@ func newRunningWith(t testing.TB, c *v1.AgentConfig, isRelay bool, relays []p2p.
 	r := &running{h: h, isRelay: isRelay, observed: map[peer.ID][]ma.Multiaddr{},
 		udpSeen: map[string]ma.Multiaddr{}, known: map[string]p2p.PeerRecord{}}
 	r.keeper = h.KeepReservations(relays, r.register)
-	r.paths = h.NewPathManager(r.keeper.Reserved)
+	r.paths = h.NewPathManager(r.keeper.Reserved, p2p.PathOptions{})
 	t.Cleanup(func() {
 		r.paths.Stop()
 		r.keeper.Close()

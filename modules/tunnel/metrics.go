@@ -12,7 +12,7 @@ import (
 // labels are node names: bounded by the cluster's membership.
 var (
 	descPeerPath = prometheus.NewDesc("edgelink_tunnel_peer_path",
-		"1 for the path that carries traffic to the peer now (path: direct-tcp, direct-quic, relayed, none).",
+		"1 for the path that carries traffic to the peer now (path: direct-tcp, direct-quic, relayed, none; idle: no path kept, paths on demand).",
 		[]string{"peer", "path", "relay"}, nil)
 	descPeerPathChanges = prometheus.NewDesc("edgelink_tunnel_peer_path_changes_total",
 		"Times the path to the peer changed (kind or relay).", []string{"peer"}, nil)

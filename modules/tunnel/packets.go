@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,11 @@ func (p *packets) Open(ctx context.Context, node string) (io.WriteCloser, <-chan
 	if r == nil {
 		return nil, p2p.RetryAfter(time.Second), errNotUp // the tunnel may be up then
 	}
-	return r.paths.Open(ctx, node)
+	w, changed, err := r.paths.Open(ctx, node)
+	if errors.Is(err, p2p.ErrConnecting) {
+		err = fmt.Errorf("%w: %w", dataplane.ErrPathPending, err)
+	}
+	return w, changed, err
 }
 
 func (p *packets) Accept(handle func(node string, r io.ReadCloser)) { p.handle.Store(&handle) }

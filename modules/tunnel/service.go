@@ -120,7 +120,7 @@ func (s *Service) Run(ctx context.Context) error {
 		dir = h.ServeDirectory()
 	}
 	r.keeper = h.KeepReservations(relays, r.register)
-	r.paths = h.NewPathManager(r.keeper.Reserved)
+	r.paths = h.NewPathManager(r.keeper.Reserved, p2p.PathOptions{IdleTimeout: s.cfg.Parsed.PathIdleTimeout})
 	s.running.Store(r)
 	klog.InfoS("Tunnel up", "node", s.cfg.NodeName, "peer", self, "addrs", h.Addrs(), "relay", isRelay,
 		"relays", len(relays), "routable", t.RoutableCIDRs)
@@ -513,7 +513,7 @@ func (s *Service) targets(known map[string]p2p.PeerRecord) []p2p.Target {
 		if err != nil {
 			continue
 		}
-		t := p2p.Target{Node: node, ID: id}
+		t := p2p.Target{Node: node, ID: id, Keep: relays[node]}
 		for _, a := range rec.Addrs {
 			if m, err := ma.NewMultiaddr(a); err == nil {
 				t.Addrs = append(t.Addrs, m)

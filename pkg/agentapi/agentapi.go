@@ -196,10 +196,13 @@ type Reservation struct {
 }
 
 // Path kinds of Peer.Path, Conn.Path and PingResult.Path (pkg/p2p's
-// PathKind on the wire): "none", "direct-tcp", "direct-quic", "relayed".
+// PathKind on the wire): "none", "direct-tcp", "direct-quic", "relayed",
+// and "idle" (paths on demand: a known member nobody talks to now, with
+// no path kept; the next packet or ping sets one up).
 const (
 	PathNone    = "none"
 	PathRelayed = "relayed"
+	PathIdle    = "idle"
 )
 
 // Peer is what the tunnel's path manager knows of one peer node

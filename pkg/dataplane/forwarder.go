@@ -39,9 +39,20 @@ type Transport interface {
 	// connection took over, it died, node was let go): the forwarder then
 	// opens again. Without a path Open fails, and changed closes when
 	// there may be one. Checking changed is the forwarder's only per-batch
-	// question to the transport: no lock, no lookup.
+	// question to the transport: no lock, no lookup. An error wrapping
+	// ErrPathPending says a path is being set up (paths on demand): the
+	// sender then holds its batch, and the link's queue the ones behind
+	// it, until changed closes, for at most pendingWait.
 	Open(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error)
 }
+
+// ErrPathPending (wrapped) from Transport.Open: the transport is setting
+// up a path to the node right now.
+var ErrPathPending = errors.New("path being set up")
+
+// pendingWait bounds how long a sender holds a batch for a path being set
+// up (the tunnel gives a dial 15 s).
+const pendingWait = 15 * time.Second
 
 // Offset is the headroom each TUN buffer keeps in front of a packet (its
 // virtio-net header goes there, and the tun package's own).
@@ -404,7 +415,11 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 				w = nil
 			}
 			var err error
-			if w, changed, err = f.tr.Open(ctx, l.node); err != nil {
+			w, changed, err = f.tr.Open(ctx, l.node)
+			if errors.Is(err, ErrPathPending) {
+				w, changed, err = f.awaitPath(ctx, l.node, changed)
+			}
+			if err != nil {
 				w = nil
 				klog.V(2).InfoS("No packet stream", "node", l.node, "err", err)
 			} else {
@@ -440,6 +455,28 @@ func (f *Forwarder) send(ctx context.Context, l *link) {
 			l.c.tx(frames, uint64(n))
 		}
 		f.putFrames(b)
+	}
+}
+
+// awaitPath opens a stream to node once the path being set up is there
+// (changed closes), or gives up after pendingWait. Meanwhile the batch in
+// hand waits, and those behind it in the link's queue.
+func (f *Forwarder) awaitPath(ctx context.Context, node string, changed <-chan struct{}) (io.WriteCloser, <-chan struct{}, error) {
+	timeout := time.NewTimer(pendingWait)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-timeout.C:
+			return nil, nil, fmt.Errorf("%s: no path within %s", node, pendingWait)
+		case <-changed:
+		}
+		w, ch, err := f.tr.Open(ctx, node)
+		if !errors.Is(err, ErrPathPending) {
+			return w, ch, err
+		}
+		changed = ch
 	}
 }
 

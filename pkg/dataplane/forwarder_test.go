@@ -65,6 +65,7 @@ func (d *fakeTUN) packets() [][]byte {
 type fakeNet struct {
 	mu      sync.Mutex
 	gen     uint64        // every node's current path (0: none)
+	pending bool          // without a path, one is being set up
 	changed chan struct{} // closed when gen changes
 	sent    map[string]*bytes.Buffer
 	streams map[string][]*fakeStream
@@ -113,6 +114,9 @@ func (n *fakeNet) Open(_ context.Context, node string) (io.WriteCloser, <-chan s
 	defer n.mu.Unlock()
 	if n.changed == nil {
 		n.changed = make(chan struct{})
+	}
+	if n.gen == 0 && n.pending {
+		return nil, n.changed, fmt.Errorf("%s: %w", node, ErrPathPending)
 	}
 	if n.gen == 0 {
 		return nil, n.changed, errors.New("no path")
@@ -301,6 +305,48 @@ func TestSendFollowsPathChanges(t *testing.T) {
 		t.Fatalf("after the path came back: %d streams, want a third on path 3", len(st))
 	}
 	carried(st[2], p5)
+}
+
+// While the transport sets a path up (paths on demand: Open says
+// ErrPathPending), packets for the node wait in its queue instead of
+// being dropped, and go out in order on the stream opened once the path
+// is there.
+func TestSendWaitsForAPendingPath(t *testing.T) {
+	f, dev, n := newTestForwarder(t)
+	n.mu.Lock()
+	n.pending = true
+	n.mu.Unlock()
+	n.setPath(0)
+	var pkts [][]byte
+	for i := 1; i <= 3; i++ {
+		p := ipv4([4]byte{10, 244, 1, 2}, [4]byte{10, 245, 2, byte(i)}, 100)
+		pkts = append(pkts, p)
+		dev.in <- p
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := f.Snapshot(); s.DropQueue != 0 || s.TxPackets != 0 {
+		t.Fatalf("while the path was pending: %+v, want nothing sent and nothing dropped", s)
+	}
+	n.setPath(7)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Snapshot().TxPackets < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued packets not sent once the path came: %+v", f.Snapshot())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var want []byte
+	for _, p := range pkts {
+		want = AppendFrame(want, p)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st := n.streams["edge-3"]; len(st) != 1 || st[0].gen != 7 || !bytes.Equal(st[0].buf.Bytes(), want) {
+		t.Errorf("streams to edge-3: %d, want one on path 7 carrying the three packets in order", len(st))
+	}
+	if s := f.Snapshot(); s.DropQueue != 0 {
+		t.Errorf("DropQueue %d, want 0", s.DropQueue)
+	}
 }
 
 // Plans swap atomically under concurrent lookups: every lookup sees one

@@ -188,7 +188,7 @@ func TestNoPathBeforeProof(t *testing.T) {
 	a := c.host("edge-a", nil)
 	o := newOutsider(t, c, "edge-o", time.Hour)
 	o.SetStreamHandler(ProbeProtocol, handleProbe) // answers probes, never proves
-	pm := a.NewPathManager(func() []RelayRef { return nil })
+	pm := a.NewPathManager(func() []RelayRef { return nil }, PathOptions{})
 	t.Cleanup(pm.Close)
 	pm.SetTargets([]Target{{Node: "edge-o", ID: o.ID()}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -64,17 +64,19 @@ func (m *PathManager) pathGen(node string) uint64 {
 // closed when that path stops being node's path (another connection took
 // over, it died, its membership ended, the node was let go): open again
 // then. Without a path it fails with ErrNoPath (ErrUnknownPeer for a node
-// that is no target), and changed closes when there may be one: checking
-// it costs a sender no lock and no lookup per packet.
+// that is no target; ErrConnecting, which is an ErrNoPath, while a path
+// is being set up on demand), and changed closes when there may be one:
+// checking it costs a sender no lock and no lookup per packet.
 func (m *PathManager) Open(ctx context.Context, node string) (w io.WriteCloser, changed <-chan struct{}, err error) {
-	m.mu.Lock()
-	pp := m.peers[node]
-	m.mu.Unlock()
+	pp, connecting := m.want(node)
 	if pp == nil {
 		return nil, RetryAfter(time.Second), fmt.Errorf("%q: %w", node, ErrUnknownPeer) // it may become a target
 	}
 	c := pp.current.Load()
 	if c.conn == nil {
+		if connecting {
+			return nil, c.changed, fmt.Errorf("%s: %w", node, ErrConnecting)
+		}
 		return nil, c.changed, fmt.Errorf("%s: %w", node, ErrNoPath)
 	}
 	s, err := openStream(ctx, c.conn, 5*time.Second, m.h.packetVersions...)

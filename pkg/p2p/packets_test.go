@@ -84,7 +84,7 @@ func TestPacketsFollowThePathWhenARelayDies(t *testing.T) {
 		}
 		return out
 	}
-	pm := a.NewPathManager(relayRefs)
+	pm := a.NewPathManager(relayRefs, PathOptions{})
 	t.Cleanup(pm.Close)
 	var ts []Target
 	for name, r := range relays {
@@ -167,7 +167,7 @@ func TestPacketsVersionNegotiation(t *testing.T) {
 			_, _ = io.Copy(io.Discard, r)
 		})
 	}
-	pm := a.NewPathManager(func() []RelayRef { return nil })
+	pm := a.NewPathManager(func() []RelayRef { return nil }, PathOptions{})
 	t.Cleanup(pm.Close)
 	pm.SetTargets([]Target{{Node: "edge-b", ID: b.ID(), Addrs: b.Addrs()}, {Node: "edge-d", ID: d.ID(), Addrs: d.Addrs()}})
 	waitFor(t, "paths to edge-b and edge-d", func() bool { return pm.pathGen("edge-b") != 0 && pm.pathGen("edge-d") != 0 })

@@ -25,6 +25,9 @@ const (
 	PathDirectTCP  PathKind = "direct-tcp"
 	PathDirectQUIC PathKind = "direct-quic"
 	PathRelayed    PathKind = "relayed"
+	// PathIdle is a known member without a path: with paths on demand
+	// (PathOptions.IdleTimeout) nothing is kept to a peer nobody talks to.
+	PathIdle PathKind = "idle"
 )
 
 // rank orders kinds by preference: direct before relayed; TCP before QUIC
@@ -64,6 +67,20 @@ type Target struct {
 	Node  string
 	ID    peer.ID
 	Addrs []ma.Multiaddr // direct addresses to try
+	// Keep holds a path to the target even when paths are on demand and
+	// nobody talks to it (relays: circuits ride on them).
+	Keep bool
+}
+
+// PathOptions tune a PathManager.
+type PathOptions struct {
+	// IdleTimeout > 0 makes paths on demand: a target gets a path only
+	// once Open or Ping asks for one (a Keep target always has one), and
+	// a path that carried no packet stream, in either direction, for
+	// IdleTimeout is let go: its loop ends and its connections close, so
+	// an idle member costs nothing but its entry. 0: every target has a
+	// path all the time.
+	IdleTimeout time.Duration
 }
 
 // RelayRef is a relay that may carry circuits to targets.
@@ -125,6 +142,7 @@ var (
 type PathManager struct {
 	h      *Host
 	relays func() []RelayRef
+	opts   PathOptions
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -136,7 +154,14 @@ type PathManager struct {
 
 type peerPath struct {
 	target atomic.Pointer[Target]
+	// cancel ends the running loop, nil while there is none (idle);
+	// done is closed when the last loop started has returned (nil: none
+	// ever ran). Both guarded by PathManager.mu.
 	cancel context.CancelFunc
+	done   chan struct{}
+	// started is when the running loop started, used when a packet
+	// stream last ran (or Open or Ping asked); unix nanoseconds.
+	started, used atomic.Int64
 
 	// current is the connection traffic should use; gen counts its
 	// changes (0: never had one), so senders notice a new path.
@@ -146,20 +171,83 @@ type peerPath struct {
 	status PeerStatus
 }
 
-// newPeerPath is target t's state, with no path yet; cancel ends its loop.
-func newPeerPath(t Target, cancel context.CancelFunc) *peerPath {
-	pp := &peerPath{cancel: cancel}
+// newPeerPath is target t's state, with no path and no loop yet.
+func newPeerPath(t Target, path PathKind) *peerPath {
+	pp := &peerPath{}
 	pp.target.Store(&t)
 	pp.current.Store(&currentConn{changed: make(chan struct{})})
-	pp.status = PeerStatus{Node: t.Node, Peer: t.ID.String(), Path: PathNone}
+	pp.status = PeerStatus{Node: t.Node, Peer: t.ID.String(), Path: path}
 	return pp
 }
 
 // NewPathManager manages paths on h; relays lists the relays currently
 // usable for circuits.
-func (h *Host) NewPathManager(relays func() []RelayRef) *PathManager {
+func (h *Host) NewPathManager(relays func() []RelayRef, opts PathOptions) *PathManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &PathManager{h: h, relays: relays, ctx: ctx, cancel: cancel, peers: map[string]*peerPath{}}
+	return &PathManager{h: h, relays: relays, opts: opts, ctx: ctx, cancel: cancel, peers: map[string]*peerPath{}}
+}
+
+// onDemand reports whether t gets a path only when asked.
+func (m *PathManager) onDemand(t *Target) bool { return m.opts.IdleTimeout > 0 && !t.Keep }
+
+// startLocked starts pp's loop unless one runs; it reports whether it
+// started one. A new loop waits for the one before it to have returned,
+// so only one ever touches pp's path. m.mu held.
+func (m *PathManager) startLocked(pp *peerPath) bool {
+	if pp.cancel != nil || m.ctx.Err() != nil {
+		return false
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	prev, done := pp.done, make(chan struct{})
+	pp.cancel, pp.done = cancel, done
+	now := time.Now().UnixNano()
+	pp.started.Store(now)
+	pp.used.Store(now)
+	m.wg.Add(1)
+	go func() { // routinePeer, one per target with a path
+		defer m.wg.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		m.runPeer(ctx, pp)
+	}()
+	return true
+}
+
+// want marks node's path as used now and starts its loop if it has none
+// (paths on demand). It returns the node's state (nil: no such target)
+// and whether a path is being set up, not there yet: started now, or
+// started within dialTimeout and no path since.
+func (m *PathManager) want(node string) (pp *peerPath, connecting bool) {
+	m.mu.Lock()
+	pp = m.peers[node]
+	started := false
+	if pp != nil {
+		pp.used.Store(time.Now().UnixNano())
+		started = m.startLocked(pp)
+	}
+	m.mu.Unlock()
+	if pp == nil {
+		return nil, false
+	}
+	c := pp.current.Load()
+	recent := time.Since(time.Unix(0, pp.started.Load())) < dialTimeout
+	return pp, started || (c.conn == nil && recent && m.opts.IdleTimeout > 0)
+}
+
+// retire ends pp's loop for idleness, unless the loop was already told to
+// end or a packet stream or a caller used the path since idle was seen.
+// It reports whether the loop should return.
+func (m *PathManager) retire(ctx context.Context, pp *peerPath, idleSince time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ctx.Err() != nil || time.Unix(0, pp.used.Load()).After(idleSince) {
+		return false // told to end already, or used again
+	}
+	pp.cancel()
+	pp.cancel = nil
+	return true
 }
 
 // SetTargets replaces the set of peers to keep paths to. Peers no longer
@@ -181,7 +269,9 @@ func (m *PathManager) SetTargets(targets []Target) {
 		if ok && t.ID == pp.target.Load().ID {
 			continue
 		}
-		pp.cancel()
+		if pp.cancel != nil {
+			pp.cancel()
+		}
 		delete(m.peers, node)
 		old := pp.target.Load().ID
 		if !m.isRelay(old) {
@@ -189,18 +279,20 @@ func (m *PathManager) SetTargets(targets []Target) {
 		}
 	}
 	for node, t := range want {
-		if pp, ok := m.peers[node]; ok {
+		pp, ok := m.peers[node]
+		if ok {
 			pp.target.Store(&t)
-			continue
+		} else {
+			path := PathNone
+			if m.onDemand(&t) {
+				path = PathIdle
+			}
+			pp = newPeerPath(t, path)
+			m.peers[node] = pp
 		}
-		ctx, cancel := context.WithCancel(m.ctx)
-		pp := newPeerPath(t, cancel)
-		m.peers[node] = pp
-		m.wg.Add(1)
-		go func() { // routinePeer, one per target
-			defer m.wg.Done()
-			m.runPeer(ctx, pp)
-		}()
+		if !m.onDemand(&t) {
+			m.startLocked(pp)
+		}
 	}
 }
 
@@ -275,7 +367,10 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
-		l.step(time.Now())
+		if now := time.Now(); l.step(now) {
+			l.letGo(now)
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -312,10 +407,19 @@ func (l *peerLoop) stopProbes() {
 	l.pwg.Wait()
 }
 
-// step is one round of the loop.
-func (l *peerLoop) step(now time.Time) {
+// step is one round of the loop; true: the path is idle and let go
+// (paths on demand), the loop ends.
+func (l *peerLoop) step(now time.Time) (idle bool) {
 	m, t := l.m, l.pp.target.Load()
 	conns := m.h.Network().ConnsToPeer(t.ID)
+	if m.onDemand(t) {
+		if packetStreams(conns) > 0 {
+			l.pp.used.Store(now.UnixNano())
+		}
+		if since := now.Add(-m.opts.IdleTimeout); time.Unix(0, l.pp.used.Load()).Before(since) && m.retire(l.ctx, l.pp, since) {
+			return true
+		}
+	}
 
 	// A peer that proved another node name is not this target; one that
 	// has not proven membership yet (it may stall its proof until the
@@ -332,7 +436,9 @@ func (l *peerLoop) step(now time.Time) {
 		best = nil
 	}
 	leader := m.h.ID() < t.ID
-	l.dialIfDisconnected(now, t, len(conns) > 0, leader)
+	// A path on demand is dialed at once by the side that wants it: the
+	// other side may have no loop that would dial.
+	l.dialIfDisconnected(now, t, len(conns) > 0, leader || m.onDemand(t))
 	l.upgradeIfRelayed(now, t, best)
 	l.moveToTCP(now, t, best, leader)
 	pruneDuplicates(l.probes, leader)
@@ -343,6 +449,38 @@ func (l *peerLoop) step(now time.Time) {
 	}
 	m.record(l.pp, t, l.current, bestConn, l.probes, int(l.upgrades.Load()), l.lastErr.Load())
 	l.current = bestConn
+	return false
+}
+
+// letGo ends an idle path: its connections close (unless the peer is a
+// relay: circuits ride on them) and its status says idle.
+func (l *peerLoop) letGo(now time.Time) {
+	m, t := l.m, l.pp.target.Load()
+	klog.V(2).InfoS("Tunnel path idle; letting it go", "node", t.Node, "idleFor", m.opts.IdleTimeout)
+	if !m.isRelay(t.ID) {
+		_ = m.h.Network().ClosePeer(t.ID)
+	}
+	l.pp.mu.Lock()
+	st := &l.pp.status
+	if st.Path != PathIdle {
+		st.PathChanges++
+		st.PathSince = now
+	}
+	st.Path, st.Relay, st.RemoteAddr, st.RTTMillis, st.Conns = PathIdle, "", "", 0, nil
+	l.pp.mu.Unlock()
+}
+
+// packetStreams counts the packet streams open on conns, either way.
+func packetStreams(conns []network.Conn) int {
+	n := 0
+	for _, c := range conns {
+		for _, s := range c.GetStreams() {
+			if p := s.Protocol(); p == PacketsProtocol || p == PacketsProtocolV1 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // probeConns probes every connection and forgets the probes of closed ones.
@@ -385,8 +523,9 @@ func (l *peerLoop) choose() *probeRun {
 
 // dialIfDisconnected dials when nothing is connected. The peer with the
 // smaller ID (the leader) dials at once, the other only if no connection
-// came within dialGrace, so that two peers rarely dial each other twice.
-func (l *peerLoop) dialIfDisconnected(now time.Time, t *Target, connected, leader bool) {
+// came within dialGrace, so that two peers rarely dial each other twice;
+// dialNow (the leader, or a path on demand) skips the grace.
+func (l *peerLoop) dialIfDisconnected(now time.Time, t *Target, connected, dialNow bool) {
 	if connected {
 		l.disconnectedSince = time.Time{}
 		return
@@ -395,7 +534,7 @@ func (l *peerLoop) dialIfDisconnected(now time.Time, t *Target, connected, leade
 		l.disconnectedSince = now
 		l.dial.reset() // a path just died: redial at once
 	}
-	if !l.dial.due(now) || (!leader && now.Sub(l.disconnectedSince) < dialGrace) {
+	if !l.dial.due(now) || (!dialNow && now.Sub(l.disconnectedSince) < dialGrace) {
 		return
 	}
 	if err := l.m.dial(l.ctx, t); err != nil {
@@ -649,6 +788,9 @@ func (m *PathManager) record(pp *peerPath, t *Target, prev, cur network.Conn, pr
 		}
 		remote = cur.RemoteMultiaddr().String()
 		rtt = float64(probes[cur].rtt.Load()) / 1e6
+	}
+	if st.Path == PathIdle && kind == PathNone {
+		st.Path = PathNone // an on-demand path being set up: no change yet
 	}
 	if cur != prev || kind != st.Path {
 		if st.Path != kind || st.Relay != relay {

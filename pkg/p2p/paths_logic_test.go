@@ -29,7 +29,8 @@ func testManager(members map[peer.ID]string) *PathManager {
 
 // addPeer registers a target as SetTargets would, without its goroutine.
 func addPeer(m *PathManager, t Target) *peerPath {
-	pp := newPeerPath(t, func() {})
+	pp := newPeerPath(t, PathNone)
+	pp.cancel = func() {}
 	m.peers[t.Node] = pp
 	return pp
 }

@@ -52,7 +52,7 @@ func TestSetTargets(t *testing.T) {
 	fastPaths(t)
 	c := newCluster(t)
 	a, b, r, d := c.host("edge-a", nil), c.host("edge-b", nil), c.host("relay-1", nil), c.host("edge-d", nil)
-	pm := a.NewPathManager(func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} })
+	pm := a.NewPathManager(func() []RelayRef { return []RelayRef{{ID: r.ID(), Addrs: r.Addrs()}} }, PathOptions{})
 	t.Cleanup(pm.Close)
 
 	pm.SetTargets([]Target{
@@ -105,7 +105,7 @@ func TestSetTargets(t *testing.T) {
 func TestTCPAnswers(t *testing.T) {
 	c := newCluster(t)
 	a := c.host("edge-a", nil)
-	pm := a.NewPathManager(func() []RelayRef { return nil })
+	pm := a.NewPathManager(func() []RelayRef { return nil }, PathOptions{})
 	t.Cleanup(pm.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,10 +10,12 @@ import (
 )
 
 // ErrUnknownPeer is returned for a node the path manager has no target
-// for; ErrNoPath for a known one without a live path.
+// for; ErrNoPath for a known one without a live path; ErrConnecting (an
+// ErrNoPath) while a path asked for on demand is being set up.
 var (
 	ErrUnknownPeer = errors.New("not a known peer")
 	ErrNoPath      = errors.New("no path")
+	ErrConnecting  = fmt.Errorf("%w yet: connecting", ErrNoPath)
 )
 
 // PingResult is one probe over a peer's current path.
@@ -27,15 +29,28 @@ type PingResult struct {
 
 // Ping sends one probe (ProbeProtocol, on a stream of its own) over the
 // connection node's traffic uses now, and reports which path answered and
-// how fast (`edgelink ping`). It waits at most timeout.
+// how fast (`edgelink ping`). It waits at most timeout, also for a path
+// that is being set up on demand (the ping asks for it).
 func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Duration) (PingResult, error) {
-	m.mu.Lock()
-	pp := m.peers[node]
-	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pp, connecting := m.want(node)
 	if pp == nil {
 		return PingResult{}, fmt.Errorf("%q: %w", node, ErrUnknownPeer)
 	}
 	cur := pp.current.Load()
+	for connecting && cur.conn == nil {
+		select {
+		case <-ctx.Done():
+			return PingResult{}, fmt.Errorf("%s: %w", node, ErrConnecting)
+		case <-cur.changed:
+		}
+		pp, connecting = m.want(node)
+		if pp == nil {
+			return PingResult{}, fmt.Errorf("%q: %w", node, ErrUnknownPeer)
+		}
+		cur = pp.current.Load()
+	}
 	if cur.conn == nil || cur.conn.IsClosed() {
 		return PingResult{}, fmt.Errorf("%s: %w", node, ErrNoPath)
 	}
@@ -46,8 +61,6 @@ func (m *PathManager) Ping(ctx context.Context, node string, timeout time.Durati
 	if relay != "" {
 		res.Relay = m.nodeOf(relay)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	deadline, _ := ctx.Deadline()
 	start := time.Now()
 	s, err := openStream(ctx, c, timeout, ProbeProtocol)

@@ -33,7 +33,7 @@ func connectedMembers(t *testing.T, c *cluster) (a, b *Host, ab network.Conn) {
 func TestPing(t *testing.T) {
 	c := newCluster(t)
 	a, b, ab := connectedMembers(t, c)
-	pm := a.NewPathManager(func() []RelayRef { return nil })
+	pm := a.NewPathManager(func() []RelayRef { return nil }, PathOptions{})
 	t.Cleanup(pm.Close)
 	pp := addPeer(pm, Target{Node: "edge-b", ID: b.ID()})
 	pp.current.Store(&currentConn{conn: ab, gen: 1})

@@ -48,7 +48,7 @@ func relayedPair(t *testing.T, observed []ma.Multiaddr) (a, b *Host, closeA, clo
 	keeper := b.KeepReservations([]RelayTarget{{Node: "relay-1", ID: r.ID(), Addrs: r.Addrs()}}, nil)
 	t.Cleanup(keeper.Close)
 	waitFor(t, "edge-b's reservation", func() bool { return len(keeper.Reserved()) == 1 })
-	return a, b, closeA, closeB, a.NewPathManager(relays), b.NewPathManager(relays)
+	return a, b, closeA, closeB, a.NewPathManager(relays, PathOptions{}), b.NewPathManager(relays, PathOptions{})
 }
 
 // While only a relayed path exists, the peer that accepted the relayed

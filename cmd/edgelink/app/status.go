@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"go4.org/netipx"
 
+	"github.com/edgelink/edgelink/pkg/agentapi"
 	"github.com/edgelink/edgelink/pkg/statusclient"
 )
 
@@ -104,12 +105,14 @@ func pathText(p statusclient.Peer) string {
 			return "none (" + shorten(p.LastError, 40) + ")"
 		}
 		return "none"
+	case p.Path == agentapi.PathIdle:
+		return "idle (on demand)"
 	}
 	return p.Path
 }
 
 func rttText(ms float64, path string) string {
-	if path == "" || path == "none" || ms <= 0 {
+	if path == "" || path == "none" || path == agentapi.PathIdle || ms <= 0 {
 		return "-"
 	}
 	if ms < 10 {
