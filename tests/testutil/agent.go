@@ -54,8 +54,14 @@ func (s *SyncBuffer) String() string {
 
 // NewAgent writes c to a file and returns an agent ready to Start. If netns
 // is not empty the agent runs inside that `ip netns`.
+// EDGELINK_TEST_PATH_IDLE_TIMEOUT (a duration) gives every agent whose
+// config sets none that modules.tunnel.pathIdleTimeout: the whole suite
+// then runs with paths on demand.
 func NewAgent(t testing.TB, c *v1.AgentConfig, netns string) *Agent {
 	t.Helper()
+	if d := os.Getenv("EDGELINK_TEST_PATH_IDLE_TIMEOUT"); d != "" && c.Modules.Tunnel.PathIdleTimeout == "" {
+		c.Modules.Tunnel.PathIdleTimeout = d
+	}
 	if c.StatusSocket == "" || c.StatusSocket == v1.DefaultStatusSocket {
 		c.StatusSocket = filepath.Join(t.TempDir(), "agent.sock")
 	}
