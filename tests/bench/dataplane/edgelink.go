@@ -37,9 +37,14 @@ func init() {
 // members are more node names in the agents' metadata, without pod CIDRs:
 // members that are no agent of the case (the hostile-member benchmark's
 // rogue).
+//
+// pathIdle, if set, is modules.tunnel.pathIdleTimeout (paths on demand):
+// the case is then ready when A knows B, with no path yet (the cold-path
+// benchmark).
 type edgelinkCase struct {
-	relayed bool
-	members []string
+	relayed  bool
+	members  []string
+	pathIdle string
 }
 
 func (c edgelinkCase) Name() string {
@@ -161,6 +166,7 @@ func (c edgelinkCase) start(ctx context.Context, env *Env) (*edgelinkRun, error)
 		tn.CertFile, tn.KeyFile = filepath.Join(dir, n.name+".crt"), filepath.Join(dir, n.name+".key")
 		tn.RoutableCIDRs = []string{env.Underlay.String()}
 		tn.RelayNodes = relays
+		tn.PathIdleTimeout = c.pathIdle
 		if n.name != "bench-relay" {
 			cfg.Modules.EdgeCNI.Enable = true
 			cfg.Modules.EdgeCNI.MeshCIDRConfig = v1.MeshCIDRConfig{CloudCIDR: []string{env.PodCIDRA.String()}, EdgeCIDR: []string{env.PodCIDRB.String()}}
@@ -196,6 +202,9 @@ func (c edgelinkCase) start(ctx context.Context, env *Env) (*edgelinkRun, error)
 
 	// Ready when A has the intended path to B.
 	want := func(p p2p.PeerStatus) bool {
+		if c.pathIdle != "" {
+			return p.Path == p2p.PathIdle
+		}
 		if c.relayed {
 			return p.Path == p2p.PathRelayed
 		}
