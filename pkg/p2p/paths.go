@@ -357,6 +357,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 	l := &peerLoop{
 		m: m, pp: pp, ctx: ctx,
 		probes:  map[network.Conn]*probeRun{},
+		wake:    make(chan struct{}, 1),
 		dial:    backoff{min: dialBackoffMin, max: dialBackoffMax},
 		upgrade: backoff{min: upgradeBackoffMin, max: upgradeBackoffMax},
 		toTCP:   backoff{min: 5 * time.Second, max: 5 * time.Minute},
@@ -375,6 +376,7 @@ func (m *PathManager) runPeer(ctx context.Context, pp *peerPath) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-l.wake:
 		}
 	}
 }
@@ -396,6 +398,19 @@ type peerLoop struct {
 
 	current           network.Conn // the connection traffic uses
 	disconnectedSince time.Time
+
+	// wake runs the next round at once instead of at the next tick: for
+	// a path on demand, when a dial succeeded or a connection started
+	// answering, so that the first packets wait for no tick.
+	wake chan struct{}
+}
+
+// wakeUp asks for a round now (never blocks).
+func (l *peerLoop) wakeUp() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (l *peerLoop) fail(msg string) { l.lastErr.Store(&msg) }
@@ -497,6 +512,9 @@ func (l *peerLoop) probeConns(conns []network.Conn) {
 		}
 		pctx, cancel := context.WithCancel(l.ctx)
 		pr := &probeRun{connProbe: connProbe{conn: c}, cancel: cancel}
+		if l.m.onDemand(l.pp.target.Load()) {
+			pr.up = l.wakeUp
+		}
 		l.probes[c] = pr
 		l.pwg.Add(1)
 		go func() { // routineProbe, one per connection
@@ -542,6 +560,9 @@ func (l *peerLoop) dialIfDisconnected(now time.Time, t *Target, connected, dialN
 		l.fail(err.Error())
 	} else {
 		l.dial.reset()
+		if l.m.onDemand(t) {
+			l.wakeUp() // probe the new connection now
+		}
 	}
 }
 

@@ -77,6 +77,9 @@ type connProbe struct {
 	misses   atomic.Int32
 	lastOK   atomic.Int64 // unix nanos
 	bytes    atomic.Uint64
+	// up, if set, is called when the connection starts answering (its
+	// first answer, or the first after it was declared dead).
+	up func()
 }
 
 // run probes until the connection is declared dead (then closes it) or
@@ -111,7 +114,9 @@ func (p *connProbe) run(ctx context.Context) {
 		}
 		if ok {
 			p.misses.Store(0)
-			p.alive.Store(true)
+			if !p.alive.Swap(true) && p.up != nil {
+				p.up()
+			}
 			p.answered.Store(true)
 		} else if p.misses.Add(1) >= int32(probeFailures) {
 			p.alive.Store(false)

@@ -27,8 +27,11 @@ func TestPathsOnDemand(t *testing.T) {
 	e1, e2, e3 := cp.AddEdgeNode(t, "od-1"), cp.AddEdgeNode(t, "od-2"), cp.AddEdgeNode(t, "od-3")
 	relays := []v1.RelayNode{{NodeName: e1.Name, AdvertiseAddress: []string{e1.IP.String()}}}
 	cloud, edge := []string{"10.244.0.0/16", "fd00:244::/32"}, []string{"10.245.0.0/16", "fd00:245::/32"}
-	ip2, ip3 := netip.MustParseAddr("10.245.21.2"), netip.MustParseAddr("10.245.22.2")
-	pod2 := addPod(t, cp, e2, "odb", ip2, netip.MustParseAddr("fd00:245:21::2"))
+	// od-2's pod in the cloud segment, od-3's in the edge segment: traffic
+	// between them goes through the TUN and the tunnel (pods of one
+	// segment would meet on the underlay).
+	ip2, ip3 := netip.MustParseAddr("10.244.21.2"), netip.MustParseAddr("10.245.22.2")
+	pod2 := addPod(t, cp, e2, "odb", ip2, netip.MustParseAddr("fd00:244:21::2"))
 	addPod(t, cp, e3, "odc", ip3, netip.MustParseAddr("fd00:245:22::2"))
 	var agents []*testutil.Agent
 	for _, e := range []*cluster.EdgeNode{e1, e2, e3} {
