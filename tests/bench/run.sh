@@ -31,4 +31,9 @@ EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin
 	go test -count=1 -timeout 10m -run TestBenchHostileMember -v ./tests/bench/dataplane 2>&1 \
 	| grep -vE '^\s*(I|W|E)[0-9]{4} |^\s*(=== RUN|--- PASS)|^PASS|^ok' || true
 echo
+echo "=== bench cold path: paths on demand, pod A's first ping over an idle path against the warm pings after it"
+EDGELINK_BENCH=1 BENCH_JSON="$PWD/bench-results.json" EDGELINK_BIN_DIR="$PWD/bin" \
+	go test -count=1 -timeout 10m -run TestBenchColdPath -v ./tests/bench/dataplane 2>&1 \
+	| grep -vE '^\s*(I|W|E)[0-9]{4} |^\s*(=== RUN|--- PASS)|^PASS|^ok' || true
+echo
 echo "results: bench-results.json"
