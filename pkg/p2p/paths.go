@@ -389,7 +389,7 @@ type peerLoop struct {
 	ctx context.Context
 
 	probes map[network.Conn]*probeRun
-	pwg    sync.WaitGroup // the probes' goroutines
+	pwg    sync.WaitGroup // the probes' goroutines and wakeOnProof's
 
 	dial, upgrade, toTCP backoff
 	upgrading            atomic.Bool
@@ -402,7 +402,25 @@ type peerLoop struct {
 	// wake runs the next round at once instead of at the next tick: for
 	// a path on demand, when a dial succeeded or a connection started
 	// answering, so that the first packets wait for no tick.
-	wake chan struct{}
+	wake      chan struct{}
+	proofWait atomic.Bool // a wakeOnProof goroutine runs
+}
+
+// wakeOnProof runs a round as soon as the gate has judged p's proof (a
+// path on demand: the packets waiting for it should not wait for the
+// tick), unless such a wait is on already.
+func (l *peerLoop) wakeOnProof(p peer.ID) {
+	if !l.proofWait.CompareAndSwap(false, true) {
+		return
+	}
+	l.pwg.Add(1)
+	go func() { // routineProofWait; ends with the gate's deadline or the loop
+		defer l.pwg.Done()
+		defer l.proofWait.Store(false)
+		if _, err := l.m.h.Gate.WaitMember(l.ctx, p); err == nil {
+			l.wakeUp()
+		}
+	}()
 }
 
 // wakeUp asks for a round now (never blocks).
@@ -449,6 +467,9 @@ func (l *peerLoop) step(now time.Time) (idle bool) {
 	best := l.choose()
 	if !proven {
 		best = nil
+		if m.onDemand(t) && len(conns) > 0 {
+			l.wakeOnProof(t.ID)
+		}
 	}
 	leader := m.h.ID() < t.ID
 	// A path on demand is dialed at once by the side that wants it: the
