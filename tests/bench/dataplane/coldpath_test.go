@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/edgelink/edgelink/tests/bench/report"
-	"github.com/edgelink/edgelink/tests/testutil"
 )
 
 // TestBenchColdPath measures paths on demand (modules.tunnel.pathIdleTimeout)
@@ -18,15 +17,7 @@ import (
 // answers) against the median of the pings that follow on the warm path.
 // The ratio of the two is the cold path's cost in warm round trips.
 func TestBenchColdPath(t *testing.T) {
-	if os.Getenv("EDGELINK_BENCH") == "" {
-		t.Skip("benchmark: run through `make bench` (EDGELINK_BENCH=1)")
-	}
-	testutil.RequireRoot(t)
-	Sweep(false)
-	runs := 3
-	if os.Getenv("BENCH_QUICK") != "" {
-		runs = 1
-	}
+	runs := startBench(t, 3)
 	c := edgelinkCase{pathIdle: "5m"}
 	var cold, warm, ratio []float64
 	for r := 1; r <= runs; r++ {

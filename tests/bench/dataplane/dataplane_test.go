@@ -41,6 +41,22 @@ func TestMain(m *testing.M) {
 	os.Exit(testutil.Main(m))
 }
 
+// startBench skips t unless it runs under `make bench` (EDGELINK_BENCH=1),
+// needs root, sweeps what killed runs left, and returns the number of
+// runs: full, or 1 with BENCH_QUICK=1.
+func startBench(t *testing.T, full int) int {
+	t.Helper()
+	if os.Getenv("EDGELINK_BENCH") == "" {
+		t.Skip("benchmark: run through `make bench` (EDGELINK_BENCH=1)")
+	}
+	testutil.RequireRoot(t)
+	Sweep(false)
+	if os.Getenv("BENCH_QUICK") != "" {
+		return 1
+	}
+	return full
+}
+
 // metric is one reported quantity of a Sample.
 type metric struct {
 	key, kind, unit string
@@ -61,19 +77,11 @@ var metrics = []metric{
 }
 
 func TestBenchDataplane(t *testing.T) {
-	if os.Getenv("EDGELINK_BENCH") == "" {
-		t.Skip("benchmark: run through `make bench` (EDGELINK_BENCH=1)")
-	}
-	testutil.RequireRoot(t)
+	runs := startBench(t, 3)
 	for _, tool := range []string{"ip", "iperf3", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (Debian: apt-get install --no-install-recommends iperf3 iputils-ping iproute2)", tool)
 		}
-	}
-	Sweep(false)
-	runs := 3
-	if os.Getenv("BENCH_QUICK") != "" {
-		runs = 1
 	}
 	selected, err := selectCases(os.Getenv("BENCH_DATAPLANE_CASES"))
 	if err != nil {

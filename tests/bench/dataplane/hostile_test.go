@@ -45,15 +45,7 @@ type memorySample struct {
 // growth of each phase's peak over the baseline beside the absolute
 // figures.
 func TestBenchHostileMember(t *testing.T) {
-	if os.Getenv("EDGELINK_BENCH") == "" {
-		t.Skip("benchmark: run through `make bench` (EDGELINK_BENCH=1)")
-	}
-	testutil.RequireRoot(t)
-	Sweep(false)
-	runs := 2
-	if os.Getenv("BENCH_QUICK") != "" {
-		runs = 1
-	}
+	runs := startBench(t, 2)
 	if n, err := strconv.Atoi(os.Getenv("BENCH_HOSTILE_RUNS")); err == nil && n > 0 {
 		runs = n
 	}
