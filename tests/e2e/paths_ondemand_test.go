@@ -68,8 +68,14 @@ func TestPathsOnDemand(t *testing.T) {
 		}
 		// The pod's route must be in od-2's plan before the ping, or
 		// the ping would fail for another reason than the path.
+		// Both pods' routes must be in the plans before the ping (the
+		// echo and its reply), or it would fail for another reason than
+		// the path.
 		if plan := dataplaneStatus(t, a2).Plan; !strings.Contains(plan, ip3.String()) {
 			return fmt.Errorf("od-3's pod not in od-2's plan yet:\n%s", plan)
+		}
+		if plan := dataplaneStatus(t, agents[2]).Plan; !strings.Contains(plan, ip2.String()) {
+			return fmt.Errorf("od-2's pod not in od-3's plan yet:\n%s", plan)
 		}
 		return nil
 	})
@@ -78,6 +84,10 @@ func TestPathsOnDemand(t *testing.T) {
 		before := dataplaneStatus(t, a2).Stats.DropQueue
 		start := time.Now()
 		if out, err := execIn(pod2, "ping", "-c1", "-W10", ip3.String()); err != nil {
+			for i, a := range agents[1:] {
+				p, perr := pathOf(a, []string{e3.Name, e2.Name}[i])
+				t.Logf("%s: forwarder %+v; path %+v %v", []string{e2.Name, e3.Name}[i], dataplaneStatus(t, a).Stats, p, perr)
+			}
 			t.Fatalf("the first ping over an idle path: %v\n%s", err, out)
 		}
 		t.Logf("first ping over an idle path answered in %s", time.Since(start).Round(time.Millisecond))
