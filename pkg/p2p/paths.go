@@ -279,18 +279,19 @@ func (m *PathManager) SetTargets(targets []Target) {
 		}
 	}
 	for node, t := range want {
+		onDemand := m.onDemand(&t)
 		pp, ok := m.peers[node]
 		if ok {
 			pp.target.Store(&t)
 		} else {
 			path := PathNone
-			if m.onDemand(&t) {
+			if onDemand {
 				path = PathIdle
 			}
 			pp = newPeerPath(t, path)
 			m.peers[node] = pp
 		}
-		if !m.onDemand(&t) {
+		if !onDemand {
 			m.startLocked(pp)
 		}
 	}
@@ -446,7 +447,7 @@ func (l *peerLoop) step(now time.Time) (idle bool) {
 	m, t := l.m, l.pp.target.Load()
 	conns := m.h.Network().ConnsToPeer(t.ID)
 	if m.onDemand(t) {
-		if packetStreams(conns) > 0 {
+		if m.packetStreams(conns) > 0 {
 			l.pp.used.Store(now.UnixNano())
 		}
 		if since := now.Add(-m.opts.IdleTimeout); time.Unix(0, l.pp.used.Load()).Before(since) && m.retire(l.ctx, l.pp, since) {
@@ -506,12 +507,13 @@ func (l *peerLoop) letGo(now time.Time) {
 	l.pp.mu.Unlock()
 }
 
-// packetStreams counts the packet streams open on conns, either way.
-func packetStreams(conns []network.Conn) int {
+// packetStreams counts the packet streams (of the versions the host
+// speaks) open on conns, either way.
+func (m *PathManager) packetStreams(conns []network.Conn) int {
 	n := 0
 	for _, c := range conns {
 		for _, s := range c.GetStreams() {
-			if p := s.Protocol(); p == PacketsProtocol || p == PacketsProtocolV1 {
+			if slices.Contains(m.h.packetVersions, s.Protocol()) {
 				n++
 			}
 		}
