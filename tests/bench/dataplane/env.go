@@ -230,6 +230,13 @@ func (p *Proc) Wait(d time.Duration) bool {
 	}
 }
 
+// StopAll stops every process of ps (Stop, each with grace).
+func StopAll(ps []*Proc, grace time.Duration) {
+	for _, p := range ps {
+		p.Stop(grace)
+	}
+}
+
 // Stop sends SIGTERM, then SIGKILL after grace, and waits for the exit.
 // Safe to call more than once.
 func (p *Proc) Stop(grace time.Duration) {

@@ -55,11 +55,7 @@ func (nebulaCase) Setup(ctx context.Context, env *Env) ([]int, func(), error) {
 		{"b", env.NodeB, nebulaOverlay[1], nebulaOverlay[0], env.PodCIDRB.String(), env.PodCIDRA.String(), env.UnderlayA.String()},
 	}
 	var procs []*Proc
-	stop := func() {
-		for _, p := range procs {
-			p.Stop(3 * time.Second)
-		}
-	}
+	stop := func() { StopAll(procs, 3*time.Second) }
 	var pids []int
 	for _, end := range ends {
 		host := filepath.Join(dir, end.side)

@@ -60,11 +60,7 @@ func (wireguardGoCase) Setup(ctx context.Context, env *Env) ([]int, func(), erro
 		{"b", env.NodeB, privB, pubA, net.JoinHostPort(env.UnderlayA.String(), fmt.Sprint(wgPort)), env.PodCIDRA.String()},
 	}
 	var procs []*Proc
-	stop := func() {
-		for _, p := range procs {
-			p.Stop(3 * time.Second)
-		}
-	}
+	stop := func() { StopAll(procs, 3*time.Second) }
 	var pids []int
 	for _, end := range ends {
 		iface := fmt.Sprintf("%s%d%s%s", wgIfacePrefix, os.Getpid(), end.side, seq)
